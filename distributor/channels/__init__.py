@@ -1,0 +1,58 @@
+"""Channels, registered in one explicit table. Adding a channel means adding its module and a line here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distributor.channels.base import Channel, Context, Job
+from distributor.channels.email import EmailChannel
+from distributor.config import Office, Table
+from distributor.errors import InputError
+
+REGISTRY: dict[str, type[Channel]] = {
+    EmailChannel.name: EmailChannel,
+}
+
+# Names a person may give to ``schedule --channels`` that stand for several channels.
+GROUPS: dict[str, tuple[str, ...]] = {}
+
+
+def parse_channel_tables(table: Table, office: Office) -> dict[str, Any]:
+    settings = {}
+    for name, channel in REGISTRY.items():
+        parsed = channel.configure(table, office)
+        if parsed is not None:
+            settings[name] = parsed
+    table.done()
+    return settings
+
+
+def build(context: Context) -> dict[str, Channel]:
+    return {name: REGISTRY[name](settings, context) for name, settings in context.config.channels.items()}
+
+
+def choose(requested: str | None, configured: dict[str, Any], from_document: tuple[str, ...] | None) -> list[str]:
+    """``--channels email,wire,social`` → channel names; default: the document's list, else every configured one."""
+    if requested is None and from_document is None:
+        return [name for name in REGISTRY if name in configured]
+    words = [w.strip() for w in (requested.split(",") if requested is not None else from_document) if w.strip()]
+    chosen: list[str] = []
+    for word in words:
+        names = GROUPS.get(word, (word,))
+        for name in names:
+            if name not in REGISTRY:
+                raise InputError(f"unknown channel {word!r}; expected some of {', '.join([*REGISTRY, *GROUPS])}",
+                                 where="--channels")
+            if name not in configured:
+                if word in GROUPS:
+                    continue
+                raise InputError(f"channel {name!r} is not configured (add [channels.{name}] to the config)",
+                                 where="--channels")
+            if name not in chosen:
+                chosen.append(name)
+    if not chosen:
+        raise InputError("no configured channel chosen", where="--channels")
+    return chosen
+
+
+__all__ = ["Channel", "Context", "Job", "REGISTRY", "build", "choose", "parse_channel_tables"]

@@ -1,0 +1,115 @@
+"""The channel interface, and the embargo guard every public delivery passes through.
+
+A channel turns a statement into what its targets receive (``render``, once per revision and variant) and hands
+it to its targets (``deliver``, per batch). Callers use :meth:`Channel.send`, never ``deliver`` directly: ``send``
+is where a public channel refuses to act before the embargo, whoever called it.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
+
+from distributor.clock import Clock
+from distributor.config import Config, Table
+from distributor.deliveries import Claimed, Outcome, Result
+from distributor.render import Renderer
+from distributor.statements.model import Statement
+
+log = logging.getLogger("distributor.channels")
+
+EMBARGOED = "embargoed"
+RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What channels get from the running system."""
+
+    config: Config
+    engine: Engine
+    clock: Clock
+    renderer: Renderer
+
+
+@dataclass(frozen=True)
+class Job:
+    """One statement revision as the scheduler hands it to a channel."""
+
+    statement_id: str
+    revision: int
+    statement: Statement
+    embargo: datetime | None
+    send_embargoed_at: datetime | None
+
+
+class Channel(ABC):
+    name: str = ""        # the ``channel`` column of delivery rows
+    public: bool = True   # public channels never act before the embargo
+
+    def __init__(self, settings: Any, context: Context):
+        self.settings = settings
+        self.context = context
+        self.clock = context.clock
+
+    # -- configuration: each channel reads and validates its own table --------------------------------------
+    @classmethod
+    @abstractmethod
+    def configure(cls, channels: Table, config_so_far: Any) -> Any | None:
+        """Parse this channel's part of ``[channels]``; None when it is not configured."""
+
+    # -- planning --------------------------------------------------------------------------------------------
+    @abstractmethod
+    def targets(self, conn: Connection, job: Job) -> Iterable[str]:
+        """Every target of this statement on this channel."""
+
+    def due_at(self, job: Job) -> datetime:
+        return job.embargo if self.public else job.send_embargoed_at
+
+    # -- rendering and delivery ------------------------------------------------------------------------------
+    def variant(self, job: Job, now: datetime) -> str:
+        """Embargoed copies sent after the lift go out as the released version."""
+        if self.public or job.embargo is None or now >= job.embargo:
+            return RELEASED
+        return EMBARGOED
+
+    @abstractmethod
+    def render(self, job: Job, variant: str) -> Any:
+        """What all targets share; called once per (revision, variant)."""
+
+    @abstractmethod
+    def deliver(self, job: Job, rendered: Any, rows: list[Claimed]) -> Iterable[Outcome]:
+        """Hand the rendered statement to each target; one outcome per row."""
+
+    def open(self) -> None:
+        """Open long-lived connections. Channels that hold none need not override it."""
+
+    def close(self) -> None:
+        """Close only what :meth:`open` or :meth:`deliver` opened."""
+
+    # -- the one entry point ---------------------------------------------------------------------------------
+    def send(self, job: Job, rendered: Any, rows: list[Claimed]) -> list[Outcome]:
+        refusal = self.embargo_refusal(job, rows)
+        if refusal is not None:
+            return refusal
+        outcomes = list(self.deliver(job, rendered, rows))
+        missing = {row.id for row in rows} - {o.delivery_id for o in outcomes}
+        outcomes += [Outcome(i, Result.RETRY, f"{self.name}: no outcome reported") for i in sorted(missing)]
+        return outcomes
+
+    def embargo_refusal(self, job: Job, rows: list[Claimed]) -> list[Outcome] | None:
+        """The embargo guard: a public channel refuses every row while the statement is under embargo."""
+        if not self.public:
+            return None
+        now = self.clock.now()
+        if job.embargo is not None and now >= job.embargo:
+            return None
+        log.warning("%s: refused %d deliveries of %s: embargo until %s (now %s)", self.name, len(rows),
+                    job.statement_id, job.embargo, now)
+        return [Outcome(row.id, Result.REFUSED, "refused: embargo", not_before=job.embargo) for row in rows]

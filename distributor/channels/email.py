@@ -1,0 +1,160 @@
+"""The embargoed email: one message per vetted journalist, sent ahead of the embargo.
+
+The MIME body (text and HTML) is rendered and encoded once per revision and variant; per recipient only the
+To, Date and Message-ID headers are made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy import Connection
+
+from distributor import recipients
+from distributor.channels.base import EMBARGOED, Channel, Job
+from distributor.config import Office, Table, positive
+from distributor.deliveries import Claimed, Outcome, Result
+from distributor.transports.base import Envelope, MailTransport
+from distributor.transports.file import MailFolder
+from distributor.transports.smtp import SmtpPool, SmtpSettings
+
+TEMPLATES = {"subject": "email/embargoed.subject.j2", "text": "email/embargoed.txt.j2", "html": "email/embargoed.html.j2"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    transport: str
+    list: str
+    smtp: SmtpSettings
+    directory: Path
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    variant: str
+    subject: str
+    text: str
+    html: str
+    head: bytes   # From, Subject, Reply-To, List-Unsubscribe, MIME-Version, Content-Type: same for everyone
+    body: bytes   # the encoded multipart body
+
+    def message(self, to: str, name: str, message_id: str, date: datetime) -> bytes:
+        """The whole message for one recipient: three headers of its own, the rest shared."""
+        display = _CONTROL.sub(" ", name).strip()[:100]
+        own = (f"To: {formataddr((display, to), charset='utf-8')}\r\n"
+               f"Date: {format_datetime(date)}\r\n"
+               f"Message-ID: {message_id}\r\n").encode("ascii")
+        return own + self.head + b"\r\n" + self.body
+
+
+def one_line(text: str) -> str:
+    """Header text on one line: no CR, LF or other control characters can reach a header."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def message_id(job: Job, address: str, domain: str) -> str:
+    """Deterministic per (statement revision, recipient): a resend is recognisably the same message."""
+    digest = hashlib.sha256(f"{job.statement_id}/{job.revision}/{recipients.key(address)}".encode()).hexdigest()
+    return f"<{job.statement_id}.r{job.revision}.{digest[:24]}@{domain}>"
+
+
+class EmailChannel(Channel):
+    name = "email"
+    public = False
+
+    @classmethod
+    def configure(cls, channels: Table, office: Office) -> EmailSettings:
+        t = channels.table("email")
+        transport = t.get("transport", str, choices=("smtp", "file"))
+        s = t.table("smtp")
+        max_rate = s.get("max_per_second", float, 0.0)
+        smtp = SmtpSettings(
+            host=s.get("host", str, "localhost"),
+            port=s.get("port", int, 25, check=lambda p: p if 0 < p < 65536 else _bad_port(p)),
+            security=s.get("security", str, "none", choices=("none", "starttls", "ssl")),
+            username=s.get("username", str, None),
+            password_env=s.get("password_env", str, None),
+            connections=s.get("connections", int, 4, check=positive),
+            max_per_second=max_rate or None,
+            timeout=s.get("timeout_seconds", float, 30.0, check=positive),
+        )
+        s.done()
+        f = t.table("file")
+        directory = f.path("directory", "../outbox/email")
+        f.done()
+        settings = EmailSettings(transport=transport, list=t.get("list", str, "embargo"), smtp=smtp,
+                                 directory=directory)
+        t.done()
+        return settings
+
+    def __init__(self, settings: EmailSettings, context):
+        super().__init__(settings, context)
+        self.office = context.config.office
+        self.transport: MailTransport = (SmtpPool(settings.smtp) if settings.transport == "smtp"
+                                         else MailFolder(settings.directory))
+
+    def targets(self, conn: Connection, job: Job) -> Iterable[str]:
+        return recipients.eligible(conn, self.settings.list, embargoed=True)
+
+    def render(self, job: Job, variant: str) -> RenderedEmail:
+        renderer = self.context.renderer
+        context = renderer.context(job.statement, job.statement_id, job.embargo, embargoed=variant == EMBARGOED)
+        subject = one_line(renderer.render(TEMPLATES["subject"], **context))
+        text = renderer.render(TEMPLATES["text"], **context)
+        html = renderer.render(TEMPLATES["html"], **context)
+
+        body = EmailMessage(policy=SMTP)
+        body.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+        body.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+        body.set_boundary("=_" + hashlib.sha256(f"{job.statement_id}/{job.revision}/{variant}".encode()).hexdigest()[:32])
+        raw = body.as_bytes(policy=SMTP)
+        mime_head, _, encoded = raw.partition(b"\r\n\r\n")
+
+        office = self.office
+        head = (SMTP.fold("From", formataddr((one_line(office.name), office.from_addr), charset="utf-8"))
+                + SMTP.fold("Subject", subject)
+                + SMTP.fold("Reply-To", office.reply_to)
+                + SMTP.fold("List-Unsubscribe", f"<mailto:{office.unsubscribe_mailto}?subject=unsubscribe>")
+                ).encode("ascii") + mime_head + b"\r\n"
+        return RenderedEmail(variant, subject, text, html, head, encoded)
+
+    def open(self) -> None:
+        self.transport.open()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def deliver(self, job: Job, rendered: RenderedEmail, rows: list[Claimed]) -> Iterable[Outcome]:
+        addresses = [row.target for row in rows]
+        with self.context.engine.connect() as conn:
+            names = recipients.names(conn, self.settings.list, addresses)
+            suppressed = recipients.is_suppressed(conn, addresses)
+        now = self.clock.now()
+        outcomes: list[Outcome] = []
+        envelopes: list[Envelope] = []
+        ids: dict[int, str] = {}
+        for row in rows:
+            if recipients.key(row.target) in suppressed:
+                outcomes.append(Outcome(row.id, Result.CANCELLED, "unsubscribed"))
+                continue
+            mid = message_id(job, row.target, self.office.domain)
+            ids[row.id] = mid
+            data = rendered.message(row.target, names.get(row.target, ""), mid, now)
+            envelopes.append(Envelope(row.id, self.office.from_addr, row.target, data, mid))
+        for handed in self.transport.send_many(envelopes):
+            outcomes.append(Outcome(handed.key, handed.result, handed.detail, remote_id=ids[handed.key],
+                                    variant=rendered.variant))
+        return outcomes
+
+
+def _bad_port(port: int) -> int:
+    raise ValueError(f"expected a port from 1 to 65535, got {port}")

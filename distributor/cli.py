@@ -1,0 +1,420 @@
+"""Command line: parse arguments, call one function, print. A user's mistake is one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import io
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from distributor import __version__, channels as channel_registry, config as config_module, deliveries, recipients, workflow
+from distributor.clock import Clock, iso_z
+from distributor.config import Config
+from distributor.errors import ConfigError, InputError, UserError
+from distributor.render import Renderer, when
+from distributor.statements import parse_file
+from distributor.statements.times import parse_instant
+from distributor.store import connect, init_schema
+from distributor.store.engine import schema_is_current
+
+log = logging.getLogger("distributor")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+@dataclass
+class App:
+    config: Config
+    engine: Engine
+    clock: Clock
+
+    def context(self) -> channel_registry.Context:
+        return channel_registry.Context(self.config, self.engine, self.clock,
+                                        Renderer(self.config.paths.templates, self.config.office))
+
+
+def open_app(args, require_schema: bool = True) -> App:
+    config = config_module.load(config_module.config_path(args.config))
+    engine = connect(config.database_url)
+    if require_schema:
+        try:
+            current = schema_is_current(engine)
+        except (OperationalError, ProgrammingError) as exc:
+            raise ConfigError(f"database.url: cannot open the database ({exc.orig})", where=str(config.path)) from None
+        if not current:
+            raise ConfigError("the database schema is missing or old; run 'distributor init'",
+                              where=str(config.path))
+    return App(config, engine, Clock())
+
+
+def actor(args) -> str:
+    name = getattr(args, "by", None)
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "cli"
+
+
+def parse_time(value: str | None, option: str):
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise InputError(str(exc), where=option) from None
+
+
+# -- commands -------------------------------------------------------------------------------------------------
+
+def cmd_init(args) -> int:
+    app = open_app(args, require_schema=False)
+    revision = init_schema(app.engine)
+    print(f"database ready at schema revision {revision}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    app = open_app(args)
+    rejected = 0
+    for name in args.files:
+        path = Path(name)
+        try:
+            statement = parse_file(path)
+            with app.engine.begin() as conn:
+                result = workflow.import_statement(conn, statement, str(path), actor(args), app.clock.now())
+        except UserError as exc:
+            print(f"distributor: {exc}", file=sys.stderr)
+            rejected += 1
+            continue
+        print(result.id)
+        if result.changed and not result.created:
+            print(f"distributor: {result.id}: new revision {result.revision}"
+                  + ("; the approval is revoked, approve it again" if result.approval_revoked else "")
+                  + (f"; {result.cancelled} unsent deliveries of the old revision cancelled" if result.cancelled else ""),
+                  file=sys.stderr)
+    return 2 if rejected else 0
+
+
+def statement_view(conn, statement_id: str) -> dict:
+    row = workflow.get(conn, statement_id)
+    document = workflow.content(conn, statement_id, row["revision"])
+    data = document.to_dict()
+    data.pop("source_format")
+    return {
+        "id": statement_id, "kind": document.kind, "title": document.title, "date": data["date"],
+        "reference": document.reference, "serial": document.serial,
+        "embargo": iso_z(row["embargo"] or document.embargo), "body": list(document.body),
+        "contacts": document.contacts, "classification": document.classification, "summary": document.summary,
+        "status": row["status"], "revision": row["revision"], "approved_by": row["approved_by"],
+        "approved_at": iso_z(row["approved_at"]), "send_embargoed_at": iso_z(row["send_embargoed_at"]),
+        "released_at": iso_z(row["released_at"]), "channels": row["channels"],
+    }
+
+
+def cmd_show(args) -> int:
+    app = open_app(args)
+    with app.engine.connect() as conn:
+        view = statement_view(conn, args.id)
+    if args.format == "json":
+        print(json.dumps(view, ensure_ascii=False, indent=2))
+        return 0
+    office = app.config.office
+    lines = [f"{view['id']}  [{view['status']}, revision {view['revision']}]", "",
+             f"{view['kind']} · {view['date'] or 'no date'} · {view['reference'] or 'no reference'}"
+             + (f" · {view['serial']}" if view["serial"] else ""), "", view["title"], "=" * min(len(view["title"]), 78)]
+    if view["embargo"]:
+        embargo = parse_instant(view["embargo"])
+        lines += ["", f"Embargo: {when(embargo)}", f"         {when(embargo, office.timezone)}"]
+    if view["approved_by"]:
+        lines.append(f"Approved by {view['approved_by']} at {view['approved_at']}")
+    if view["send_embargoed_at"]:
+        lines.append(f"Embargoed copies from {view['send_embargoed_at']} via {', '.join(view['channels'] or [])}")
+    lines.append("")
+    for paragraph in view["body"]:
+        lines += [paragraph, ""]
+    if view["classification"]:
+        lines += [view["classification"], ""]
+    if view["contacts"]:
+        lines += [view["contacts"]]
+    print("\n".join(lines).rstrip())
+    return 0
+
+
+def cmd_list(args) -> int:
+    app = open_app(args)
+    with app.engine.connect() as conn:
+        rows = workflow.listing(conn)
+    items = [{"id": r["id"], "status": r["status"], "revision": r["revision"], "title": r["content"]["title"],
+              "embargo": iso_z(r["embargo"]) or r["content"].get("embargo"), "created_at": iso_z(r["created_at"])}
+             for r in rows]
+    if args.format == "json":
+        print(json.dumps(items, ensure_ascii=False, indent=2))
+    else:
+        table(["id", "status", "embargo", "title"], [[i["id"], i["status"], i["embargo"] or "-", i["title"][:60]]
+                                                    for i in items])
+    return 0
+
+
+def cmd_approve(args) -> int:
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        row = workflow.approve(conn, args.id, args.by, app.clock.now())
+    print(f"{args.id}: approved by {row['approved_by']} (revision {row['revision']})")
+    return 0
+
+
+def cmd_schedule(args) -> int:
+    app = open_app(args)
+    embargo = parse_time(args.embargo, "--embargo")
+    send_at = parse_time(args.send_embargoed_at, "--send-embargoed-at")
+    context = app.context()
+    built = channel_registry.build(context)
+    with app.engine.begin() as conn:
+        row = workflow.get(conn, args.id)
+        document = workflow.content(conn, args.id, row["revision"])
+        chosen = channel_registry.choose(args.channels, app.config.channels, document.channels)
+        row = workflow.schedule(conn, args.id, actor(args), app.clock.now(), embargo=embargo,
+                                send_embargoed_at=send_at, channels={n: built[n].public for n in chosen})
+    office = app.config.office
+    print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
+          f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}")
+    return 0
+
+
+def cmd_withdraw(args) -> int:
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        workflow.withdraw(conn, args.id, args.by, app.clock.now(), args.reason)
+    print(f"{args.id}: withdrawn")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from distributor.dispatch import Dispatcher
+    from distributor.scheduler import Runner
+
+    app = open_app(args)
+    context = app.context()
+    runner = Runner(Dispatcher(context, channel_registry.build(context)))
+    return runner.run(exit_when_idle=args.exit_when_idle)
+
+
+LOG_FIELDS = ["statement", "revision", "channel", "target", "status", "attempts", "error", "due_at", "sent_at",
+              "late_seconds", "variant", "remote_id", "next_attempt_at"]
+
+
+def log_record(row: dict) -> dict:
+    late = (row["sent_at"] - row["due_at"]).total_seconds() if row["sent_at"] else None
+    return {
+        "statement": row["statement"], "revision": row["revision"], "channel": row["channel"],
+        "target": row["target"], "status": row["status"], "attempts": row["attempts"], "error": row["error"],
+        "due_at": iso_z(row["due_at"]), "sent_at": iso_z(row["sent_at"]),
+        "late_seconds": round(late, 3) if late is not None else None, "variant": row["variant"],
+        "after_lift": bool(row["sent_at"] and row["embargo"] and row["sent_at"] >= row["embargo"]),
+        "remote_id": row["remote_id"],
+        "next_attempt_at": iso_z(row["next_attempt_at"]) if row["status"] in deliveries.CLAIMABLE else None,
+    }
+
+
+def cmd_log(args) -> int:
+    app = open_app(args)
+    with app.engine.connect() as conn:
+        if args.id:
+            workflow.get(conn, args.id)
+        records = (log_record(r) for r in deliveries.log_rows(conn, args.id))
+        if args.format == "json":
+            print(json.dumps(list(records), ensure_ascii=False, indent=2))
+        elif args.format == "csv":
+            writer = csv.DictWriter(sys.stdout, fieldnames=[*LOG_FIELDS, "after_lift"], lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(records)
+        else:
+            counts: dict[str, int] = {}
+            rows = []
+            for r in records:
+                counts[r["status"]] = counts.get(r["status"], 0) + 1
+                note = r["error"] or ("after the lift, as released" if r["variant"] == "released"
+                                      and r["channel"] == "email" else "")
+                rows.append([r["statement"], r["channel"], r["target"], r["status"], str(r["attempts"]),
+                             r["sent_at"] or "-", (note or "")[:70]])
+            table(["statement", "channel", "target", "status", "tries", "sent_at", "note"], rows)
+            print()
+            print("total " + str(sum(counts.values())) + ": "
+                  + ", ".join(f"{status} {counts[status]}" for status in sorted(counts)) if counts else "no deliveries")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    app = open_app(args)
+    with app.engine.connect() as conn:
+        events = workflow.audit_trail(conn, args.id)
+    items = [{"at": iso_z(e["at"]), "actor": e["actor"], "action": e["action"], "statement": e["statement_id"],
+              "revision": e["revision"], "detail": json.loads(e["detail"]) if e["detail"] else {}} for e in events]
+    if args.format == "json":
+        print(json.dumps(items, ensure_ascii=False, indent=2))
+    else:
+        table(["at", "actor", "action", "statement", "detail"],
+              [[i["at"], i["actor"], i["action"], i["statement"] or "-",
+                ", ".join(f"{k}={v}" for k, v in i["detail"].items())[:80]] for i in items])
+    return 0
+
+
+def cmd_recipients_import(args) -> int:
+    app = open_app(args)
+    path = Path(args.file)
+    with app.engine.begin() as conn:
+        report = recipients.import_csv(conn, path, args.list, app.clock.now(), strict=args.strict)
+    for line in report.rejected:
+        print(line, file=sys.stderr)
+    print(report.summary(path, args.list))
+    return 0
+
+
+def cmd_recipients_unsubscribe(args) -> int:
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        changed = recipients.unsubscribe(conn, args.email, actor(args), app.clock.now())
+        if changed:
+            workflow.record(conn, workflow.Action.UNSUBSCRIBED, actor(args), app.clock.now(), email=args.email)
+    print(f"{args.email}: " + ("suppressed for all future mail" if changed else "was already suppressed"))
+    return 0
+
+
+def cmd_recipients_list(args) -> int:
+    app = open_app(args)
+    with app.engine.connect() as conn:
+        rows = recipients.listing(conn, args.list)
+    items = [{"list": r["list_name"], "email": r["email"], "name": r["name"], "outlet": r["outlet"],
+              "embargo_ok": r["embargo_ok"], "language": r["language"], "tags": r["tags"],
+              "suppressed": r["suppressed_at"] is not None} for r in rows]
+    if args.format == "json":
+        print(json.dumps(items, ensure_ascii=False, indent=2))
+    else:
+        table(["list", "email", "name", "outlet", "embargo_ok", "suppressed"],
+              [[i["list"], i["email"], i["name"], i["outlet"], "yes" if i["embargo_ok"] else "no",
+                "yes" if i["suppressed"] else ""] for i in items])
+    return 0
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
+    out = io.StringIO()
+    out.write("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip() + "\n")
+    for row in rows:
+        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+    sys.stdout.write(out.getvalue())
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="distributor", description="Embargoed press-release distribution.")
+    parser.add_argument("--config", help="config file (default: $DISTRIBUTOR_CONFIG or config/distributor.toml)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    parser.add_argument("--version", action="version", version=f"distributor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("init", help="create or upgrade the database schema (safe to repeat)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("import", help="import statement files (.txt or .md); prints one id per line")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--by", help="who imports (default: the login name)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("show", help="show one statement")
+    p.add_argument("id")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("list", help="list statements, newest first")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("approve", help="approve the current revision of a statement")
+    p.add_argument("id")
+    p.add_argument("--by", required=True, help="the approver's name")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("schedule", help="schedule an approved statement under embargo")
+    p.add_argument("id")
+    p.add_argument("--embargo", metavar="TIME", help="2026-10-15T00:01+01:00 or '2026-10-15 00:01 Europe/London' "
+                                                    "(default: the embargo in the document)")
+    p.add_argument("--send-embargoed-at", metavar="TIME", help="when embargoed copies go out (default: now)")
+    p.add_argument("--channels", help="comma-separated channels (default: every configured channel)")
+    p.add_argument("--by", help="who schedules (default: the login name)")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("withdraw", help="withdraw a statement before release; unsent deliveries are cancelled")
+    p.add_argument("id")
+    p.add_argument("--by", required=True)
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_withdraw)
+
+    p = sub.add_parser("run", help="run the scheduler: deliver what is due, lift embargoes")
+    p.add_argument("--exit-when-idle", action="store_true",
+                   help="exit once nothing is pending, sending, retrying or scheduled")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("log", help="the delivery log: one row per channel and target")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("audit", help="the audit trail: who imported, approved, scheduled, withdrew what")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_audit)
+
+    r = sub.add_parser("recipients", help="recipient lists").add_subparsers(dest="recipients_command", required=True,
+                                                                           parser_class=Parser)
+    p = r.add_parser("import", help="import a CSV file into a list")
+    p.add_argument("file", metavar="FILE.csv")
+    p.add_argument("--list", required=True, help="the list's name")
+    p.add_argument("--strict", action="store_true", help="reject the whole file if any row is rejected")
+    p.set_defaults(func=cmd_recipients_import)
+    p = r.add_parser("unsubscribe", help="suppress an address for all future mail")
+    p.add_argument("email")
+    p.add_argument("--by")
+    p.set_defaults(func=cmd_recipients_unsubscribe)
+    p = r.add_parser("list", help="list recipients")
+    p.add_argument("--list")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_recipients_list)
+    return parser
+
+
+def setup_logging(level: int) -> None:
+    levels = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+    logging.basicConfig(level=levels[max(-1, min(1, level))], stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if level < 1 else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"distributor: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""The one source of "now". Tests and the embargo guard use a controllable clock."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Clock:
+    """Wall clock, aware UTC."""
+
+    def now(self) -> datetime:
+        return utcnow()
+
+
+class FixedClock(Clock):
+    """A clock that stands still until moved. For tests and dry runs."""
+
+    def __init__(self, at: datetime):
+        if at.tzinfo is None:
+            raise ValueError("FixedClock needs an aware datetime")
+        self._at = at.astimezone(timezone.utc)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._at
+
+    def set(self, at: datetime) -> None:
+        with self._lock:
+            self._at = at.astimezone(timezone.utc)
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._at += timedelta(seconds=seconds)
+
+
+def require_aware(value: datetime, what: str = "time") -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware")
+    return value.astimezone(timezone.utc)
+
+
+def iso_z(value: datetime | None) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SSZ`` or None."""
+    if value is None:
+        return None
+    return require_aware(value).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,242 @@
+"""config/distributor.toml → frozen dataclasses. Every error names its key.
+
+Channel tables (``[channels.*]``) are declared and validated by each channel's own module;
+this module only provides the :class:`Table` reader they use.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+
+from distributor.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/distributor.toml")
+_MISSING = object()
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+
+
+class Table:
+    """One TOML table, read key by key. Call :meth:`done` to reject keys nobody asked for."""
+
+    def __init__(self, data: Any, key: str, source: Path):
+        self.key = key
+        self.source = source
+        if not isinstance(data, dict):
+            raise self.error(None, "expected a table")
+        self.data = data
+        self._seen: set[str] = set()
+
+    @property
+    def base(self) -> Path:
+        return self.source.parent
+
+    def name_of(self, name: str | None) -> str:
+        if name is None:
+            return self.key
+        return f"{self.key}.{name}" if self.key else name
+
+    def error(self, name: str | None, message: str) -> ConfigError:
+        return ConfigError(f"{self.name_of(name)}: {message}", where=str(self.source))
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def get(self, name: str, kind: type | tuple = str, default: Any = _MISSING, *,
+            choices: tuple | None = None, check: Callable[[Any], Any] | None = None) -> Any:
+        self._seen.add(name)
+        if name not in self.data:
+            if default is _MISSING:
+                raise self.error(name, "required key is missing")
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = any(isinstance(value, k) and not (k in (int, float) and isinstance(value, bool)) for k in kinds)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            raise self.error(name, f"expected {expected}, got {value!r}")
+        if choices is not None and value not in choices:
+            raise self.error(name, f"expected one of {', '.join(map(str, choices))}, got {value!r}")
+        if check is not None:
+            try:
+                value = check(value)
+            except (ValueError, TypeError) as exc:
+                raise self.error(name, str(exc)) from None
+        return value
+
+    def path(self, name: str, default: str) -> Path:
+        raw = self.get(name, str, default)
+        return (self.base / raw).resolve() if not os.path.isabs(raw) else Path(raw)
+
+    def table(self, name: str) -> "Table":
+        self._seen.add(name)
+        return Table(self.data.get(name, {}), self.name_of(name), self.source)
+
+    def tables(self, name: str) -> list["Table"]:
+        """An array of tables (``[[name]]``); a single table is accepted as a list of one."""
+        self._seen.add(name)
+        raw = self.data.get(name, [])
+        if isinstance(raw, dict):
+            raw = [raw]
+        if not isinstance(raw, list):
+            raise self.error(name, "expected an array of tables")
+        return [Table(item, f"{self.name_of(name)}[{i}]", self.source) for i, item in enumerate(raw)]
+
+    def done(self) -> None:
+        for name in self.data:
+            if name not in self._seen:
+                raise self.error(name, "unknown key")
+
+
+def zone(value: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"expected an IANA time zone such as Europe/London, got {value!r}") from None
+
+
+def email_address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"expected an email address, got {value!r} ({exc})") from None
+
+
+def positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Office:
+    name: str
+    timezone: ZoneInfo
+    also_show: tuple[ZoneInfo, ...]
+    from_addr: str
+    reply_to: str
+    unsubscribe_mailto: str
+    public_url: str
+    language: str
+
+    def public_link(self, statement_id: str) -> str:
+        if "{id}" in self.public_url:
+            return self.public_url.replace("{id}", statement_id)
+        return self.public_url + statement_id
+
+    @property
+    def domain(self) -> str:
+        return self.from_addr.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class Paths:
+    templates: Path
+    recipients: Path
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    retry_first_seconds: float = 30.0
+    retry_max_seconds: float = 900.0
+    max_attempts: int = 8
+    batch_size: int = 500
+    lease_seconds: float = 300.0
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after the given number of attempts (1 → first retry)."""
+        return min(self.retry_first_seconds * 2 ** max(attempts - 1, 0), self.retry_max_seconds)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    office: Office
+    paths: Paths
+    database_url: str
+    delivery: DeliveryPolicy
+    channels: dict[str, Any] = field(default_factory=dict)  # channel name -> its parsed settings
+
+
+def resolve_database_url(url: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        rest = url[len(prefix):]
+        db_path, sep, query = rest.partition("?")
+        if db_path and db_path != ":memory:" and not os.path.isabs(db_path):
+            return prefix + str((base / db_path).resolve()) + sep + query
+    return url
+
+
+def config_path(cli_value: str | None) -> Path:
+    """``--config`` wins over ``DISTRIBUTOR_CONFIG``, which wins over the default."""
+    return Path(cli_value or os.environ.get("DISTRIBUTOR_CONFIG") or DEFAULT_CONFIG)
+
+
+def load(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config file not found (use --config PATH or DISTRIBUTOR_CONFIG)", where=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", where=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", where=str(path)) from None
+    path = path.resolve()
+    root = Table(raw, "", path)
+
+    o = root.table("office")
+    from_addr = o.get("from", check=email_address)
+    reply_to = o.get("reply_to", str, from_addr, check=email_address)
+    office = Office(
+        name=o.get("name"),
+        timezone=o.get("timezone", check=zone),
+        also_show=tuple(zone(z) for z in o.get("also_show", list, [], check=_zone_list)),
+        from_addr=from_addr,
+        reply_to=reply_to,
+        unsubscribe_mailto=o.get("unsubscribe_mailto", str, reply_to, check=email_address),
+        public_url=o.get("public_url", str, "https://press.example.org/statements/{id}"),
+        language=o.get("language", str, "en"),
+    )
+    o.done()
+
+    p = root.table("paths")
+    paths = Paths(templates=p.path("templates", "../templates"), recipients=p.path("recipients", "../recipients"))
+    p.done()
+
+    d = root.table("database")
+    database_url = resolve_database_url(d.get("url"), path.parent)
+    d.done()
+
+    r = root.table("delivery")
+    delivery = DeliveryPolicy(
+        retry_first_seconds=r.get("retry_first_seconds", float, 30.0, check=positive),
+        retry_max_seconds=r.get("retry_max_seconds", float, 900.0, check=positive),
+        max_attempts=int(r.get("max_attempts", int, 8, check=positive)),
+        batch_size=int(r.get("batch_size", int, 500, check=positive)),
+        lease_seconds=r.get("lease_seconds", float, 300.0, check=positive),
+    )
+    r.done()
+
+    from distributor.channels import parse_channel_tables  # channels declare their own tables
+
+    channels = parse_channel_tables(root.table("channels"), office)
+    root.done()
+    return Config(path=path, office=office, paths=paths, database_url=database_url, delivery=delivery, channels=channels)
+
+
+def _zone_list(value: list) -> list:
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"expected a list of IANA zone names, got {item!r}")
+        zone(item)
+    return value

@@ -1,0 +1,301 @@
+"""The delivery state machine: plan, claim, record, retry. Every transition lives here.
+
+    pending ──claim──▶ sending ──▶ sent
+    retrying ─claim─▶    │     ──▶ retrying (next attempt persisted, backoff)
+                         │     ──▶ failed
+                         │     ──▶ pending  (refused by the embargo guard: next attempt at the embargo)
+    any unsent ──────────────────▶ cancelled
+    sending past its lease ──claim──▶ sending (a crashed worker's rows are taken over)
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Iterable, Iterator
+
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+
+from distributor.config import DeliveryPolicy
+from distributor.store.schema import attempts, deliveries, plans, statements
+
+
+class DeliveryStatus(str, Enum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value, DeliveryStatus.RETRYING.value)
+CLAIMABLE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+
+
+class Result(str, Enum):
+    """What a channel says about one target. The state machine turns it into a status."""
+
+    SENT = "sent"            # the remote side accepted it
+    RETRY = "retry"          # temporary refusal for this target (SMTP 4xx, HTTP 429/5xx, timeout)
+    FAILED = "failed"        # permanent refusal for this target
+    TRANSPORT = "transport"  # the session failed (login, MAIL FROM, relay down): retry, never exhausts
+    REFUSED = "refused"      # the embargo guard: not yet, try again at the embargo
+    CANCELLED = "cancelled"  # no longer wanted (suppressed, withdrawn)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    statement_id: str
+    revision: int
+    channel: str
+    target: str
+    attempts: int
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    result: Result
+    detail: str | None = None
+    remote_id: str | None = None
+    retry_after: float | None = None     # seconds, from the remote side (Retry-After)
+    not_before: datetime | None = None   # REFUSED: the embargo
+    variant: str | None = None           # what was sent: "embargoed" or "released"
+
+
+@dataclass
+class Batch:
+    """Rows claimed by one worker in one go."""
+
+    token: str
+    rows: list[Claimed] = field(default_factory=list)
+
+
+def plan(conn: Connection, statement_id: str, revision: int, channel: str, targets: Iterable[str],
+         due_at: datetime, now: datetime, chunk: int = 2000) -> int | None:
+    """One delivery row per target; once per (statement, revision, channel). None if already planned."""
+    exists = conn.execute(select(plans.c.targets).where(
+        plans.c.statement_id == statement_id, plans.c.revision == revision, plans.c.channel == channel)).first()
+    if exists is not None:
+        return None
+    total = 0
+    buffer: list[dict] = []
+    seen: set[str] = set()
+    for target in targets:
+        if target in seen:
+            continue
+        seen.add(target)
+        buffer.append({"statement_id": statement_id, "revision": revision, "channel": channel, "target": target,
+                       "status": DeliveryStatus.PENDING.value, "attempts": 0, "due_at": due_at,
+                       "next_attempt_at": due_at, "updated_at": now})
+        if len(buffer) >= chunk:
+            conn.execute(insert(deliveries), buffer)
+            total += len(buffer)
+            buffer = []
+    if buffer:
+        conn.execute(insert(deliveries), buffer)
+        total += len(buffer)
+    conn.execute(insert(plans).values(statement_id=statement_id, revision=revision, channel=channel,
+                                      targets=total, planned_at=now))
+    return total
+
+
+def is_planned(conn: Connection, statement_id: str, revision: int, channel: str) -> bool:
+    return conn.execute(select(plans.c.targets).where(
+        plans.c.statement_id == statement_id, plans.c.revision == revision, plans.c.channel == channel)).first() is not None
+
+
+def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: dict[str, datetime],
+                     now: datetime) -> None:
+    """Move rows not yet sent to their channel's new due time; cancel rows of channels no longer chosen."""
+    unsent = [deliveries.c.statement_id == statement_id, deliveries.c.revision == revision,
+              deliveries.c.status.in_(CLAIMABLE)]
+    for channel, due_at in due.items():
+        conn.execute(update(deliveries).where(*unsent, deliveries.c.channel == channel).values(
+            due_at=due_at, next_attempt_at=due_at, updated_at=now))
+    conn.execute(update(deliveries).where(*unsent, deliveries.c.channel.not_in(list(due))).values(
+        status=DeliveryStatus.CANCELLED.value, last_error="channel dropped by reschedule", updated_at=now))
+
+
+def _claimable(channel: str, now: datetime):
+    live = select(statements.c.id).where(
+        statements.c.status.in_(("scheduled", "released")),
+        statements.c.approved_revision == deliveries.c.revision,
+        statements.c.id == deliveries.c.statement_id,
+    ).exists()
+    return and_(
+        deliveries.c.channel == channel,
+        or_(and_(deliveries.c.status.in_(CLAIMABLE), deliveries.c.next_attempt_at <= now),
+            and_(deliveries.c.status == DeliveryStatus.SENDING.value, deliveries.c.lease_until < now)),
+        live,
+    )
+
+
+def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int, lease_seconds: float) -> Batch:
+    """Atomically take up to ``limit`` due rows of a channel. A row is never held by two workers at once."""
+    token = f"{worker}/{uuid.uuid4().hex[:12]}"
+    candidates = select(deliveries.c.id).where(_claimable(channel, now)).order_by(
+        deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=deliveries)
+    ids = [r[0] for r in conn.execute(candidates)]
+    if not ids:
+        return Batch(token)
+    conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now)).values(
+        status=DeliveryStatus.SENDING.value, claimed_by=token, lease_until=now + timedelta(seconds=lease_seconds),
+        updated_at=now))
+    rows = conn.execute(select(
+        deliveries.c.id, deliveries.c.statement_id, deliveries.c.revision, deliveries.c.channel, deliveries.c.target,
+        deliveries.c.attempts, deliveries.c.due_at,
+    ).where(deliveries.c.claimed_by == token).order_by(deliveries.c.id))
+    return Batch(token, [Claimed(*r) for r in rows])
+
+
+def record(conn: Connection, batch: Batch, outcomes: Iterable[Outcome], policy: DeliveryPolicy, now: datetime,
+           worker: str) -> dict[Result, int]:
+    """Write each outcome as a status change plus one attempt row. Rows no longer held by this batch are left alone."""
+    by_id = {row.id: row for row in batch.rows}
+    updates: list[dict] = []
+    attempt_rows: list[dict] = []
+    counts: dict[Result, int] = {}
+    for outcome in outcomes:
+        row = by_id.get(outcome.delivery_id)
+        if row is None:
+            continue
+        counts[outcome.result] = counts.get(outcome.result, 0) + 1
+        change = _transition(row, outcome, policy, now)
+        change["b_id"] = row.id
+        updates.append(change)
+        attempt_rows.append({"delivery_id": row.id, "at": now, "outcome": _attempt_label(outcome),
+                             "detail": outcome.detail, "worker": worker})
+    if updates:
+        statement = update(deliveries).where(
+            deliveries.c.id == bindparam("b_id"), deliveries.c.claimed_by == batch.token,
+            deliveries.c.status == DeliveryStatus.SENDING.value,
+        ).values({key: bindparam(key) for key in _COLUMNS})
+        conn.execute(statement, [{**_EMPTY, **u} for u in updates])
+        conn.execute(insert(attempts), attempt_rows)
+    return counts
+
+
+_COLUMNS = ("status", "attempts", "last_error", "next_attempt_at", "sent_at", "remote_id", "variant",
+            "lease_until", "claimed_by", "updated_at")
+_EMPTY = dict.fromkeys(_COLUMNS)
+
+
+def _attempt_label(outcome: Outcome) -> str:
+    return "refused" if outcome.result is Result.REFUSED else outcome.result.value
+
+
+def _transition(row: Claimed, outcome: Outcome, policy: DeliveryPolicy, now: datetime) -> dict:
+    attempts_made = row.attempts + 1
+    base = {"attempts": attempts_made, "updated_at": now, "lease_until": None, "claimed_by": None,
+            "next_attempt_at": now, "last_error": outcome.detail, "sent_at": None, "remote_id": None,
+            "variant": None}
+    result = outcome.result
+    if result is Result.SENT:
+        return {**base, "status": DeliveryStatus.SENT.value, "sent_at": now, "remote_id": outcome.remote_id,
+                "last_error": None, "variant": outcome.variant}
+    if result is Result.REFUSED:
+        return {**base, "status": DeliveryStatus.PENDING.value, "attempts": row.attempts,
+                "next_attempt_at": outcome.not_before or now}
+    if result is Result.CANCELLED:
+        return {**base, "status": DeliveryStatus.CANCELLED.value, "attempts": row.attempts}
+    if result is Result.FAILED or (result is Result.RETRY and attempts_made >= policy.max_attempts):
+        detail = outcome.detail if result is Result.FAILED else f"gave up after {attempts_made} attempts: {outcome.detail}"
+        return {**base, "status": DeliveryStatus.FAILED.value, "last_error": detail}
+    wait = max(policy.backoff(attempts_made), outcome.retry_after or 0)
+    return {**base, "status": DeliveryStatus.RETRYING.value, "next_attempt_at": now + timedelta(seconds=wait)}
+
+
+def cancel_unsent(conn: Connection, statement_id: str, now: datetime, reason: str,
+                  before_revision: int | None = None, channel: str | None = None, target: str | None = None) -> int:
+    """Cancel what has not gone out yet. Rows being sent right now finish; their outcome is still recorded."""
+    condition = [deliveries.c.statement_id == statement_id, deliveries.c.status.in_(CLAIMABLE)]
+    if before_revision is not None:
+        condition.append(deliveries.c.revision < before_revision)
+    if channel is not None:
+        condition.append(deliveries.c.channel == channel)
+    if target is not None:
+        condition.append(deliveries.c.target == target)
+    return conn.execute(update(deliveries).where(*condition).values(
+        status=DeliveryStatus.CANCELLED.value, last_error=reason, updated_at=now)).rowcount
+
+
+def cancel_target(conn: Connection, channel: str, target: str, now: datetime, reason: str) -> int:
+    return conn.execute(update(deliveries).where(
+        deliveries.c.channel == channel, deliveries.c.target == target, deliveries.c.status.in_(CLAIMABLE),
+    ).values(status=DeliveryStatus.CANCELLED.value, last_error=reason, updated_at=now)).rowcount
+
+
+def sent_embargoed(conn: Connection, statement_id: str) -> list[tuple[int, str]]:
+    """(revision, channel) pairs of copies that went out under embargo."""
+    return [tuple(r) for r in conn.execute(select(deliveries.c.revision, deliveries.c.channel).where(
+        deliveries.c.statement_id == statement_id, deliveries.c.status == DeliveryStatus.SENT.value,
+        deliveries.c.variant == "embargoed").distinct())]
+
+
+def active_count(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(deliveries).where(
+        deliveries.c.status.in_(ACTIVE))).scalar_one()
+
+
+def next_attempts(conn: Connection, limit: int = 100) -> list[datetime]:
+    """The soonest instants at which a pending or retrying row becomes due (for precise date jobs)."""
+    return [r[0] for r in conn.execute(select(deliveries.c.next_attempt_at).where(
+        deliveries.c.status.in_(CLAIMABLE)).group_by(deliveries.c.next_attempt_at)
+        .order_by(deliveries.c.next_attempt_at).limit(limit))]
+
+
+def complete_plans(conn: Connection, now: datetime) -> list[dict]:
+    """Mark plans with nothing left to do as complete; returns them with their final counts."""
+    open_plans = conn.execute(select(plans).where(plans.c.completed_at.is_(None))).mappings().all()
+    done = []
+    for p in open_plans:
+        counts = status_counts(conn, p["statement_id"], p["revision"], p["channel"])
+        if not any(counts.get(s, 0) for s in ACTIVE):
+            conn.execute(update(plans).where(
+                plans.c.statement_id == p["statement_id"], plans.c.revision == p["revision"],
+                plans.c.channel == p["channel"], plans.c.completed_at.is_(None)).values(completed_at=now))
+            done.append({**dict(p), "counts": counts})
+    return done
+
+
+def status_counts(conn: Connection, statement_id: str | None = None, revision: int | None = None,
+                  channel: str | None = None) -> dict[str, int]:
+    query = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+    if statement_id is not None:
+        query = query.where(deliveries.c.statement_id == statement_id)
+    if revision is not None:
+        query = query.where(deliveries.c.revision == revision)
+    if channel is not None:
+        query = query.where(deliveries.c.channel == channel)
+    return {status: n for status, n in conn.execute(query)}
+
+
+def log_rows(conn: Connection, statement_id: str | None = None) -> Iterator[dict]:
+    query = select(
+        deliveries.c.statement_id.label("statement"), deliveries.c.revision, deliveries.c.channel,
+        deliveries.c.target, deliveries.c.status, deliveries.c.attempts, deliveries.c.last_error.label("error"),
+        deliveries.c.due_at, deliveries.c.sent_at, deliveries.c.remote_id, deliveries.c.variant,
+        deliveries.c.next_attempt_at, statements.c.embargo,
+    ).join(statements, statements.c.id == deliveries.c.statement_id).order_by(
+        deliveries.c.statement_id, deliveries.c.revision, deliveries.c.channel, deliveries.c.id)
+    if statement_id is not None:
+        query = query.where(deliveries.c.statement_id == statement_id)
+    for row in conn.execute(query).mappings():
+        yield dict(row)
+
+
+def attempt_rows(conn: Connection, statement_id: str) -> list[dict]:
+    return [dict(r) for r in conn.execute(select(
+        deliveries.c.channel, deliveries.c.target, attempts.c.at, attempts.c.outcome, attempts.c.detail,
+        attempts.c.worker).join(deliveries, deliveries.c.id == attempts.c.delivery_id).where(
+        deliveries.c.statement_id == statement_id).order_by(attempts.c.at, attempts.c.id)).mappings()]
+
+

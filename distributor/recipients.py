@@ -1,0 +1,196 @@
+"""Recipient lists: CSV import with email-validator, and suppression (unsubscribe) that no import lifts."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+
+from distributor import deliveries
+from distributor.errors import InputError
+from distributor.progress import Progress
+from distributor.store.schema import recipients, suppressions
+
+COLUMNS = ("email", "name", "outlet", "embargo_ok", "language", "tags")
+TRUE = {"yes", "true", "1", "y"}
+FALSE = {"no", "false", "0", "n", ""}
+CHUNK = 1000
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[str] = field(default_factory=list)  # "FILE:LINE: reason"
+
+    def summary(self, path: Path, list_name: str) -> str:
+        return (f"{path}: list {list_name}: {self.added} added, {self.updated} updated, "
+                f"{self.unchanged} unchanged, {len(self.rejected)} rejected")
+
+
+def normalise(email: str) -> str:
+    """The address as email-validator normalises it; raises ValueError with the reason."""
+    try:
+        return validate_email(email.strip(), check_deliverability=False, allow_smtputf8=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def key(email: str) -> str:
+    return email.lower()
+
+
+def read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """(line, row) for good rows, (line, reason) for rejected ones. Raises InputError for an unreadable file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("file not found", where=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", where=str(path)) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the CSV as UTF-8",
+                         where=f"{path}:{line}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if "email" not in header:
+        raise InputError(f"no 'email' column; expected a header with {', '.join(COLUMNS)}", where=f"{path}:1")
+    unknown = [h for h in header if h not in COLUMNS]
+    if unknown:
+        raise InputError(f"unknown column {unknown[0]!r}; expected some of {', '.join(COLUMNS)}", where=f"{path}:1")
+    reader.fieldnames = header
+    seen: dict[str, int] = {}
+    previous_line = 1
+    for raw in reader:
+        line = previous_line + 1
+        previous_line = reader.line_num
+        if None in raw:
+            yield line, f"{len(header) + len(raw[None])} fields, expected {len(header)}"
+            continue
+        values = {k: (v or "").strip() for k, v in raw.items()}
+        if not any(values.values()):
+            continue
+        try:
+            email = normalise(values["email"])
+        except ValueError as exc:
+            yield line, f"email {values['email']!r}: {exc}"
+            continue
+        flag = values.get("embargo_ok", "").lower()
+        if flag not in TRUE | FALSE:
+            yield line, f"embargo_ok {values['embargo_ok']!r}: expected yes/no/true/false/1/0 or blank"
+            continue
+        if key(email) in seen:
+            yield line, f"duplicate of line {seen[key(email)]} ({email})"
+            continue
+        seen[key(email)] = line
+        yield line, {"email": email, "email_key": key(email), "name": values.get("name", ""),
+                     "outlet": values.get("outlet", ""), "embargo_ok": flag in TRUE,
+                     "language": values.get("language", ""), "tags": values.get("tags", "")}
+
+
+def import_csv(conn: Connection, path: Path, list_name: str, now: datetime, strict: bool = False) -> ImportReport:
+    """Upsert every valid row of the file into the list, in the caller's transaction."""
+    if not list_name.strip():
+        raise InputError("--list needs a name", where="--list")
+    report = ImportReport()
+    chunk: list[dict] = []
+    with Progress(f"importing {path.name}") as progress:
+        for line, row in read_csv(path):
+            if isinstance(row, str):
+                report.rejected.append(f"{path}:{line}: {row}")
+                if strict:
+                    raise InputError(f"{row} (--strict rejects the whole file)", where=f"{path}:{line}")
+                continue
+            chunk.append(row)
+            if len(chunk) >= CHUNK:
+                _upsert(conn, list_name, chunk, now, report)
+                progress.advance(len(chunk))
+                chunk = []
+        if chunk:
+            _upsert(conn, list_name, chunk, now, report)
+            progress.advance(len(chunk))
+    return report
+
+
+_FIELDS = ("email", "name", "outlet", "embargo_ok", "language", "tags")
+
+
+def _upsert(conn: Connection, list_name: str, rows: list[dict], now: datetime, report: ImportReport) -> None:
+    existing = {r.email_key: r for r in conn.execute(select(recipients).where(
+        recipients.c.list_name == list_name, recipients.c.email_key.in_([r["email_key"] for r in rows])))}
+    new, changed = [], []
+    for row in rows:
+        old = existing.get(row["email_key"])
+        if old is None:
+            new.append({**row, "list_name": list_name, "created_at": now, "updated_at": now})
+        elif any(getattr(old, f) != row[f] for f in _FIELDS):
+            changed.append({**{f: row[f] for f in _FIELDS}, "b_id": old.id, "updated_at": now})
+        else:
+            report.unchanged += 1
+    if new:
+        conn.execute(insert(recipients), new)
+        report.added += len(new)
+    if changed:
+        conn.execute(update(recipients).where(recipients.c.id == bindparam("b_id")).values(
+            {f: bindparam(f) for f in (*_FIELDS, "updated_at")}), changed)
+        report.updated += len(changed)
+
+
+def unsubscribe(conn: Connection, email: str, actor: str, now: datetime, reason: str = "unsubscribed") -> bool:
+    """Suppress an address for all future mail; cancels its unsent email. False if it was already suppressed."""
+    try:
+        address = normalise(email)
+    except ValueError as exc:
+        raise InputError(f"{email!r} is not an email address ({exc})", where="EMAIL") from None
+    if conn.execute(select(suppressions.c.email_key).where(suppressions.c.email_key == key(address))).first():
+        return False
+    conn.execute(insert(suppressions).values(email_key=key(address), reason=reason, actor=actor, created_at=now))
+    deliveries.cancel_target(conn, "email", address, now, reason="unsubscribed")
+    return True
+
+
+def is_suppressed(conn: Connection, emails: list[str]) -> set[str]:
+    keys = [key(e) for e in emails]
+    return {r[0] for r in conn.execute(select(suppressions.c.email_key).where(suppressions.c.email_key.in_(keys)))}
+
+
+def eligible(conn: Connection, list_name: str, embargoed: bool = True) -> Iterator[str]:
+    """Addresses on the list that may receive mail (embargo-vetted when ``embargoed``), streamed."""
+    query = select(recipients.c.email).where(
+        recipients.c.list_name == list_name,
+        ~select(suppressions.c.email_key).where(suppressions.c.email_key == recipients.c.email_key).exists(),
+    ).order_by(recipients.c.id).execution_options(yield_per=CHUNK)
+    if embargoed:
+        query = query.where(recipients.c.embargo_ok.is_(True))
+    for row in conn.execute(query):
+        yield row[0]
+
+
+def names(conn: Connection, list_name: str, emails: list[str]) -> dict[str, str]:
+    rows = conn.execute(select(recipients.c.email, recipients.c.name).where(
+        recipients.c.list_name == list_name, recipients.c.email_key.in_([key(e) for e in emails])))
+    return {email: name for email, name in rows}
+
+
+def listing(conn: Connection, list_name: str | None = None) -> list[dict]:
+    query = select(recipients, suppressions.c.created_at.label("suppressed_at")).outerjoin(
+        suppressions, suppressions.c.email_key == recipients.c.email_key).order_by(
+        recipients.c.list_name, recipients.c.email_key)
+    if list_name:
+        query = query.where(recipients.c.list_name == list_name)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def count(conn: Connection, list_name: str) -> int:
+    return conn.execute(select(func.count()).select_from(recipients).where(
+        recipients.c.list_name == list_name)).scalar_one()

@@ -1,0 +1,91 @@
+"""The parsed statement: what every format becomes, what gets hashed, approved and rendered."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+
+from distributor.clock import iso_z
+
+ID_MAX = 60
+
+
+@dataclass(frozen=True)
+class Statement:
+    title: str
+    body: tuple[str, ...]
+    kind: str = "Press Release"
+    date: date | None = None
+    reference: str | None = None
+    serial: str | None = None
+    embargo: datetime | None = None  # aware UTC, from the document itself
+    contacts: str = ""
+    classification: str | None = None
+    summary: str | None = None
+    body_html: str | None = None  # Markdown statements carry their own safe HTML
+    channels: tuple[str, ...] | None = None
+    language: str | None = None
+    located: str | None = None
+    source_format: str = field(default="text", compare=False)
+
+    @property
+    def id(self) -> str:
+        return statement_id(self.reference, self.date, self.title)
+
+    def first_sentence(self) -> str:
+        """The summary, else the first sentence of the first body paragraph."""
+        if self.summary:
+            return self.summary
+        for paragraph in self.body:
+            if not paragraph.startswith("- "):
+                match = re.match(r"(.+?[.!?。！？])(\s|$)", paragraph)
+                return match.group(1) if match else paragraph
+        return ""
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["body"] = list(self.body)
+        data["channels"] = list(self.channels) if self.channels is not None else None
+        data["date"] = self.date.isoformat() if self.date else None
+        data["embargo"] = iso_z(self.embargo)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Statement":
+        data = dict(data)
+        data["body"] = tuple(data["body"])
+        if data.get("channels") is not None:
+            data["channels"] = tuple(data["channels"])
+        if data.get("date"):
+            data["date"] = date.fromisoformat(data["date"])
+        if data.get("embargo"):
+            data["embargo"] = datetime.fromisoformat(data["embargo"].replace("Z", "+00:00"))
+        return cls(**data)
+
+    def content_hash(self) -> str:
+        """Hash of the parsed content, so that a CRLF copy of a file is the same statement."""
+        data = self.to_dict()
+        data.pop("source_format")
+        canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def slug(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
+
+
+def statement_id(reference: str | None, issued: date | None, title: str) -> str:
+    """``AI Index ASA 17/013/2002`` → ``asa-17-013-2002``; no reference → ``YYYY-MM-DD-title-slug``."""
+    if reference:
+        stripped = re.sub(r"^\s*(?:AI\s+Index\b:?|Index\s*:)\s*", "", reference, flags=re.IGNORECASE)
+        ref_slug = slug(stripped)
+        if ref_slug:
+            return ref_slug[:ID_MAX].strip("-")
+    if issued is None:
+        raise ValueError("a statement needs a reference or a date to get an id")
+    return f"{issued.isoformat()}-{slug(title)}"[:ID_MAX].strip("-")

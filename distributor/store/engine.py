@@ -1,0 +1,77 @@
+"""Engine set-up (SQLite pragmas) and schema creation/upgrade through Alembic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from distributor.errors import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def connect(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
+            db_file = url.removeprefix("sqlite:///").partition("?")[0]
+            if db_file and db_file != ":memory:" and url.startswith("sqlite:///"):
+                Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise ConfigError(f"database.url: cannot use {url!r} ({exc})") from None
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy issue BEGIN itself so that writes take the lock up front (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    # BEGIN IMMEDIATE: a transaction that will write holds the write lock from its start, so two
+    # workers never both read a row as claimable and then both claim it.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def init_schema(engine: Engine) -> str:
+    """Create or upgrade the schema to the newest revision; safe to repeat. Returns the revision."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        command.upgrade(alembic_config(engine), "head")
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise ConfigError(f"database.url: cannot open the database ({exc.orig})") from None
+
+
+def schema_is_current(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head

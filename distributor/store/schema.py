@@ -1,0 +1,141 @@
+"""SQLAlchemy Core tables. Every change here comes with an Alembic migration in ``migrations/versions``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+                        UniqueConstraint)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC in, aware UTC out, on SQLite (which stores naive text) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s",
+})
+
+statements = Table(
+    "statements", metadata,
+    Column("id", String(80), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("approved_revision", Integer),
+    Column("approved_hash", String(64)),
+    Column("approved_by", String(200)),
+    Column("approved_at", UTCDateTime),
+    Column("embargo", UTCDateTime),
+    Column("send_embargoed_at", UTCDateTime),
+    Column("channels", JSON),
+    Column("released_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+revisions = Table(
+    "revisions", metadata,
+    Column("statement_id", String(80), ForeignKey("statements.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("content", JSON, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("imported_by", String(200), nullable=False),
+    Column("imported_at", UTCDateTime, nullable=False),
+)
+
+recipients = Table(
+    "recipients", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("list_name", String(100), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False),
+    Column("name", String(200), nullable=False, default=""),
+    Column("outlet", String(200), nullable=False, default=""),
+    Column("embargo_ok", Boolean, nullable=False, default=False),
+    Column("language", String(35), nullable=False, default=""),
+    Column("tags", String(500), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("list_name", "email_key", name="uq_recipients_list_email"),
+)
+
+suppressions = Table(
+    "suppressions", metadata,
+    Column("email_key", String(320), primary_key=True),
+    Column("reason", String(200), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row per (statement, revision, channel) once its targets have been planned.
+plans = Table(
+    "plans", metadata,
+    Column("statement_id", String(80), ForeignKey("statements.id"), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("channel", String(80), primary_key=True),
+    Column("targets", Integer, nullable=False),
+    Column("planned_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("statement_id", String(80), ForeignKey("statements.id"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("channel", String(80), nullable=False),
+    Column("target", String(500), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime),
+    Column("claimed_by", String(100)),
+    Column("sent_at", UTCDateTime),
+    Column("remote_id", String(500)),
+    Column("variant", String(16)),  # what was actually sent: "embargoed" or "released"
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("statement_id", "revision", "channel", "target", name="uq_deliveries_target"),
+    Index("ix_deliveries_due", "status", "channel", "next_attempt_at"),
+)
+
+attempts = Table(
+    "attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+    Column("worker", String(100), nullable=False),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("statement_id", String(80), index=True),
+    Column("revision", Integer),
+    Column("detail", Text),
+)

@@ -1,0 +1,207 @@
+"""SMTP with a small pool of persistent connections.
+
+Per message: MAIL FROM, RCPT TO, DATA, with the reply codes read one by one, so that a refused recipient is
+never counted as sent. A session-level failure (refused login, refused MAIL FROM, relay down) is a transport
+fault for the messages it touched, not a failure of each recipient.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import smtplib
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable
+
+from distributor.deliveries import Result
+from distributor.errors import ConfigError
+from distributor.transports.base import Envelope, Handed, RateLimit
+
+log = logging.getLogger("distributor.smtp")
+IDLE_CHECK_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    security: str = "none"        # none | starttls | ssl
+    username: str | None = None
+    password_env: str | None = None
+    connections: int = 4
+    max_per_second: float | None = None
+    timeout: float = 30.0
+
+
+class SessionFault(Exception):
+    """The SMTP session cannot carry mail: every message it would carry is retried later."""
+
+
+class Dropped(Exception):
+    """The connection went away in the middle of a message."""
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(text.split())}"
+
+
+class SmtpPool:
+    def __init__(self, settings: SmtpSettings):
+        self.settings = settings
+        self.password = None
+        if settings.password_env:
+            self.password = os.environ.get(settings.password_env)
+            if self.password is None:
+                raise ConfigError(f"channels.email.smtp.password_env: environment variable "
+                                  f"{settings.password_env} is not set")
+        self._idle: queue.SimpleQueue[tuple[smtplib.SMTP, float]] = queue.SimpleQueue()
+        self._rate = RateLimit(settings.max_per_second)
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- connections -----------------------------------------------------------------------------------------
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            if s.security == "ssl":
+                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl.create_default_context())
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            conn.ehlo_or_helo_if_needed()
+            if s.security == "starttls":
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if s.username:
+                conn.login(s.username, self.password or "")
+            return conn
+        except smtplib.SMTPAuthenticationError as exc:
+            raise SessionFault(f"login refused: {_reply(exc.smtp_code, exc.smtp_error)}") from None
+        except smtplib.SMTPResponseException as exc:
+            raise SessionFault(f"session refused: {_reply(exc.smtp_code, exc.smtp_error)}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise SessionFault(f"cannot connect to {s.host}:{s.port}: {exc}") from None
+
+    def _checkout(self) -> smtplib.SMTP:
+        """An idle connection (checked with NOOP if it sat for a while), else a new one."""
+        while True:
+            try:
+                conn, last_used = self._idle.get_nowait()
+            except queue.Empty:
+                return self._connect()
+            if time.monotonic() - last_used < IDLE_CHECK_SECONDS:
+                return conn
+            try:
+                if conn.noop()[0] == 250:
+                    return conn
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._discard(conn)
+
+    def _checkin(self, conn: smtplib.SMTP) -> None:
+        self._idle.put((conn, time.monotonic()))
+
+    @staticmethod
+    def _discard(conn: smtplib.SMTP | None) -> None:
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
+    def open(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.settings.connections, thread_name_prefix="smtp")
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._discard(self._idle.get_nowait()[0])
+            except queue.Empty:
+                break
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # -- sending ---------------------------------------------------------------------------------------------
+    def send_many(self, envelopes: list[Envelope]) -> Iterable[Handed]:
+        if not envelopes:
+            return []
+        self.open()
+        lanes = min(self.settings.connections, len(envelopes))
+        slices = [envelopes[i::lanes] for i in range(lanes)]
+        results: list[Handed] = []
+        for part in self._executor.map(self._send_slice, slices):
+            results.extend(part)
+        return results
+
+    def _send_slice(self, envelopes: list[Envelope]) -> list[Handed]:
+        results: list[Handed] = []
+        conn: smtplib.SMTP | None = None
+        fault: str | None = None
+        for envelope in envelopes:
+            if fault is not None:
+                results.append(Handed(envelope.key, Result.TRANSPORT, fault))
+                continue
+            try:
+                if conn is None:
+                    conn = self._checkout()
+                self._rate.wait()
+                result, detail = self._send_one(conn, envelope)
+                results.append(Handed(envelope.key, result, detail))
+            except SessionFault as exc:
+                fault = str(exc)
+                log.warning("SMTP transport fault: %s", fault)
+                self._discard(conn)
+                conn = None
+                results.append(Handed(envelope.key, Result.TRANSPORT, fault))
+            except Dropped as exc:
+                self._discard(conn)
+                conn = None
+                results.append(Handed(envelope.key, Result.RETRY, str(exc)))
+        if conn is not None:
+            self._checkin(conn)
+        return results
+
+    def _send_one(self, conn: smtplib.SMTP, envelope: Envelope) -> tuple[Result, str | None]:
+        try:
+            code, text = conn.mail(envelope.sender)
+            if code == 421:
+                raise Dropped(f"MAIL FROM: {_reply(code, text)}")
+            if code != 250:
+                self._reset(conn)
+                raise SessionFault(f"MAIL FROM refused: {_reply(code, text)}")
+            code, text = conn.rcpt(envelope.recipient)
+            if code == 421:
+                raise Dropped(f"RCPT TO: {_reply(code, text)}")
+            if code not in (250, 251):
+                self._reset(conn)
+                return _classify(code), f"RCPT TO: {_reply(code, text)}"
+            try:
+                code, text = conn.data(envelope.data)
+            except smtplib.SMTPDataError as exc:
+                code, text = exc.smtp_code, exc.smtp_error
+            if code == 250:
+                return Result.SENT, None
+            if code == 421:
+                raise Dropped(f"DATA: {_reply(code, text)}")
+            self._reset(conn)
+            return _classify(code), f"DATA: {_reply(code, text)}"
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
+            raise Dropped(f"connection lost: {exc}") from None
+
+    @staticmethod
+    def _reset(conn: smtplib.SMTP) -> None:
+        try:
+            conn.rset()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise Dropped(f"RSET failed: {exc}") from None
+
+
+def _classify(code: int) -> Result:
+    return Result.RETRY if 400 <= code < 500 else Result.FAILED

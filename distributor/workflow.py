@@ -1,0 +1,228 @@
+"""The statement state machine and its audit trail. Every transition lives here.
+
+    draft ──approve──▶ approved ──schedule──▶ scheduled ──lift──▶ released
+      ▲                    │                      │
+      └──── new revision ──┴──────────────────────┘         withdraw: any state before released
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from distributor import deliveries
+from distributor.errors import InputError, StateError
+from distributor.statements.model import Statement
+from distributor.store.schema import audit, revisions, statements
+
+
+class StatementStatus(str, Enum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    RELEASED = "released"
+    WITHDRAWN = "withdrawn"
+
+
+S = StatementStatus
+TRANSITIONS: dict[StatementStatus, frozenset[StatementStatus]] = {
+    S.DRAFT: frozenset({S.APPROVED, S.WITHDRAWN, S.DRAFT}),
+    S.APPROVED: frozenset({S.SCHEDULED, S.DRAFT, S.WITHDRAWN}),
+    S.SCHEDULED: frozenset({S.SCHEDULED, S.RELEASED, S.DRAFT, S.WITHDRAWN}),
+    S.RELEASED: frozenset(),
+    S.WITHDRAWN: frozenset({S.DRAFT}),
+}
+
+
+class Action(str, Enum):
+    IMPORTED = "imported"
+    REVISED = "revised"
+    APPROVAL_REVOKED = "approval_revoked"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    RELEASED = "released"
+    WITHDRAWN = "withdrawn"
+    PLANNED = "planned"
+    DELIVERED = "delivered"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    id: str
+    revision: int
+    created: bool
+    changed: bool
+    approval_revoked: bool
+    cancelled: int
+
+
+def record(conn: Connection, action: Action, actor: str, at: datetime, statement_id: str | None = None,
+           revision: int | None = None, **detail) -> None:
+    conn.execute(insert(audit).values(
+        at=at, actor=actor, action=action.value, statement_id=statement_id, revision=revision,
+        detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True) if detail else None))
+
+
+def get(conn: Connection, statement_id: str) -> dict:
+    row = conn.execute(select(statements).where(statements.c.id == statement_id)).mappings().first()
+    if row is None:
+        raise InputError(f"no statement with id {statement_id!r} (see 'distributor list')", where="ID")
+    return dict(row)
+
+
+def content(conn: Connection, statement_id: str, revision: int) -> Statement:
+    data = conn.execute(select(revisions.c.content).where(
+        revisions.c.statement_id == statement_id, revisions.c.number == revision)).scalar_one()
+    return Statement.from_dict(data)
+
+
+def _move(conn: Connection, row: dict, to: StatementStatus, at: datetime, **fields) -> None:
+    current = StatementStatus(row["status"])
+    if to not in TRANSITIONS[current]:
+        raise StateError(f"statement {row['id']} is {current.value}; it cannot become {to.value}", where=row["id"])
+    result = conn.execute(update(statements).where(
+        statements.c.id == row["id"], statements.c.status == current.value, statements.c.revision == row["revision"],
+    ).values(status=to.value, updated_at=at, **fields))
+    if result.rowcount != 1:
+        raise StateError(f"statement {row['id']} changed while this command ran; try again", where=row["id"])
+
+
+def import_statement(conn: Connection, statement: Statement, source: str, actor: str, at: datetime) -> ImportResult:
+    statement_id = statement.id
+    digest = statement.content_hash()
+    row = conn.execute(select(statements).where(statements.c.id == statement_id)).mappings().first()
+    if row is None:
+        conn.execute(insert(statements).values(
+            id=statement_id, status=S.DRAFT.value, revision=1, created_at=at, updated_at=at))
+        _add_revision(conn, statement_id, 1, statement, digest, source, actor, at)
+        record(conn, Action.IMPORTED, actor, at, statement_id, 1, source=source, hash=digest)
+        return ImportResult(statement_id, 1, created=True, changed=True, approval_revoked=False, cancelled=0)
+
+    row = dict(row)
+    current_hash = conn.execute(select(revisions.c.content_hash).where(
+        revisions.c.statement_id == statement_id, revisions.c.number == row["revision"])).scalar_one()
+    if current_hash == digest:
+        return ImportResult(statement_id, row["revision"], created=False, changed=False, approval_revoked=False,
+                            cancelled=0)
+    if row["status"] == S.RELEASED.value:
+        raise StateError(f"statement {statement_id} is already released; a changed file cannot replace it "
+                         f"(issue a correction under a new reference)", where=source)
+    revision = row["revision"] + 1
+    was_approved = row["approved_revision"] is not None
+    _add_revision(conn, statement_id, revision, statement, digest, source, actor, at)
+    _move(conn, row, S.DRAFT, at, revision=revision, approved_revision=None, approved_hash=None, approved_by=None,
+          approved_at=None)
+    cancelled = deliveries.cancel_unsent(conn, statement_id, at, reason=f"superseded by revision {revision}",
+                                         before_revision=revision)
+    record(conn, Action.REVISED, actor, at, statement_id, revision, source=source, hash=digest, cancelled=cancelled)
+    if was_approved:
+        record(conn, Action.APPROVAL_REVOKED, actor, at, statement_id, revision,
+               reason="content changed", approved_by=row["approved_by"])
+    return ImportResult(statement_id, revision, created=False, changed=True, approval_revoked=was_approved,
+                        cancelled=cancelled)
+
+
+def _add_revision(conn, statement_id, number, statement, digest, source, actor, at) -> None:
+    conn.execute(insert(revisions).values(
+        statement_id=statement_id, number=number, content_hash=digest, content=statement.to_dict(),
+        source=source, imported_by=actor, imported_at=at))
+
+
+def approve(conn: Connection, statement_id: str, by: str, at: datetime) -> dict:
+    if not by.strip():
+        raise InputError("--by needs the approver's name", where="--by")
+    row = get(conn, statement_id)
+    if row["status"] != S.DRAFT.value:
+        raise StateError(f"statement {statement_id} is {row['status']}; only a draft can be approved", where=statement_id)
+    digest = conn.execute(select(revisions.c.content_hash).where(
+        revisions.c.statement_id == statement_id, revisions.c.number == row["revision"])).scalar_one()
+    _move(conn, row, S.APPROVED, at, approved_revision=row["revision"], approved_hash=digest, approved_by=by,
+          approved_at=at)
+    record(conn, Action.APPROVED, by, at, statement_id, row["revision"], hash=digest)
+    return get(conn, statement_id)
+
+
+def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, embargo: datetime | None,
+             send_embargoed_at: datetime | None, channels: dict[str, bool]) -> dict:
+    """``channels`` maps each chosen channel to whether it is public (due at the embargo)."""
+    row = get(conn, statement_id)
+    if row["status"] not in (S.APPROVED.value, S.SCHEDULED.value):
+        raise StateError(f"statement {statement_id} is {row['status']}; approve it first "
+                         f"('distributor approve {statement_id} --by NAME')", where=statement_id)
+    document = content(conn, statement_id, row["revision"])
+    embargo = embargo or document.embargo
+    if embargo is None:
+        raise InputError("no embargo given and none found in the statement; use --embargo TIME", where="--embargo")
+    if embargo <= at:
+        raise InputError(f"the embargo {embargo:%Y-%m-%d %H:%M:%S} UTC is in the past", where="--embargo")
+    send_at = send_embargoed_at or at
+    if send_at >= embargo:
+        raise InputError("embargoed copies must go out before the embargo", where="--send-embargoed-at")
+
+    sent = deliveries.sent_embargoed(conn, statement_id)
+    if any(revision == row["revision"] for revision, _ in sent):
+        raise StateError(f"embargoed copies of {statement_id} have already gone out; it cannot be scheduled again "
+                         f"(moving an embargo needs notices to every holder)", where=statement_id)
+    if sent and row["embargo"] is not None and row["embargo"] != embargo:
+        raise StateError(f"journalists already hold {statement_id} under the embargo "
+                         f"{row['embargo']:%Y-%m-%d %H:%M} UTC; it cannot be moved", where="--embargo")
+    if row["status"] == S.SCHEDULED.value:
+        due = {name: embargo if public else send_at for name, public in channels.items()}
+        deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at)
+    _move(conn, row, S.SCHEDULED, at, embargo=embargo, send_embargoed_at=send_at, channels=list(channels))
+    record(conn, Action.SCHEDULED, actor, at, statement_id, row["revision"], embargo=embargo,
+           send_embargoed_at=send_at, channels=list(channels))
+    return get(conn, statement_id)
+
+
+def withdraw(conn: Connection, statement_id: str, actor: str, at: datetime, reason: str) -> dict:
+    row = get(conn, statement_id)
+    if row["status"] == S.RELEASED.value:
+        raise StateError(f"statement {statement_id} is already public; it cannot be withdrawn", where=statement_id)
+    _move(conn, row, S.WITHDRAWN, at)
+    cancelled = deliveries.cancel_unsent(conn, statement_id, at, reason=f"withdrawn: {reason}")
+    record(conn, Action.WITHDRAWN, actor, at, statement_id, row["revision"], reason=reason, cancelled=cancelled)
+    return get(conn, statement_id)
+
+
+def release(conn: Connection, row: dict, actor: str, at: datetime) -> None:
+    _move(conn, row, S.RELEASED, at, released_at=at)
+    record(conn, Action.RELEASED, actor, at, row["id"], row["revision"], embargo=row["embargo"],
+           late_seconds=round((at - row["embargo"]).total_seconds(), 3))
+
+
+def due_for_release(conn: Connection, now: datetime) -> list[dict]:
+    return [dict(r) for r in conn.execute(select(statements).where(
+        statements.c.status == S.SCHEDULED.value, statements.c.approved_revision == statements.c.revision,
+        statements.c.embargo <= now)).mappings()]
+
+
+def scheduled(conn: Connection) -> list[dict]:
+    """Approved statements waiting for their send or lift time."""
+    return [dict(r) for r in conn.execute(select(statements).where(
+        statements.c.status == S.SCHEDULED.value,
+        statements.c.approved_revision == statements.c.revision)).mappings()]
+
+
+def listing(conn: Connection) -> list[dict]:
+    rows = conn.execute(select(statements, revisions.c.content).join(revisions, and_(
+        revisions.c.statement_id == statements.c.id, revisions.c.number == statements.c.revision))
+        .order_by(statements.c.created_at.desc(), statements.c.id)).mappings()
+    return [dict(r) for r in rows]
+
+
+def audit_trail(conn: Connection, statement_id: str | None = None) -> list[dict]:
+    query = select(audit).order_by(audit.c.at, audit.c.id)
+    if statement_id:
+        get(conn, statement_id)
+        query = query.where(audit.c.statement_id == statement_id)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def count(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(statements)).scalar_one()
