@@ -122,14 +122,15 @@ def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: d
         status=DeliveryStatus.CANCELLED.value, last_error="channel dropped by reschedule", updated_at=now))
 
 
-def _claimable(channel: str, now: datetime):
+def _claimable(channel: str | None, now: datetime):
+    """Rows a worker may take now: due and unsent, or sending past their lease; of a live, approved statement."""
     live = select(statements.c.id).where(
         statements.c.status.in_(("scheduled", "released")),
         statements.c.approved_revision == deliveries.c.revision,
         statements.c.id == deliveries.c.statement_id,
     ).exists()
     return and_(
-        deliveries.c.channel == channel,
+        deliveries.c.channel == channel if channel is not None else True,
         or_(and_(deliveries.c.status.in_(CLAIMABLE), deliveries.c.next_attempt_at <= now),
             and_(deliveries.c.status == DeliveryStatus.SENDING.value, deliveries.c.lease_until < now)),
         live,
@@ -238,6 +239,10 @@ def sent_embargoed(conn: Connection, statement_id: str) -> list[tuple[int, str]]
     return [tuple(r) for r in conn.execute(select(deliveries.c.revision, deliveries.c.channel).where(
         deliveries.c.statement_id == statement_id, deliveries.c.status == DeliveryStatus.SENT.value,
         deliveries.c.variant == "embargoed").distinct())]
+
+
+def due_channels(conn: Connection, now: datetime) -> list[str]:
+    return [r[0] for r in conn.execute(select(deliveries.c.channel).where(_claimable(None, now)).distinct())]
 
 
 def active_count(conn: Connection) -> int:

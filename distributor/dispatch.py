@@ -127,6 +127,11 @@ class Dispatcher:
             instants.update(deliveries.next_attempts(conn))
         return sorted(t for t in instants if t > now)
 
+    def due_channels(self) -> list[str]:
+        """Channels with rows to claim now (pending or retrying and due, or sending past their lease)."""
+        with self.engine.connect() as conn:
+            return [name for name in deliveries.due_channels(conn, self.clock.now()) if name in self.channels]
+
     def idle(self) -> bool:
         with self.engine.connect() as conn:
             return not workflow.scheduled(conn) and deliveries.active_count(conn) == 0

@@ -42,7 +42,13 @@ class Runner:
         except Exception:
             self.failures += 1
             log.exception("advancing statements failed; the next sweep tries again")
-        for name, lock in self._channel_locks.items():
+        try:
+            due = self.dispatcher.due_channels()
+        except Exception:
+            log.exception("reading due deliveries failed")
+            return
+        for name in due:
+            lock = self._channel_locks[name]
             if lock.acquire(blocking=False):
                 self._pool.submit(self._deliver, name, lock)
 
@@ -59,11 +65,12 @@ class Runner:
         return any(lock.locked() for lock in self._channel_locks.values()) or self._advance_lock.locked()
 
     def sweep(self) -> None:
-        self.tick()
-        self.sync_jobs()
         if self._exit_when_idle and not self.busy() and self.dispatcher.idle():
             log.info("nothing pending, sending, retrying or scheduled: exiting")
             self.stop.set()
+            return
+        self.tick()
+        self.sync_jobs()
 
     def sync_jobs(self) -> None:
         """One date job per upcoming instant; APScheduler never holds anything the database does not."""

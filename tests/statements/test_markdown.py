@@ -1,0 +1,64 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from distributor.errors import InputError
+from distributor.statements.markdown import parse
+
+GOOD = """---
+title: "Release Zoë now"
+date: 2026-05-02
+reference: "Index: XYZ 11/001/2026"
+serial: News Service No. 9
+embargo: 2026-05-05T00:01:00+01:00
+summary: Zoë must be released.
+contacts: |
+  Press office
+  +44 20 7946 0000
+channels: [email]
+---
+Intro with **bold** and a [link](https://example.org/x).
+
+## Demands
+
+- First *demand*
+- Second demand
+
+1. One
+2. Two
+
+<script>alert(1)</script>
+"""
+
+
+def test_markdown_statement():
+    s = parse(GOOD.encode(), "s.md")
+    assert s.title == "Release Zoë now"
+    assert s.id == "xyz-11-001-2026"
+    assert s.embargo == datetime(2026, 5, 4, 23, 1, tzinfo=timezone.utc)
+    assert s.body[:4] == ("Intro with bold and a link.", "Demands", "- First demand", "- Second demand")
+    assert s.body[4:6] == ("1. One", "2. Two")
+    assert s.channels == ("email",)
+    assert s.contacts == "Press office\n+44 20 7946 0000"
+    assert "<script>" not in s.body_html
+    assert "&lt;script&gt;" in s.body_html
+    assert '<a href="https://example.org/x">link</a>' in s.body_html
+
+
+@pytest.mark.parametrize("text, message", [
+    ("No front matter here.\n", "need YAML front matter"),
+    (GOOD.replace("2026-05-05T00:01:00+01:00", "2026-05-05T00:01:00"), "no offset"),
+    (GOOD.replace("2026-05-05T00:01:00+01:00", "'2026-05-05 00:01'"), "no offset or zone"),
+    (GOOD.replace("summary:", "sumary:"), "unknown key 'sumary'"),
+    (GOOD.replace('title: "Release Zoë now"\n', ""), "lacks 'title'"),
+    (GOOD.replace("title: \"Release Zoë now\"", "title: [unclosed"), "not valid YAML"),
+])
+def test_markdown_errors(text, message):
+    with pytest.raises(InputError) as err:
+        parse(text.encode(), "s.md")
+    assert message in str(err.value)
+
+
+def test_embargo_with_iana_zone():
+    s = parse(GOOD.replace("2026-05-05T00:01:00+01:00", "'2026-05-05 00:01 Europe/London'").encode(), "s.md")
+    assert s.embargo == datetime(2026, 5, 4, 23, 1, tzinfo=timezone.utc)

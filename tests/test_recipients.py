@@ -1,0 +1,88 @@
+import json
+
+import pytest
+
+
+@pytest.fixture
+def config(write_config, run):
+    path = write_config()
+    assert run(path, "init").code == 0
+    return path
+
+
+def write(tmp_path, text, name="list.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+CSV = """email,name,outlet,embargo_ok,language,tags
+ana@paper.example.com,Ana,Paper,yes,en,a
+BOB@Wire.example.net,Bob,Wire,no,en,
+not-an-address,X,Y,yes,,
+carl@radio.example.org,Carl,Radio,maybe,,
+bob@wire.example.net,Bob again,Wire,yes,en,
+dora@tv.example.org,Dora,TV,,fr,
+"""
+
+
+def recipients(run, config):
+    return {r["email"].lower(): r for r in json.loads(run(config, "recipients", "list", "--format", "json").out)}
+
+
+def test_import_reports_every_rejected_row(config, run, tmp_path):
+    path = write(tmp_path, CSV)
+    result = run(config, "recipients", "import", path, "--list", "embargo")
+    assert result.code == 0
+    assert result.out.strip() == f"{path}: list embargo: 3 added, 0 updated, 0 unchanged, 3 rejected"
+    errors = result.err.strip().splitlines()
+    assert errors[0].startswith(f"{path}:4: email 'not-an-address'")
+    assert errors[1].startswith(f"{path}:5: embargo_ok 'maybe'")
+    assert errors[2] == f"{path}:6: duplicate of line 3 (bob@wire.example.net)"
+    rows = recipients(run, config)
+    assert set(rows) == {"ana@paper.example.com", "bob@wire.example.net", "dora@tv.example.org"}
+    assert rows["bob@wire.example.net"]["email"] == "BOB@wire.example.net"
+    assert rows["ana@paper.example.com"]["embargo_ok"] is True
+    assert rows["dora@tv.example.org"]["embargo_ok"] is False  # blank means no
+
+
+def test_reimport_updates_and_counts(config, run, tmp_path):
+    run(config, "recipients", "import", write(tmp_path, CSV), "--list", "embargo")
+    second = write(tmp_path, "email,name,embargo_ok\nana@PAPER.example.com,Ana Lima,yes\ndora@tv.example.org,Dora,\n"
+                             "new@x.example.com,New,yes\n", "second.csv")
+    result = run(config, "recipients", "import", second, "--list", "embargo")
+    assert "1 added, 2 updated, 0 unchanged, 0 rejected" in result.out
+    assert recipients(run, config)["ana@paper.example.com"]["name"] == "Ana Lima"
+
+
+def test_strict_rejects_the_whole_file(config, run, tmp_path):
+    result = run(config, "recipients", "import", write(tmp_path, CSV), "--list", "embargo", "--strict")
+    assert result.code == 2
+    assert ":4: email 'not-an-address'" in result.err
+    assert recipients(run, config) == {}
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "file not found"),
+    (b"name,outlet\nAna,Paper\n", "no 'email' column"),
+    (b"email,name\nana@paper.example.com,Ana \xff\n", "not UTF-8"),
+    (b"email,nickname\nana@paper.example.com,A\n", "unknown column 'nickname'"),
+])
+def test_unreadable_files_are_errors(config, run, tmp_path, content, message):
+    path = tmp_path / "r.csv"
+    if content is not None:
+        path.write_bytes(content)
+    result = run(config, "recipients", "import", path, "--list", "embargo")
+    assert result.code == 2
+    assert message in result.err and str(path) in result.err
+    assert result.err.count("\n") == 1
+
+
+def test_unsubscribe_survives_reimport(config, run, tmp_path):
+    path = write(tmp_path, CSV)
+    run(config, "recipients", "import", path, "--list", "embargo")
+    result = run(config, "recipients", "unsubscribe", "Ana@Paper.example.com")
+    assert result.code == 0 and "suppressed" in result.out
+    run(config, "recipients", "import", path, "--list", "embargo")
+    assert recipients(run, config)["ana@paper.example.com"]["suppressed"] is True
+    assert run(config, "recipients", "unsubscribe", "not an address").code == 2

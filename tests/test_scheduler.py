@@ -1,0 +1,75 @@
+"""The scheduler loop, with real time: date jobs, the sweep, the lift and --exit-when-idle."""
+
+import json
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from distributor.scheduler import Runner
+from tests.conftest import soon, wait_for
+
+SID = "tro-01-001-2026"
+
+
+def setup_statement(system, tmp_path, statement_file):
+    csv = tmp_path / "r.csv"
+    csv.write_text("email,name,embargo_ok\nana@paper.example.com,Ana,yes\nbob@wire.example.net,Bob,yes\n")
+    system.cli("recipients", "import", csv, "--list", "embargo")
+    system.cli("import", statement_file())
+    system.cli("approve", SID, "--by", "Maya")
+
+
+def test_run_exit_when_idle_delivers_and_lifts(make_system, smtp_sink, tmp_path, statement_file):
+    system = make_system(transport="smtp", smtp_port=smtp_sink.port)
+    setup_statement(system, tmp_path, statement_file)
+    embargo = datetime.now(timezone.utc) + timedelta(seconds=2)
+    assert system.cli("schedule", SID, "--embargo", embargo.isoformat()).code == 0
+    started = time.monotonic()
+    result = system.cli("-q", "run", "--exit-when-idle")
+    assert result.code == 0
+    assert datetime.now(timezone.utc) >= embargo  # it waited for the lift before exiting
+    assert time.monotonic() - started < 10
+    assert len(smtp_sink.messages) == 2
+    shown = json.loads(system.cli("show", SID, "--format", "json").out)
+    assert shown["status"] == "released"
+    audit = [e["action"] for e in json.loads(system.cli("audit", SID, "--format", "json").out)]
+    assert audit == ["imported", "approved", "scheduled", "planned", "delivered", "released"]
+
+
+def test_statement_scheduled_while_running_is_picked_up_within_a_second(make_system, smtp_sink, tmp_path,
+                                                                           statement_file):
+    system = make_system(transport="smtp", smtp_port=smtp_sink.port)
+    setup_statement(system, tmp_path, statement_file)
+    runner = Runner(system.dispatcher)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        scheduled_at = time.monotonic()
+        assert system.cli("schedule", SID, "--embargo", soon(3600)).code == 0
+        assert wait_for(lambda: len(smtp_sink.messages) == 2, timeout=5)
+        assert time.monotonic() - scheduled_at < 1.5
+    finally:
+        runner.stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_send_time_in_the_future_is_honoured(make_system, smtp_sink, tmp_path, statement_file):
+    system = make_system(transport="smtp", smtp_port=smtp_sink.port)
+    setup_statement(system, tmp_path, statement_file)
+    send_at = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+    system.cli("schedule", SID, "--embargo", soon(3600), "--send-embargoed-at", send_at.isoformat())
+    runner = Runner(system.dispatcher)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.8)
+        assert smtp_sink.messages == []
+        assert wait_for(lambda: len(smtp_sink.messages) == 2, timeout=5)
+    finally:
+        runner.stop.set()
+        thread.join(timeout=10)
+    rows = json.loads(system.cli("log", SID, "--format", "json").out)
+    assert all(datetime.fromisoformat(r["sent_at"].replace("Z", "+00:00")) >= send_at.replace(microsecond=0)
+               for r in rows)

@@ -1,0 +1,75 @@
+"""The store on every configured database: aware UTC round trips and atomic claims."""
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import insert, select
+
+from distributor import deliveries
+from distributor.store import connect, init_schema
+from distributor.store.schema import deliveries as deliveries_table, statements
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = connect(db_url)
+    init_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def add_statement(conn, now, status="scheduled"):
+    conn.execute(insert(statements).values(id="s1", status=status, revision=1, approved_revision=1, created_at=now,
+                                           updated_at=now, embargo=now + timedelta(hours=1)))
+
+
+def test_instants_read_back_aware_utc(engine):
+    local = datetime(2026, 10, 25, 1, 30, tzinfo=ZoneInfo("Europe/London"), fold=1)  # the second 01:30, GMT
+    with engine.begin() as conn:
+        add_statement(conn, local)
+    with engine.connect() as conn:
+        created = conn.execute(select(statements.c.created_at)).scalar_one()
+    assert created.tzinfo is not None and created.utcoffset() == timedelta(0)
+    assert created == datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc)
+
+
+def test_naive_instants_are_refused(engine):
+    with pytest.raises(Exception):
+        with engine.begin() as conn:
+            add_statement(conn, datetime(2026, 1, 1))
+
+
+def test_claims_never_overlap(engine):
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        add_statement(conn, now)
+        deliveries.plan(conn, "s1", 1, "email", (f"r{i}@x.example.com" for i in range(25)), now, now)
+    with engine.begin() as conn:
+        first = deliveries.claim(conn, "email", now, "a", 10, 60)
+    with engine.begin() as conn:
+        second = deliveries.claim(conn, "email", now, "b", 100, 60)
+    assert len(first.rows) == 10 and len(second.rows) == 15
+    assert not {r.id for r in first.rows} & {r.id for r in second.rows}
+    with engine.begin() as conn:
+        assert deliveries.claim(conn, "email", now, "c", 100, 60).rows == []
+        # past the lease, the rows are taken over
+        assert len(deliveries.claim(conn, "email", now + timedelta(seconds=61), "c", 100, 60).rows) == 25
+
+
+def test_plan_is_once_per_revision_and_channel(engine):
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        add_statement(conn, now)
+        assert deliveries.plan(conn, "s1", 1, "email", ["a@x.example.com", "a@x.example.com"], now, now) == 1
+        assert deliveries.plan(conn, "s1", 1, "email", ["b@x.example.com"], now, now) is None
+        assert conn.execute(select(deliveries_table.c.target)).scalars().all() == ["a@x.example.com"]
+
+
+def test_unapproved_or_withdrawn_statements_are_never_claimed(engine):
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        add_statement(conn, now, status="withdrawn")
+        deliveries.plan(conn, "s1", 1, "email", ["a@x.example.com"], now, now)
+    with engine.begin() as conn:
+        assert deliveries.claim(conn, "email", now, "a", 10, 60).rows == []
