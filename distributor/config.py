@@ -127,6 +127,7 @@ class Office:
     unsubscribe_mailto: str
     public_url: str
     language: str
+    located: str | None = None
 
     def public_link(self, statement_id: str) -> str:
         if "{id}" in self.public_url:
@@ -206,6 +207,7 @@ def load(path: Path) -> Config:
         unsubscribe_mailto=o.get("unsubscribe_mailto", str, reply_to, check=email_address),
         public_url=o.get("public_url", str, "https://press.example.org/statements/{id}"),
         language=o.get("language", str, "en"),
+        located=o.get("located", str, None),
     )
     o.done()
 

@@ -32,8 +32,9 @@ class Dispatcher:
 
     def job(self, conn, statement_id: str, revision: int) -> Job:
         row = workflow.get(conn, statement_id)
+        imported = workflow.imported_at(conn, statement_id)
         return Job(statement_id, revision, workflow.content(conn, statement_id, revision), row["embargo"],
-                   row["send_embargoed_at"])
+                   row["send_embargoed_at"], first_created=imported.get(1), version_created=imported.get(revision))
 
     # -- statements: plan what is due, lift what is past its embargo ----------------------------------------
     def advance(self) -> int:

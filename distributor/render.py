@@ -32,6 +32,12 @@ def when(value: datetime, zone: ZoneInfo | str = UTC, with_weekday: bool = True)
     return f"{local:%H:%M} {local.tzname()} {weekday}{local.day} {local:%B %Y}"
 
 
+def statement_uri(office: Office, job) -> str:
+    """A stable tag URI (RFC 4151) for a statement: the wire item's uri and the feed entry's id."""
+    issued = job.statement.date or (job.first_created or job.embargo).date()
+    return f"tag:{office.domain},{issued.isoformat()}:{job.statement_id}"
+
+
 def zone_label(zone: ZoneInfo) -> str:
     return "UTC" if zone.key in ("UTC", "Etc/UTC") else zone.key
 

@@ -81,6 +81,20 @@ def content(conn: Connection, statement_id: str, revision: int) -> Statement:
     return Statement.from_dict(data)
 
 
+def imported_at(conn: Connection, statement_id: str) -> dict[int, datetime]:
+    return {n: at for n, at in conn.execute(select(revisions.c.number, revisions.c.imported_at).where(
+        revisions.c.statement_id == statement_id))}
+
+
+def released(conn: Connection, now: datetime, limit: int) -> list[dict]:
+    """The most recent released statements, newest first, with the content of their current revision."""
+    rows = conn.execute(select(statements, revisions.c.content, revisions.c.imported_at).join(revisions, and_(
+        revisions.c.statement_id == statements.c.id, revisions.c.number == statements.c.revision)).where(
+        statements.c.status == S.RELEASED.value, statements.c.embargo <= now,
+    ).order_by(statements.c.released_at.desc(), statements.c.id).limit(limit)).mappings()
+    return [dict(r) for r in rows]
+
+
 def _move(conn: Connection, row: dict, to: StatementStatus, at: datetime, **fields) -> None:
     current = StatementStatus(row["status"])
     if to not in TRANSITIONS[current]:

@@ -17,5 +17,5 @@ echo
 echo
 "$distributor" log
 echo
-echo "Embargoed copies written to outbox/email/:"
+echo "Written by the file transports (embargoed email before the lift; wire, feed and social at it):"
 find outbox -type f | sort

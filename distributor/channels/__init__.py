@@ -5,16 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from distributor.channels.base import Channel, Context, Job
+from distributor.channels.bluesky import BlueskyChannel
 from distributor.channels.email import EmailChannel
+from distributor.channels.feed import FeedChannel
+from distributor.channels.mastodon import MastodonChannel
+from distributor.channels.wire import WireChannel
 from distributor.config import Office, Table
 from distributor.errors import InputError
 
 REGISTRY: dict[str, type[Channel]] = {
     EmailChannel.name: EmailChannel,
+    WireChannel.name: WireChannel,
+    FeedChannel.name: FeedChannel,
+    MastodonChannel.name: MastodonChannel,
+    BlueskyChannel.name: BlueskyChannel,
 }
 
 # Names a person may give to ``schedule --channels`` that stand for several channels.
-GROUPS: dict[str, tuple[str, ...]] = {}
+GROUPS: dict[str, tuple[str, ...]] = {"social": (MastodonChannel.name, BlueskyChannel.name)}
 
 
 def parse_channel_tables(table: Table, office: Office) -> dict[str, Any]:

@@ -47,6 +47,16 @@ class Job:
     statement: Statement
     embargo: datetime | None
     send_embargoed_at: datetime | None
+    first_created: datetime | None = None    # when revision 1 was imported
+    version_created: datetime | None = None  # when this revision was imported
+
+
+def tables_of(channels: Table, key: str, network: str | None = None) -> list[Table]:
+    """The array of tables ``[[channels.<key>]]``, or only those whose ``network`` is the given one."""
+    found = channels.tables(key)
+    if network is None:
+        return found
+    return [t for t in found if t.data.get("network") == network]
 
 
 class Channel(ABC):

@@ -31,3 +31,15 @@ class MailFolder:
             folder = self.directory / safe_name(envelope.message_id.strip("<>").split("@")[0].rsplit(".", 1)[0])
             write_atomically(folder / f"{safe_name(envelope.recipient)}.eml", envelope.data)
             yield Handed(envelope.key, Result.SENT, None)
+
+
+class Folder:
+    """Writes one file per delivery into a folder, atomically: the offline stand-in for an HTTP endpoint."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def write(self, name: str, data: bytes) -> Path:
+        path = self.directory / safe_name(name)
+        write_atomically(path, data)
+        return path

@@ -1,0 +1,216 @@
+"""Bluesky: one post per account at the embargo instant, through the account's PDS (XRPC over HTTP).
+
+A session is created once per account and refreshed when it expires; there is no log-in per post. Bluesky has no
+idempotency key, so each post gets a deterministic record key: a TID made from the embargo instant and a clock id
+derived from the statement revision and account. A retried create therefore targets the same record, and finding
+the record already there counts as sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy import Connection
+
+from distributor.channels.base import Channel, Job
+from distributor.channels.social import URL, accounts, count_graphemes, fit, render_post, unique_names
+from distributor.config import Office, Table
+from distributor.deliveries import Claimed, Outcome, Result
+from distributor.errors import ConfigError
+from distributor.transports import http
+from distributor.transports.file import Folder
+
+LIMIT = 300
+COLLECTION = "app.bsky.feed.post"
+TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass(frozen=True)
+class BlueskyAccount:
+    name: str
+    service: str
+    handle: str
+    password_env: str | None
+    transport: str
+    directory: Path
+
+
+def tid(instant: datetime, seed: str) -> str:
+    """A TID (13 base32-sortable characters): 53 bits of microseconds, then a 10-bit clock id from ``seed``."""
+    micros = int(instant.timestamp() * 1_000_000)
+    clock_id = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:2], "big") & 0x3FF
+    value = ((micros & ((1 << 53) - 1)) << 10) | clock_id
+    return "".join(TID_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(13)))
+
+
+def link_facets(text: str) -> list[dict]:
+    """Clickable links: each URL's position as UTF-8 byte offsets into the text."""
+    facets = []
+    for match in URL.finditer(text):
+        start = len(text[: match.start()].encode("utf-8"))
+        end = start + len(match.group().encode("utf-8"))
+        facets.append({"index": {"byteStart": start, "byteEnd": end},
+                       "features": [{"$type": "app.bsky.richtext.facet#link", "uri": match.group()}]})
+    return facets
+
+
+class Session:
+    """An XRPC session for one account: created once, refreshed when the access token expires."""
+
+    def __init__(self, account: BlueskyAccount, password: str, client):
+        self.account = account
+        self.password = password
+        self.client = client
+        self.access = self.refresh = self.did = None
+        self.lock = threading.Lock()
+
+    def url(self, nsid: str) -> str:
+        return f"{self.account.service}/xrpc/{nsid}"
+
+    def _store(self, reply: http.Reply) -> http.Reply:
+        if reply.result is Result.SENT:
+            data = reply.json()
+            self.access, self.refresh, self.did = data.get("accessJwt"), data.get("refreshJwt"), data.get("did")
+        return reply
+
+    def login(self) -> http.Reply:
+        return self._store(http.send(self.client, "POST", self.url("com.atproto.server.createSession"),
+                                     json={"identifier": self.account.handle, "password": self.password}))
+
+    def renew(self) -> http.Reply:
+        reply = self._store(http.send(self.client, "POST", self.url("com.atproto.server.refreshSession"),
+                                      headers={"Authorization": f"Bearer {self.refresh}"}))
+        return reply if reply.result is Result.SENT else self.login()
+
+    def call(self, method: str, nsid: str, **kwargs) -> http.Reply:
+        with self.lock:
+            if self.access is None:
+                reply = self.login()
+                if reply.result is not Result.SENT:
+                    return reply
+            reply = http.send(self.client, method, self.url(nsid),
+                              headers={"Authorization": f"Bearer {self.access}"}, **kwargs)
+            if _expired(reply):
+                renewed = self.renew()
+                if renewed.result is not Result.SENT:
+                    return renewed
+                reply = http.send(self.client, method, self.url(nsid),
+                                  headers={"Authorization": f"Bearer {self.access}"}, **kwargs)
+            return reply
+
+
+def _expired(reply: http.Reply) -> bool:
+    return reply.response is not None and reply.response.status_code in (400, 401) and \
+        reply.json().get("error") in ("ExpiredToken", "InvalidToken")
+
+
+def _conflict(reply: http.Reply) -> bool:
+    if reply.response is None:
+        return False
+    error = str(reply.json().get("error", ""))
+    return reply.response.status_code == 409 or "AlreadyExists" in error or error == "RecordExists"
+
+
+class BlueskyChannel(Channel):
+    name = "bluesky"
+    public = True
+
+    @classmethod
+    def configure(cls, channels: Table, office: Office) -> tuple[BlueskyAccount, ...] | None:
+        tables = accounts(channels, "bluesky")
+        unique_names(tables, "social account")
+        found = []
+        for t in tables:
+            transport = t.get("transport", str, "http", choices=("http", "file"))
+            online = transport == "http"
+            found.append(BlueskyAccount(
+                name=t.get("name"),
+                service=(t.get("service") if online else t.get("service", str, "")).rstrip("/"),
+                handle=t.get("handle"),
+                password_env=t.get("password_env") if online else t.get("password_env", str, None),
+                transport=transport,
+                directory=t.path("directory", "../outbox/bluesky"),
+            ))
+            t.done()
+        return tuple(found) or None
+
+    def __init__(self, settings: tuple[BlueskyAccount, ...], context):
+        super().__init__(settings, context)
+        self.accounts = {a.name: a for a in settings}
+        self.client = http.session()
+        self.sessions: dict[str, Session] = {}
+        for a in settings:
+            if a.transport == "http":
+                password = os.environ.get(a.password_env)
+                if password is None:
+                    raise ConfigError(f"channels.social ({a.name}).password_env: environment variable "
+                                      f"{a.password_env} is not set")
+                self.sessions[a.name] = Session(a, password, self.client)
+
+    def targets(self, conn: Connection, job: Job) -> Iterable[str]:
+        return list(self.accounts)
+
+    def render(self, job: Job, variant: str):
+        return render_post(self.context.renderer, "bluesky", job)
+
+    def record(self, job: Job, text: str) -> dict:
+        record = {"$type": COLLECTION, "text": text,
+                  "createdAt": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                  "langs": [job.statement.language or self.context.config.office.language]}
+        facets = link_facets(text)
+        if facets:
+            record["facets"] = facets
+        return record
+
+    def deliver(self, job: Job, render, rows: list[Claimed]) -> Iterable[Outcome]:
+        for row in rows:
+            account = self.accounts.get(row.target)
+            if account is None:
+                yield Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured")
+                continue
+            try:
+                text = fit(render, job.statement.title, job.statement.first_sentence(), LIMIT, count_graphemes)
+            except ValueError as exc:
+                yield Outcome(row.id, Result.FAILED, str(exc))
+                continue
+            rkey = tid(job.embargo, f"{job.statement_id}/r{job.revision}/{account.name}")
+            record = self.record(job, text)
+            if account.transport == "file":
+                path = Folder(account.directory).write(f"{job.statement_id}.r{job.revision}.{account.name}.json",
+                                                       json.dumps({"rkey": rkey, "record": record},
+                                                                  ensure_ascii=False, indent=2).encode())
+                yield Outcome(row.id, Result.SENT, remote_id=str(path))
+                continue
+            yield self.create(row, self.sessions[account.name], rkey, record)
+
+    def create(self, row: Claimed, session: Session, rkey: str, record: dict) -> Outcome:
+        if row.attempts:
+            existing = self.existing(session, rkey)
+            if existing:
+                return Outcome(row.id, Result.SENT, "already posted by an earlier attempt", remote_id=existing)
+        reply = session.call("POST", "com.atproto.repo.createRecord",
+                             json={"repo": session.did, "collection": COLLECTION, "rkey": rkey, "record": record})
+        if reply.result is Result.SENT:
+            data = reply.json()
+            return Outcome(row.id, Result.SENT, remote_id=f"{data.get('uri')} {data.get('cid')}")
+        if _conflict(reply):
+            existing = self.existing(session, rkey)
+            return Outcome(row.id, Result.SENT, "record already existed (earlier attempt)",
+                           remote_id=existing or f"at://{session.did}/{COLLECTION}/{rkey}")
+        return Outcome(row.id, reply.result, reply.detail, retry_after=reply.retry_after)
+
+    def existing(self, session: Session, rkey: str) -> str | None:
+        reply = session.call("GET", "com.atproto.repo.getRecord",
+                             params={"repo": session.did or session.account.handle, "collection": COLLECTION,
+                                     "rkey": rkey})
+        if reply.result is Result.SENT:
+            data = reply.json()
+            return f"{data.get('uri')} {data.get('cid')}"
+        return None

@@ -1,0 +1,104 @@
+"""The Atom feed (RFC 4287): one file with the most recent released statements, rewritten atomically at each lift.
+
+It never holds an embargoed or withdrawn statement: entries come only from statements that are released and whose
+embargo has passed. An entry's id is stable and its ``updated`` changes only when its content changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+from xml.etree import ElementTree as ET
+
+from sqlalchemy import Connection
+
+from distributor import workflow
+from distributor.channels.base import Channel, Job
+from distributor.clock import iso_z
+from distributor.config import Office, Table, positive
+from distributor.deliveries import Claimed, Outcome, Result
+from distributor.render import statement_uri
+from distributor.statements.model import Statement
+from distributor.transports.base import write_atomically
+
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    path: Path
+    entries: int
+    title: str
+    link: str | None
+
+
+class FeedChannel(Channel):
+    name = "feed"
+    public = True
+
+    @classmethod
+    def configure(cls, channels: Table, office: Office) -> FeedSettings | None:
+        if not channels.has("feed"):
+            channels.table("feed")
+            return None
+        t = channels.table("feed")
+        settings = FeedSettings(
+            path=t.path("path", "../outbox/feed.atom"),
+            entries=t.get("entries", int, 50, check=positive),
+            title=t.get("title", str, f"{office.name}: statements"),
+            link=t.get("link", str, None),
+        )
+        t.done()
+        return settings
+
+    def targets(self, conn: Connection, job: Job) -> Iterable[str]:
+        return [str(self.settings.path)]
+
+    def render(self, job: Job, variant: str) -> None:
+        return None  # the whole feed is rebuilt from the database at delivery
+
+    def deliver(self, job: Job, rendered: None, rows: list[Claimed]) -> Iterable[Outcome]:
+        now = self.clock.now()
+        with self.context.engine.connect() as conn:
+            released = workflow.released(conn, now, self.settings.entries)
+            entries = [(row, Statement.from_dict(row["content"]),
+                        workflow.imported_at(conn, row["id"]).get(1)) for row in released]
+        write_atomically(self.settings.path, self.build(entries))
+        for row in rows:
+            yield Outcome(row.id, Result.SENT, remote_id=statement_uri(self.context.config.office, job))
+
+    def build(self, entries) -> bytes:
+        office = self.context.config.office
+        renderer = self.context.renderer
+        ET.register_namespace("", ATOM)
+        feed = ET.Element(f"{{{ATOM}}}feed")
+        ET.SubElement(feed, f"{{{ATOM}}}id").text = f"tag:{office.domain},2000:feed:{self.settings.path.name}"
+        ET.SubElement(feed, f"{{{ATOM}}}title").text = self.settings.title
+        updated = ET.SubElement(feed, f"{{{ATOM}}}updated")
+        author = ET.SubElement(ET.SubElement(feed, f"{{{ATOM}}}author"), f"{{{ATOM}}}name")
+        author.text = office.name
+        if self.settings.link:
+            ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=self.settings.link)
+        newest = None
+        for row, statement, first_imported in entries:
+            job = Job(row["id"], row["revision"], statement, row["embargo"], row["send_embargoed_at"],
+                      first_created=first_imported, version_created=row["imported_at"])
+            # published at the lift; updated again only if a later revision changed the content
+            entry_updated = max(row["released_at"], row["imported_at"])
+            newest = max(newest, entry_updated) if newest else entry_updated
+            entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
+            ET.SubElement(entry, f"{{{ATOM}}}id").text = statement_uri(office, job)
+            ET.SubElement(entry, f"{{{ATOM}}}title").text = statement.title
+            ET.SubElement(entry, f"{{{ATOM}}}published").text = iso_z(row["released_at"])
+            ET.SubElement(entry, f"{{{ATOM}}}updated").text = iso_z(entry_updated)
+            ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", type="text/html",
+                          href=office.public_link(row["id"]))
+            ET.SubElement(entry, f"{{{ATOM}}}summary").text = statement.first_sentence()
+            context = renderer.context(statement, row["id"], row["embargo"], embargoed=False)
+            content = ET.SubElement(entry, f"{{{ATOM}}}content", type="html")
+            content.text = renderer.render("feed/entry.html.j2", **context).strip()
+            if statement.kind:
+                ET.SubElement(entry, f"{{{ATOM}}}category", term=statement.kind)
+        updated.text = iso_z(newest) if newest else "1970-01-01T00:00:00Z"
+        return ET.tostring(feed, encoding="utf-8", xml_declaration=True) + b"\n"

@@ -1,0 +1,128 @@
+"""Mastodon: one public status per account at the embargo instant.
+
+POST /api/v1/statuses with an Idempotency-Key, so that a retried request cannot post twice. The length limit is
+read once from the instance (GET /api/v2/instance), falling back to 500; text is counted as Mastodon counts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy import Connection
+
+from distributor.channels.base import Channel, Job
+from distributor.channels.social import accounts, count_mastodon, fit, render_post, unique_names
+from distributor.channels.wire import idempotency_key
+from distributor.config import Office, Table
+from distributor.deliveries import Claimed, Outcome, Result
+from distributor.errors import ConfigError
+from distributor.transports import http
+from distributor.transports.file import Folder
+
+DEFAULT_LIMIT = 500
+DEFAULT_URL_LENGTH = 23
+
+
+@dataclass(frozen=True)
+class MastodonAccount:
+    name: str
+    base_url: str
+    token_env: str | None
+    transport: str
+    directory: Path
+    visibility: str
+
+
+class MastodonChannel(Channel):
+    name = "mastodon"
+    public = True
+
+    @classmethod
+    def configure(cls, channels: Table, office: Office) -> tuple[MastodonAccount, ...] | None:
+        tables = accounts(channels, "mastodon")
+        unique_names(tables, "social account")
+        found = []
+        for t in tables:
+            transport = t.get("transport", str, "http", choices=("http", "file"))
+            online = transport == "http"
+            found.append(MastodonAccount(
+                name=t.get("name"),
+                base_url=(t.get("base_url") if online else t.get("base_url", str, "")).rstrip("/"),
+                token_env=t.get("token_env") if online else t.get("token_env", str, None),
+                transport=transport,
+                directory=t.path("directory", "../outbox/mastodon"),
+                visibility=t.get("visibility", str, "public", choices=("public", "unlisted")),
+            ))
+            t.done()
+        return tuple(found) or None
+
+    def __init__(self, settings: tuple[MastodonAccount, ...], context):
+        super().__init__(settings, context)
+        self.accounts = {a.name: a for a in settings}
+        self.tokens = {}
+        for a in settings:
+            if a.transport == "http":
+                token = os.environ.get(a.token_env)
+                if token is None:
+                    raise ConfigError(f"channels.social ({a.name}).token_env: environment variable {a.token_env} "
+                                      f"is not set")
+                self.tokens[a.name] = token
+        self.session = http.session()
+        self.limits: dict[str, tuple[int, int]] = {}
+
+    def targets(self, conn: Connection, job: Job) -> Iterable[str]:
+        return list(self.accounts)
+
+    def render(self, job: Job, variant: str):
+        return render_post(self.context.renderer, "mastodon", job)
+
+    def limit(self, account: MastodonAccount) -> tuple[int, int]:
+        """(max characters, characters per URL) from the instance, asked once per run."""
+        if account.name not in self.limits:
+            limit, url_length = DEFAULT_LIMIT, DEFAULT_URL_LENGTH
+            if account.transport == "http":
+                reply = http.send(self.session, "GET", f"{account.base_url}/api/v2/instance", timeout=(3.0, 5.0))
+                statuses = reply.json().get("configuration", {}).get("statuses", {}) if reply.result is Result.SENT else {}
+                limit = _positive_int(statuses.get("max_characters"), DEFAULT_LIMIT)
+                url_length = _positive_int(statuses.get("characters_reserved_per_url"), DEFAULT_URL_LENGTH)
+            self.limits[account.name] = (limit, url_length)
+        return self.limits[account.name]
+
+    def deliver(self, job: Job, render, rows: list[Claimed]) -> Iterable[Outcome]:
+        statement = job.statement
+        for row in rows:
+            account = self.accounts.get(row.target)
+            if account is None:
+                yield Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured")
+                continue
+            limit, url_length = self.limit(account)
+            try:
+                text = fit(render, statement.title, statement.first_sentence(), limit,
+                           partial(count_mastodon, url_length=url_length))
+            except ValueError as exc:
+                yield Outcome(row.id, Result.FAILED, str(exc))
+                continue
+            body = {"status": text, "visibility": account.visibility,
+                    "language": (statement.language or self.context.config.office.language)[:2]}
+            if account.transport == "file":
+                path = Folder(account.directory).write(f"{job.statement_id}.r{job.revision}.{account.name}.json",
+                                                       json.dumps(body, ensure_ascii=False, indent=2).encode())
+                yield Outcome(row.id, Result.SENT, remote_id=str(path))
+                continue
+            reply = http.send(self.session, "POST", f"{account.base_url}/api/v1/statuses", json=body, headers={
+                "Authorization": f"Bearer {self.tokens[account.name]}",
+                "Idempotency-Key": idempotency_key(job, account.name)})
+            remote = None
+            if reply.result is Result.SENT:
+                data = reply.json()
+                remote = " ".join(str(data[k]) for k in ("id", "url") if data.get(k)) or None
+            yield Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after)
+
+
+def _positive_int(value, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default

@@ -1,0 +1,104 @@
+"""What the social channels share: the post text, fitted to a network's limit without ever cutting the link."""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import regex
+
+from distributor.channels.base import Job
+from distributor.config import Table
+from distributor.render import Renderer
+
+URL = re.compile(r"https?://[^\s<>\"]+")
+ELLIPSIS = "…"
+NETWORKS = ("mastodon", "bluesky")
+
+
+def graphemes(text: str) -> list[str]:
+    return regex.findall(r"\X", text)
+
+
+def count_graphemes(text: str) -> int:
+    return len(graphemes(text))
+
+
+def count_mastodon(text: str, url_length: int = 23) -> int:
+    """As Mastodon counts: graphemes, with every URL counting as ``url_length``."""
+    return count_graphemes(URL.sub("x" * url_length, text))
+
+
+def shorten(text: str, keep: int) -> str:
+    """At most ``keep`` graphemes, ending in an ellipsis; cut at a word boundary when there is one."""
+    units = graphemes(text)
+    if len(units) <= keep:
+        return text
+    if keep <= 1:
+        return ""
+    head = "".join(units[: keep - 1])
+    space = max(head.rfind(" "), head.rfind("\n"))
+    if space > 0:
+        head = head[:space]
+    return head.rstrip(" \n,;:–—-") + ELLIPSIS
+
+
+def fit(render: Callable[[str, str], str], title: str, summary: str, limit: int,
+        count: Callable[[str], int]) -> str:
+    """The longest text within ``limit``: shorten the summary first, then the title. The link is never cut."""
+
+    def best(full: str, make: Callable[[str], str]) -> str | None:
+        low, high, found = 0, count_graphemes(full), None
+        while low <= high:
+            middle = (low + high) // 2
+            text = make(shorten(full, middle))
+            if count(text) <= limit:
+                found, low = text, middle + 1
+            else:
+                high = middle - 1
+        return found
+
+    text = render(title, summary)
+    if count(text) <= limit:
+        return text
+    if summary:
+        text = best(summary, lambda s: render(title, s))
+        if text is not None:
+            return text
+    text = best(title, lambda t: render(t, ""))
+    if text is None:
+        raise ValueError(f"the link alone is longer than the limit of {limit}")
+    return text
+
+
+def render_post(renderer: Renderer, network: str, job: Job) -> Callable[[str, str], str]:
+    """A function (title, summary) → post text, from ``templates/social/<network>.txt.j2``."""
+    link = renderer.office.public_link(job.statement_id)
+
+    def render(title: str, summary: str) -> str:
+        text = renderer.render(f"social/{network}.txt.j2", statement=job.statement, title=title, summary=summary,
+                               link=link, id=job.statement_id)
+        return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return render
+
+
+def accounts(channels: Table, network: str) -> list[Table]:
+    """``[[channels.social]]`` tables of one network; checks the keys every account shares."""
+    found = []
+    for table in channels.tables("social"):
+        kind = table.data.get("network")
+        if kind not in NETWORKS:
+            raise table.error("network", f"expected one of {', '.join(NETWORKS)}, got {kind!r}")
+        if kind == network:
+            table.get("network", str)
+            found.append(table)
+    return found
+
+
+def unique_names(tables: list[Table], what: str) -> None:
+    seen = set()
+    for table in tables:
+        name = table.data.get("name")
+        if name in seen:
+            raise table.error("name", f"another {what} is already called {name!r}")
+        seen.add(name)

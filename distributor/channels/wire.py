@@ -1,0 +1,167 @@
+"""The wire: an IPTC ninjs 3.1 item pushed over HTTP to each configured endpoint at the embargo instant.
+
+Where the press office's own identifiers go (documented for receivers):
+  altIds[role=reference]  the reference as written, e.g. "Index: NHRN 12/004/2026"
+  altIds[role=serial]     the serial as written, e.g. "News Service No. 118"
+  altIds[role=statement]  distributor's statement id, e.g. "nhrn-12-004-2026"
+  infoSources[role=originator].contactInfo   the press-office contact block
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy import Connection
+
+from distributor.channels.base import Channel, Job, tables_of
+from distributor.channels.social import unique_names
+from distributor.clock import iso_z
+from distributor.config import Office, Table, positive
+from distributor.deliveries import Claimed, Outcome, Result
+from distributor.errors import ConfigError
+from distributor.render import statement_uri
+from distributor.transports import http
+from distributor.transports.file import Folder
+
+SIGNATURE_HEADER = "X-Distributor-Signature"
+
+
+@dataclass(frozen=True)
+class WireEndpoint:
+    name: str
+    url: str
+    format: str
+    secret_env: str | None
+    transport: str
+    directory: Path
+    urgency: int
+
+
+def ninjs(job: Job, office: Office, text: str, html: str) -> dict:
+    s = job.statement
+    item = {
+        "uri": statement_uri(office, job),
+        "type": "text",
+        "profile": "press-release",
+        "version": str(job.revision),
+        "versionCreated": iso_z(job.version_created or job.embargo),
+        "firstCreated": iso_z(job.first_created or job.embargo),
+        "contentCreated": iso_z(job.first_created or job.embargo),
+        "pubStatus": "usable",
+        "language": s.language or office.language,
+        "headlines": [{"role": "main", "contentType": "text/plain", "value": s.title}],
+        "bodies": [{"role": "main", "contentType": "text/plain", "value": text},
+                   {"role": "main", "contentType": "text/html", "value": html}],
+        "by": office.name,
+        "copyrightHolder": office.name,
+        "genres": [{"name": s.kind}],
+        "slugline": job.statement_id,
+        "altIds": [{"role": "statement", "value": job.statement_id}],
+        "infoSources": [{"name": office.name, "role": "originator"}],
+    }
+    if s.summary or s.body:
+        item["descriptions"] = [{"role": "summary", "contentType": "text/plain", "value": s.first_sentence()}]
+    if s.reference:
+        item["altIds"].append({"role": "reference", "value": s.reference})
+    if s.serial:
+        item["altIds"].append({"role": "serial", "value": s.serial})
+    if s.contacts:
+        item["infoSources"][0]["contactInfo"] = [{"type": "text", "role": "press-office", "value": s.contacts}]
+    located = s.located or office.located
+    if located:
+        item["located"] = located
+    return item
+
+
+class WireChannel(Channel):
+    name = "wire"
+    public = True
+
+    @classmethod
+    def configure(cls, channels: Table, office: Office) -> tuple[WireEndpoint, ...] | None:
+        tables = tables_of(channels, "wire")
+        unique_names(tables, "wire endpoint")
+        endpoints = []
+        for t in tables:
+            endpoints.append(WireEndpoint(
+                name=t.get("name"), url=t.get("url", str, "", check=_http_url) if t.data.get("transport") != "file"
+                else t.get("url", str, ""),
+                format=t.get("format", str, "ninjs", choices=("ninjs",)),
+                secret_env=t.get("secret_env", str, None),
+                transport=t.get("transport", str, "http", choices=("http", "file")),
+                directory=t.path("directory", "../outbox/wire"),
+                urgency=t.get("urgency", int, 4, check=lambda u: u if 1 <= u <= 9 else _bad_urgency(u)),
+            ))
+            t.done()
+        return tuple(endpoints) or None
+
+    def __init__(self, settings: tuple[WireEndpoint, ...], context):
+        super().__init__(settings, context)
+        self.endpoints = {e.name: e for e in settings}
+        self.secrets: dict[str, bytes] = {}
+        for e in settings:
+            if e.secret_env:
+                secret = os.environ.get(e.secret_env)
+                if secret is None:
+                    raise ConfigError(f"channels.wire ({e.name}).secret_env: environment variable {e.secret_env} "
+                                      f"is not set")
+                self.secrets[e.name] = secret.encode("utf-8")
+        self.session = http.session()
+
+    def targets(self, conn: Connection, job: Job) -> Iterable[str]:
+        return list(self.endpoints)
+
+    def render(self, job: Job, variant: str) -> dict:
+        renderer = self.context.renderer
+        context = renderer.context(job.statement, job.statement_id, job.embargo, embargoed=False)
+        text = renderer.render("wire/body.txt.j2", **context).strip()
+        html = renderer.render("wire/body.html.j2", **context).strip()
+        return ninjs(job, self.context.config.office, text, html)
+
+    def payload(self, item: dict, endpoint: WireEndpoint) -> dict:
+        return {**item, "urgency": endpoint.urgency}
+
+    def deliver(self, job: Job, rendered: dict, rows: list[Claimed]) -> Iterable[Outcome]:
+        for row in rows:
+            endpoint = self.endpoints.get(row.target)
+            if endpoint is None:
+                yield Outcome(row.id, Result.FAILED, f"wire endpoint {row.target!r} is no longer configured")
+                continue
+            body = json.dumps(self.payload(rendered, endpoint), ensure_ascii=False, separators=(",", ":")).encode()
+            if endpoint.transport == "file":
+                path = Folder(endpoint.directory).write(f"{job.statement_id}.r{job.revision}.{endpoint.name}.json",
+                                                        body)
+                yield Outcome(row.id, Result.SENT, remote_id=str(path))
+                continue
+            headers = {"Content-Type": "application/json; charset=utf-8",
+                       "Idempotency-Key": idempotency_key(job, endpoint.name)}
+            if endpoint.name in self.secrets:
+                digest = hmac.new(self.secrets[endpoint.name], body, hashlib.sha256).hexdigest()
+                headers[SIGNATURE_HEADER] = f"sha256={digest}"
+            reply = http.send(self.session, "POST", endpoint.url, data=body, headers=headers)
+            remote = None
+            if reply.result is Result.SENT:
+                data = reply.json()
+                remote = str(data.get("id") or data.get("uri") or reply.response.headers.get("Location") or "") or None
+            yield Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after)
+
+
+def idempotency_key(job: Job, target: str) -> str:
+    """Stable per (statement revision, target): a retried request is recognisably the same request."""
+    return hashlib.sha256(f"{job.statement_id}/r{job.revision}/{target}".encode()).hexdigest()[:32]
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+    return url
+
+
+def _bad_urgency(value: int) -> int:
+    raise ValueError(f"expected an urgency from 1 to 9, got {value}")
