@@ -250,7 +250,7 @@ STATEMENT = """Press Release
 
 14 October 2026
 
-Index: TRO 01/001/2026 - News Service No. 7
+{reference} - News Service No. 7
 
 {embargo}
 
@@ -267,9 +267,9 @@ For more information please call the press office on +44 20 7946 0000
 @pytest.fixture
 def statement_file(tmp_path):
     def write(name: str = "statement.txt", title: str = "Riverland: Flood maps must be published",
-              embargo: str = "", body_extra: str = "", **_) -> Path:
+              embargo: str = "", body_extra: str = "", reference: str = "Index: TRO 01/001/2026") -> Path:
         path = tmp_path / name
-        text = STATEMENT.format(embargo=embargo, title=title)
+        text = STATEMENT.format(embargo=embargo, title=title, reference=reference)
         if body_extra:
             text = text.replace("\nFor more information", f"\n{body_extra}\n\nFor more information")
         path.write_text(text, encoding="utf-8")

@@ -89,12 +89,20 @@ class Session:
                                       headers={"Authorization": f"Bearer {self.refresh}"}))
         return reply if reply.result is Result.SENT else self.login()
 
-    def call(self, method: str, nsid: str, **kwargs) -> http.Reply:
+    def ensure(self) -> http.Reply | None:
+        """Log in if there is no session yet; the failed reply if that did not work."""
         with self.lock:
             if self.access is None:
                 reply = self.login()
                 if reply.result is not Result.SENT:
                     return reply
+        return None
+
+    def call(self, method: str, nsid: str, **kwargs) -> http.Reply:
+        failed = self.ensure()
+        if failed is not None:
+            return failed
+        with self.lock:
             reply = http.send(self.client, method, self.url(nsid),
                               headers={"Authorization": f"Bearer {self.access}"}, **kwargs)
             if _expired(reply):
@@ -191,6 +199,9 @@ class BlueskyChannel(Channel):
             yield self.create(row, self.sessions[account.name], rkey, record)
 
     def create(self, row: Claimed, session: Session, rkey: str, record: dict) -> Outcome:
+        failed = session.ensure()
+        if failed is not None:
+            return Outcome(row.id, failed.result, f"session: {failed.detail}", retry_after=failed.retry_after)
         if row.attempts:
             existing = self.existing(session, rkey)
             if existing:

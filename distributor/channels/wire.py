@@ -41,6 +41,7 @@ class WireEndpoint:
     transport: str
     directory: Path
     urgency: int
+    timeout: float
 
 
 def ninjs(job: Job, office: Office, text: str, html: str) -> dict:
@@ -90,13 +91,14 @@ class WireChannel(Channel):
         endpoints = []
         for t in tables:
             endpoints.append(WireEndpoint(
-                name=t.get("name"), url=t.get("url", str, "", check=_http_url) if t.data.get("transport") != "file"
-                else t.get("url", str, ""),
+                name=t.get("name"),
+                url=t.get("url", str, check=_http_url) if t.data.get("transport") != "file" else t.get("url", str, ""),
                 format=t.get("format", str, "ninjs", choices=("ninjs",)),
                 secret_env=t.get("secret_env", str, None),
                 transport=t.get("transport", str, "http", choices=("http", "file")),
                 directory=t.path("directory", "../outbox/wire"),
                 urgency=t.get("urgency", int, 4, check=lambda u: u if 1 <= u <= 9 else _bad_urgency(u)),
+                timeout=t.get("timeout_seconds", float, 20.0, check=positive),
             ))
             t.done()
         return tuple(endpoints) or None
@@ -144,7 +146,8 @@ class WireChannel(Channel):
             if endpoint.name in self.secrets:
                 digest = hmac.new(self.secrets[endpoint.name], body, hashlib.sha256).hexdigest()
                 headers[SIGNATURE_HEADER] = f"sha256={digest}"
-            reply = http.send(self.session, "POST", endpoint.url, data=body, headers=headers)
+            reply = http.send(self.session, "POST", endpoint.url, data=body, headers=headers,
+                              timeout=(min(5.0, endpoint.timeout), endpoint.timeout))
             remote = None
             if reply.result is Result.SENT:
                 data = reply.json()

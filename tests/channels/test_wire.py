@@ -1,0 +1,219 @@
+"""The wire against a real HTTP server on loopback that checks what a receiving wire checks."""
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from werkzeug import Response
+
+from distributor.clock import FixedClock, utcnow
+from tests.channels.conftest import SID, by_channel, wire
+from tests.conftest import SHARED
+
+SCHEMA = SHARED / "schemas" / "ninjs-schema_3.1.json"
+
+
+@pytest.fixture(autouse=True)
+def wire_secret(monkeypatch):
+    monkeypatch.setenv("TEST_WIRE_SECRET", "s3cret-ключ")
+
+
+def validator():
+    if not SCHEMA.exists():
+        pytest.skip(f"ninjs schema not found at {SCHEMA}: schema validation skipped")
+    from jsonschema import Draft202012Validator
+    schema = json.loads(SCHEMA.read_text())
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+class Receiver:
+    """Checks content type, signature and idempotency key; answers with queued responses."""
+
+    def __init__(self, secret: bytes | None = b"s3cret-\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87"):
+        self.secret = secret
+        self.requests = []
+        self.responses = []
+
+    def __call__(self, request):
+        body = request.get_data()
+        self.requests.append({"headers": dict(request.headers), "body": body, "at": time.time()})
+        assert request.headers["Content-Type"].startswith("application/json")
+        assert request.headers.get("Idempotency-Key")
+        if self.secret is not None:
+            expected = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+            if request.headers.get("X-Distributor-Signature") != expected:
+                return Response('{"error": "bad signature"}', status=401, content_type="application/json")
+        json.loads(body)
+        if self.responses:
+            return self.responses.pop(0)
+        return Response('{"id": "wire-item-1"}', status=201, content_type="application/json")
+
+
+@pytest.fixture
+def receiver(httpserver):
+    handler = Receiver()
+    httpserver.expect_request("/ingest", method="POST").respond_with_handler(handler)
+    return handler
+
+
+def lifted(make_system, scheduled, url, extra='secret_env = "TEST_WIRE_SECRET"', **statement):
+    clock = FixedClock(utcnow())
+    system = make_system(clock=clock, extra=wire(url, extra=extra))
+    embargo = scheduled(system, channels="wire", **statement)
+    clock.set(embargo)
+    system.dispatcher.advance()
+    return system, clock, embargo
+
+
+def test_ninjs_payload_signature_and_idempotency(make_system, scheduled, receiver, httpserver):
+    system, clock, embargo = lifted(make_system, scheduled, httpserver.url_for("/ingest"))
+    system.dispatcher.deliver("wire")
+    assert len(receiver.requests) == 1
+    request = receiver.requests[0]
+    item = json.loads(request["body"])
+    validator().validate(item)
+    assert item["uri"] == "tag:office.example.org,2026-10-14:tro-01-001-2026"
+    assert item["headlines"][0]["value"] == "Riverland: Flood maps must be published"
+    assert {b["contentType"] for b in item["bodies"]} == {"text/plain", "text/html"}
+    assert "Åsgård" in item["bodies"][0]["value"]
+    assert item["pubStatus"] == "usable" and item["urgency"] == 4 and item["language"] == "en"
+    assert {"role": "reference", "value": "Index: TRO 01/001/2026"} in item["altIds"]
+    assert {"role": "serial", "value": "News Service No. 7"} in item["altIds"]
+    assert item["infoSources"][0]["contactInfo"][0]["value"].startswith("For more information")
+    assert item["by"] == "Test Rights Office"
+    row = by_channel(system)["wire:newswire"]
+    assert row["status"] == "sent" and row["remote_id"] == "wire-item-1"
+    key = request["headers"]["Idempotency-Key"]
+
+    # the same revision to the same endpoint always carries the same key
+    from distributor.channels.wire import idempotency_key
+    with system.engine.connect() as conn:
+        job = system.dispatcher.job(conn, SID, 1)
+    assert idempotency_key(job, "newswire") == key
+
+
+def test_every_payload_validates_markdown_too(make_system, httpserver, receiver, tmp_path):
+    clock = FixedClock(utcnow())
+    system = make_system(clock=clock, extra=wire(httpserver.url_for("/ingest"), extra='secret_env = "TEST_WIRE_SECRET"'))
+    md = tmp_path / "s.md"
+    embargo = clock.now() + timedelta(hours=1)
+    md.write_text(f"""---
+title: "Zoë's “release” — 释放"
+reference: "Index: MD 01/002/2026"
+embargo: {embargo.isoformat()}
+summary: A summary.
+---
+Body with <b>raw</b> HTML and a [link](https://example.org).
+
+- one
+- two
+""")
+    sid = system.cli("import", md).out.strip()
+    system.cli("approve", sid, "--by", "M")
+    system.cli("schedule", sid, "--send-embargoed-at", clock.now().isoformat())
+    clock.set(embargo)
+    system.dispatcher.advance()
+    system.dispatcher.deliver("wire")
+    item = json.loads(receiver.requests[0]["body"])
+    validator().validate(item)
+    html = [b for b in item["bodies"] if b["contentType"] == "text/html"][0]["value"]
+    assert "&lt;b&gt;raw&lt;/b&gt;" in html and "<li>one</li>" in html
+
+
+@pytest.mark.parametrize("status, body, headers, expected, error", [
+    (400, '{"error": "headline missing"}', {}, "failed", 'HTTP 400: {"error": "headline missing"}'),
+    (422, "unprocessable", {}, "failed", "HTTP 422: unprocessable"),
+    (500, "boom", {}, "retrying", "HTTP 500: boom"),
+    (503, "", {"Retry-After": "120"}, "retrying", "HTTP 503"),
+    (429, "slow down", {"Retry-After": "90"}, "retrying", "HTTP 429: slow down"),
+    (408, "", {}, "retrying", "HTTP 408"),
+])
+def test_responses(make_system, scheduled, receiver, httpserver, status, body, headers, expected, error):
+    receiver.responses.append(Response(body, status=status, headers=headers))
+    system, clock, _ = lifted(make_system, scheduled, httpserver.url_for("/ingest"))
+    system.dispatcher.deliver("wire")
+    row = by_channel(system)["wire:newswire"]
+    assert row["status"] == expected
+    assert row["error"] == error
+    if "Retry-After" in headers:
+        from distributor.statements.times import parse_instant
+        wait = (parse_instant(row["next_attempt_at"]) - clock.now()).total_seconds()
+        assert int(headers["Retry-After"]) - 1 <= wait <= int(headers["Retry-After"]) + 1
+
+
+def test_retry_after_as_http_date_and_retry_reuses_the_key(make_system, scheduled, receiver, httpserver):
+    from email.utils import format_datetime
+    clock_now = utcnow()
+    when = format_datetime(clock_now + timedelta(seconds=300), usegmt=True)
+    receiver.responses.append(Response("busy", status=429, headers={"Retry-After": when}))
+    system, clock, _ = lifted(make_system, scheduled, httpserver.url_for("/ingest"))
+    system.dispatcher.deliver("wire")
+    assert by_channel(system)["wire:newswire"]["status"] == "retrying"
+    clock.advance(301)
+    system.dispatcher.deliver("wire")
+    assert by_channel(system)["wire:newswire"]["status"] == "sent"
+    keys = {r["headers"]["Idempotency-Key"] for r in receiver.requests}
+    assert len(receiver.requests) == 2 and len(keys) == 1
+
+
+def test_bad_signature_is_refused_by_the_receiver(make_system, scheduled, httpserver, monkeypatch):
+    handler = Receiver(secret=b"another secret")
+    httpserver.expect_request("/ingest", method="POST").respond_with_handler(handler)
+    system, _, _ = lifted(make_system, scheduled, httpserver.url_for("/ingest"))
+    system.dispatcher.deliver("wire")
+    row = by_channel(system)["wire:newswire"]
+    assert row["status"] == "failed" and "HTTP 401" in row["error"]
+
+
+def test_timeout_is_retried(make_system, scheduled, httpserver):
+    def slow(request):
+        time.sleep(1.5)
+        return Response("{}", status=201)
+    httpserver.expect_request("/slow", method="POST").respond_with_handler(slow)
+    system, _, _ = lifted(make_system, scheduled, httpserver.url_for("/slow"), extra="timeout_seconds = 0.5")
+    system.dispatcher.deliver("wire")
+    row = by_channel(system)["wire:newswire"]
+    assert row["status"] == "retrying" and row["error"].startswith("timeout")
+
+
+def test_connection_refused_is_retried(make_system, scheduled):
+    from tests.conftest import free_port
+    system, _, _ = lifted(make_system, scheduled, f"http://127.0.0.1:{free_port()}/ingest")
+    system.dispatcher.deliver("wire")
+    row = by_channel(system)["wire:newswire"]
+    assert row["status"] == "retrying" and "connection failed" in row["error"]
+
+
+def test_missing_secret_variable_is_a_config_error(write_config, run, monkeypatch):
+    monkeypatch.delenv("TEST_WIRE_SECRET")
+    path = write_config(extra=wire("http://127.0.0.1:9/x", extra='secret_env = "TEST_WIRE_SECRET"'))
+    run(path, "init")
+    result = run(path, "run", "--exit-when-idle")
+    assert result.code == 2 and "TEST_WIRE_SECRET is not set" in result.err
+
+
+def test_wire_config_errors(write_config, run):
+    result = run(write_config(extra=wire("ftp://example.org/x")), "list")
+    assert result.code == 2 and "channels.wire[0].url: expected an http:// or https:// URL" in result.err
+    result = run(write_config(extra=wire("http://x.example.org", extra='format = "nitf"')), "list")
+    assert result.code == 2 and "channels.wire[0].format: expected one of ninjs" in result.err
+    twice = wire("http://x.example.org") + wire("http://y.example.org")
+    result = run(write_config(extra=twice), "list")
+    assert result.code == 2 and "channels.wire[1].name: another wire endpoint is already called 'newswire'" in result.err
+
+
+def test_file_transport_writes_json(make_system, scheduled):
+    from tests.channels.conftest import file_wire
+    clock = FixedClock(utcnow())
+    system = make_system(clock=clock, extra=file_wire())
+    embargo = scheduled(system, channels="wire")
+    clock.set(embargo)
+    system.dispatcher.advance()
+    system.dispatcher.deliver("wire")
+    files = list(Path(system.config_path.parent / "out" / "wire").glob("*.json"))
+    assert len(files) == 1
+    validator().validate(json.loads(files[0].read_text()))
