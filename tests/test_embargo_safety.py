@@ -1,0 +1,113 @@
+"""Embargo safety end to end: daylight-saving change days, and a scheduler that was down across the lift."""
+
+import email
+import email.policy
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from distributor.clock import FixedClock
+from tests.channels.conftest import feed, file_wire
+
+SID = "tro-01-001-2026"
+OFFLINE = file_wire() + feed()
+
+
+def utc(*a):
+    return datetime(*a, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("local, zone, instant, subject_time", [
+    ("2027-03-28 09:00", "Europe/London", utc(2027, 3, 28, 8, 0), "09:00 BST 28 March 2027"),       # spring forward
+    ("2027-03-28 00:30", "Europe/London", utc(2027, 3, 28, 0, 30), "00:30 GMT 28 March 2027"),      # before the change
+    ("2027-10-31 09:00", "Europe/London", utc(2027, 10, 31, 9, 0), "09:00 GMT 31 October 2027"),    # fall back
+    ("2027-10-31 00:30", "Europe/London", utc(2027, 10, 30, 23, 30), "00:30 BST 31 October 2027"),
+    ("2027-03-14 09:00", "America/New_York", utc(2027, 3, 14, 13, 0), "13:00 GMT 14 March 2027"),
+    ("2027-11-07 09:00", "America/New_York", utc(2027, 11, 7, 14, 0), "14:00 GMT 7 November 2027"),
+])
+def test_embargo_on_daylight_saving_days(make_system, statement_file, tmp_path, local, zone, instant, subject_time):
+    clock = FixedClock(instant - timedelta(days=1))
+    system = make_system(clock=clock, extra=OFFLINE)
+    csv = tmp_path / "r.csv"
+    csv.write_text("email,name,embargo_ok\nana@paper.example.com,Ana,yes\n")
+    system.cli("recipients", "import", csv, "--list", "embargo")
+    system.cli("import", statement_file())
+    system.cli("approve", SID, "--by", "Maya")
+    result = system.cli("schedule", SID, "--embargo", f"{local} {zone}", "--send-embargoed-at", clock.now().isoformat())
+    assert result.code == 0, result.err
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["embargo"] == instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    system.dispatcher.advance()
+    system.dispatcher.deliver("email")
+    [eml] = (system.config_path.parent / "outbox").rglob("*.eml")
+    msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert msg["Subject"].startswith(f"EMBARGOED UNTIL {subject_time}:")
+    text = msg.get_body(("plain",)).get_content()
+    assert instant.strftime("%H:%M UTC") in text
+    if zone == "America/New_York":  # an extra zone of the office: shown with the abbreviation in force that day
+        assert f"{local[-5:]} {'EDT' if instant.month == 3 else 'EST'}" in text
+
+    wire_out = Path(system.config_path.parent / "out" / "wire")
+    for early in (timedelta(hours=1), timedelta(seconds=1), timedelta(microseconds=1)):
+        clock.set(instant - early)
+        system.dispatcher.advance()
+        system.dispatcher.deliver("wire")
+        system.dispatcher.deliver("feed")
+        assert not wire_out.exists() and not (wire_out.parent / "feed.atom").exists()
+    clock.set(instant)
+    system.dispatcher.advance()
+    system.dispatcher.deliver("wire")
+    system.dispatcher.deliver("feed")
+    assert len(list(wire_out.glob("*.json"))) == 1 and (wire_out.parent / "feed.atom").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2027-03-28 01:30 Europe/London", "does not exist"),
+    ("2027-10-31 01:30 Europe/London", "happens twice"),
+    ("2027-03-14 02:30 America/New_York", "does not exist"),
+    ("2027-11-07 01:30 America/New_York", "happens twice"),
+])
+def test_ambiguous_or_missing_local_times_are_refused(make_system, statement_file, text, message):
+    system = make_system(clock=FixedClock(utc(2027, 1, 1)))
+    system.cli("import", statement_file())
+    system.cli("approve", SID, "--by", "Maya")
+    result = system.cli("schedule", SID, "--embargo", text)
+    assert result.code == 2 and message in result.err
+
+
+def test_scheduler_down_across_the_embargo_publishes_late_not_never(make_system, statement_file):
+    start = datetime.now(timezone.utc)
+    clock = FixedClock(start)
+    system = make_system(clock=clock, extra=OFFLINE)
+    system.cli("import", statement_file())
+    system.cli("approve", SID, "--by", "Maya")
+    embargo = start + timedelta(minutes=30)
+    system.cli("schedule", SID, "--embargo", embargo.isoformat(), "--send-embargoed-at", start.isoformat())
+    clock.set(embargo + timedelta(hours=2))  # the scheduler comes back two hours after the embargo
+    system.dispatcher.advance()
+    for name in ("wire", "feed"):
+        system.dispatcher.deliver(name)
+    rows = {r["channel"]: r for r in json.loads(system.cli("log", "--format", "json").out)}
+    for name in ("wire", "feed"):
+        assert rows[name]["status"] == "sent"
+        assert rows[name]["due_at"] == embargo.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert rows[name]["late_seconds"] == pytest.approx(7200, abs=1)
+    released = [e for e in json.loads(system.cli("audit", "--format", "json").out) if e["action"] == "released"]
+    assert released[0]["detail"]["late_seconds"] == pytest.approx(7200, abs=1)
+
+
+def test_channels_option_selects_and_social_means_every_account(make_system, statement_file, monkeypatch):
+    from tests.channels.conftest import bluesky, mastodon
+    monkeypatch.setenv("TEST_MASTODON_TOKEN", "t")
+    monkeypatch.setenv("TEST_BLUESKY_PASSWORD", "p")
+    system = make_system(extra=OFFLINE + mastodon("", transport="file") + bluesky("", transport="file"))
+    system.cli("import", statement_file())
+    system.cli("approve", SID, "--by", "Maya")
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    assert system.cli("schedule", SID, "--embargo", later, "--channels", "email,social").code == 0
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["channels"] == ["email", "mastodon", "bluesky"]
+    assert system.cli("schedule", SID, "--embargo", later).code == 0
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["channels"] == [
+        "email", "wire", "feed", "mastodon", "bluesky"]
