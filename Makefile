@@ -20,7 +20,8 @@ demo: $(STAMP)
 	sh examples/demo.sh $(BIN)/distributor
 
 bench: $(STAMP)
-	$(BIN)/python bench/email_throughput.py
+	$(BIN)/python bench/email_throughput.py --recipients 20000 --runs 3 --memory-recipients 100000
+	$(BIN)/python bench/lift_latency.py
 
 clean:
 	rm -rf $(VENV) var outbox build *.egg-info

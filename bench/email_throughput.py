@@ -33,6 +33,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 STATEMENT = ROOT / "examples" / "statements" / "nhrn-12-004-2026.txt"
+CONFIG = """
+[office]
+name = "Northfield Human Rights Network"
+timezone = "Europe/London"
+also_show = ["America/New_York", "Europe/Paris", "Asia/Tokyo"]
+from = "press@nhrn.example.org"
+
+[paths]
+templates = "{templates}"
+
+[database]
+url = "sqlite:///{db}"
+
+[channels.email]
+transport = "smtp"
+
+[channels.email.smtp]
+host = "127.0.0.1"
+port = {port}
+connections = 4
+"""
 
 
 def free_port() -> int:
@@ -69,11 +90,7 @@ def installation(folder: Path, port: int, n: int):
     from distributor.store import connect, init_schema
 
     config_path = folder / "distributor.toml"
-    config_path.write_text((ROOT / "config" / "distributor.toml").read_text()
-                           .replace('"sqlite:///../var/distributor.db"', f'"sqlite:///{folder / "d.db"}"')
-                           .replace('transport = "file"', 'transport = "smtp"')
-                           .replace('port = 25', f'port = {port}')
-                           .replace('templates = "../templates"', f'templates = "{ROOT / "templates"}"'))
+    config_path.write_text(CONFIG.format(db=folder / "d.db", port=port, templates=ROOT / "templates"))
     config = load(config_path)
     engine = connect(config.database_url)
     init_schema(engine)

@@ -247,7 +247,7 @@ def cmd_log(args) -> int:
             rows = []
             for r in records:
                 counts[r["status"]] = counts.get(r["status"], 0) + 1
-                note = r["error"] or ("after the lift, as released" if r["variant"] == "released"
+                note = r["error"] or ("after the lift, as released" if r["variant"] == deliveries.Variant.RELEASED.value
                                       and r["channel"] == "email" else "")
                 rows.append([r["statement"], r["channel"], r["target"], r["status"], str(r["attempts"]),
                              r["sent_at"] or "-", (note or "")[:70]])

@@ -97,6 +97,14 @@ class Table:
                 raise self.error(name, "unknown key")
 
 
+def secret(env_name: str, key: str) -> str:
+    """A secret from the environment variable the config names; never from the file, never logged."""
+    value = os.environ.get(env_name)
+    if value is None:
+        raise ConfigError(f"{key}: environment variable {env_name} is not set")
+    return value
+
+
 def zone(value: str) -> ZoneInfo:
     try:
         return ZoneInfo(value)

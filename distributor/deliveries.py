@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from distributor.config import DeliveryPolicy
+from distributor.statements.model import StatementStatus
 from distributor.store.schema import attempts, deliveries, plans, statements
 
 
@@ -33,6 +34,13 @@ class DeliveryStatus(str, Enum):
 
 ACTIVE = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value, DeliveryStatus.RETRYING.value)
 CLAIMABLE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+
+
+class Variant(str, Enum):
+    """Which version of the statement a delivery carried."""
+
+    EMBARGOED = "embargoed"  # before the lift, with the embargo notice
+    RELEASED = "released"    # the public version, at or after the lift
 
 
 class Result(str, Enum):
@@ -65,7 +73,7 @@ class Outcome:
     remote_id: str | None = None
     retry_after: float | None = None     # seconds, from the remote side (Retry-After)
     not_before: datetime | None = None   # REFUSED: the embargo
-    variant: str | None = None           # what was sent: "embargoed" or "released"
+    variant: Variant | None = None       # what was sent
 
 
 @dataclass
@@ -125,7 +133,7 @@ def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: d
 def _claimable(channel: str | None, now: datetime):
     """Rows a worker may take now: due and unsent, or sending past their lease; of a live, approved statement."""
     live = select(statements.c.id).where(
-        statements.c.status.in_(("scheduled", "released")),
+        statements.c.status.in_((StatementStatus.SCHEDULED.value, StatementStatus.RELEASED.value)),
         statements.c.approved_revision == deliveries.c.revision,
         statements.c.id == deliveries.c.statement_id,
     ).exists()
@@ -201,7 +209,7 @@ def _transition(row: Claimed, outcome: Outcome, policy: DeliveryPolicy, now: dat
     result = outcome.result
     if result is Result.SENT:
         return {**base, "status": DeliveryStatus.SENT.value, "sent_at": now, "remote_id": outcome.remote_id,
-                "last_error": None, "variant": outcome.variant}
+                "last_error": None, "variant": outcome.variant.value if outcome.variant else None}
     if result is Result.REFUSED:
         return {**base, "status": DeliveryStatus.PENDING.value, "attempts": row.attempts,
                 "next_attempt_at": outcome.not_before or now}

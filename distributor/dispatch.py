@@ -11,6 +11,7 @@ from itertools import groupby
 from distributor import deliveries, workflow
 from distributor.channels import Channel, Context, Job
 from distributor.deliveries import Outcome, Result
+from distributor.statements.model import StatementStatus
 from distributor.workflow import Action
 
 log = logging.getLogger("distributor.run")
@@ -29,6 +30,7 @@ class Dispatcher:
         self.channels = channels
         self.worker = worker or worker_name()
         self.actor = f"scheduler@{self.worker}"
+        self._warned: set[tuple[str, str]] = set()
 
     def job(self, conn, statement_id: str, revision: int) -> Job:
         row = workflow.get(conn, statement_id)
@@ -44,13 +46,18 @@ class Dispatcher:
         with self.engine.connect() as conn:
             due = [r for r in workflow.scheduled(conn)
                    if (r["send_embargoed_at"] and r["send_embargoed_at"] <= now) or r["embargo"] <= now]
-        for row in due:
+        for candidate in due:
             with self.engine.begin() as conn:
+                row = workflow.lock(conn, candidate["id"])  # another worker may have got here first
+                if row is None or row["status"] != StatementStatus.SCHEDULED.value or row["revision"] != candidate["revision"]:
+                    continue
                 job = self.job(conn, row["id"], row["revision"])
                 for name in row["channels"] or []:
                     channel = self.channels.get(name)
                     if channel is None:
-                        log.warning("%s: channel %r is not configured here; its deliveries wait", row["id"], name)
+                        if (row["id"], name) not in self._warned:
+                            self._warned.add((row["id"], name))
+                            log.warning("%s: channel %r is not configured here; its deliveries wait", row["id"], name)
                         continue
                     due_at = channel.due_at(job)
                     if due_at > now:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from distributor import deliveries
 from distributor.errors import InputError
+from distributor.files import decode, read_bytes
 from distributor.progress import Progress
 from distributor.store.schema import recipients, suppressions
 
@@ -49,18 +50,7 @@ def key(email: str) -> str:
 
 def read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
     """(line, row) for good rows, (line, reason) for rejected ones. Raises InputError for an unreadable file."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", where=str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read ({exc.strerror})", where=str(path)) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the CSV as UTF-8",
-                         where=f"{path}:{line}") from None
+    text = decode(read_bytes(path, "a CSV file"), str(path))
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     if "email" not in header:

@@ -16,16 +16,8 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 
 from distributor import deliveries
 from distributor.errors import InputError, StateError
-from distributor.statements.model import Statement
+from distributor.statements.model import Statement, StatementStatus
 from distributor.store.schema import audit, revisions, statements
-
-
-class StatementStatus(str, Enum):
-    DRAFT = "draft"
-    APPROVED = "approved"
-    SCHEDULED = "scheduled"
-    RELEASED = "released"
-    WITHDRAWN = "withdrawn"
 
 
 S = StatementStatus
@@ -73,6 +65,12 @@ def get(conn: Connection, statement_id: str) -> dict:
     if row is None:
         raise InputError(f"no statement with id {statement_id!r} (see 'distributor list')", where="ID")
     return dict(row)
+
+
+def lock(conn: Connection, statement_id: str) -> dict | None:
+    """The statement's row, locked until the transaction ends (other workers wait; SQLite serialises anyway)."""
+    row = conn.execute(select(statements).where(statements.c.id == statement_id).with_for_update()).mappings().first()
+    return dict(row) if row else None
 
 
 def content(conn: Connection, statement_id: str, revision: int) -> Statement:
@@ -165,7 +163,9 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
              send_embargoed_at: datetime | None, channels: dict[str, bool]) -> dict:
     """``channels`` maps each chosen channel to whether it is public (due at the embargo)."""
     row = get(conn, statement_id)
-    if row["status"] not in (S.APPROVED.value, S.SCHEDULED.value):
+    if row["status"] in (S.RELEASED.value, S.WITHDRAWN.value):
+        raise StateError(f"statement {statement_id} is {row['status']}; it cannot be scheduled", where=statement_id)
+    if row["status"] != S.APPROVED.value and row["status"] != S.SCHEDULED.value:
         raise StateError(f"statement {statement_id} is {row['status']}; approve it first "
                          f"('distributor approve {statement_id} --by NAME')", where=statement_id)
     document = content(conn, statement_id, row["revision"])

@@ -7,10 +7,13 @@ is where a public channel refuses to act before the embargo, whoever called it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import Connection
@@ -18,14 +21,15 @@ from sqlalchemy.engine import Engine
 
 from distributor.clock import Clock
 from distributor.config import Config, Table
-from distributor.deliveries import Claimed, Outcome, Result
+from distributor.deliveries import Claimed, Outcome, Result, Variant
 from distributor.render import Renderer
 from distributor.statements.model import Statement
+from distributor.transports.file import Folder
 
 log = logging.getLogger("distributor.channels")
 
-EMBARGOED = "embargoed"
-RELEASED = "released"
+EMBARGOED = Variant.EMBARGOED
+RELEASED = Variant.RELEASED
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,17 @@ class Job:
     send_embargoed_at: datetime | None
     first_created: datetime | None = None    # when revision 1 was imported
     version_created: datetime | None = None  # when this revision was imported
+
+
+def idempotency_key(job: Job, target: str) -> str:
+    """Stable per (statement revision, target): a retried request is recognisably the same request."""
+    return hashlib.sha256(f"{job.statement_id}/r{job.revision}/{target}".encode()).hexdigest()[:32]
+
+
+def write_offline(directory: Path, job: Job, target: str, payload: dict) -> str:
+    """The ``file`` transport of the HTTP channels: the payload as JSON in a folder. Returns the path."""
+    data = json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8")
+    return str(Folder(directory).write(f"{job.statement_id}.r{job.revision}.{target}.json", data))
 
 
 def tables_of(channels: Table, key: str, network: str | None = None) -> list[Table]:
@@ -83,14 +98,14 @@ class Channel(ABC):
         return job.embargo if self.public else job.send_embargoed_at
 
     # -- rendering and delivery ------------------------------------------------------------------------------
-    def variant(self, job: Job, now: datetime) -> str:
+    def variant(self, job: Job, now: datetime) -> Variant:
         """Embargoed copies sent after the lift go out as the released version."""
         if self.public or job.embargo is None or now >= job.embargo:
             return RELEASED
         return EMBARGOED
 
     @abstractmethod
-    def render(self, job: Job, variant: str) -> Any:
+    def render(self, job: Job, variant: Variant) -> Any:
         """What all targets share; called once per (revision, variant)."""
 
     @abstractmethod

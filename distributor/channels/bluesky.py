@@ -9,8 +9,6 @@ the record already there counts as sent.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,13 +17,11 @@ from typing import Iterable
 
 from sqlalchemy import Connection
 
-from distributor.channels.base import Channel, Job
+from distributor.channels.base import Channel, Job, write_offline
 from distributor.channels.social import URL, accounts, count_graphemes, fit, render_post, unique_names
-from distributor.config import Office, Table
-from distributor.deliveries import Claimed, Outcome, Result
-from distributor.errors import ConfigError
+from distributor.config import Office, Table, secret
+from distributor.deliveries import Claimed, Outcome, Result, Variant
 from distributor.transports import http
-from distributor.transports.file import Folder
 
 LIMIT = 300
 COLLECTION = "app.bsky.feed.post"
@@ -153,19 +149,13 @@ class BlueskyChannel(Channel):
         super().__init__(settings, context)
         self.accounts = {a.name: a for a in settings}
         self.client = http.session()
-        self.sessions: dict[str, Session] = {}
-        for a in settings:
-            if a.transport == "http":
-                password = os.environ.get(a.password_env)
-                if password is None:
-                    raise ConfigError(f"channels.social ({a.name}).password_env: environment variable "
-                                      f"{a.password_env} is not set")
-                self.sessions[a.name] = Session(a, password, self.client)
+        self.sessions = {a.name: Session(a, secret(a.password_env, f"channels.social ({a.name}).password_env"),
+                                         self.client) for a in settings if a.transport == "http"}
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return list(self.accounts)
 
-    def render(self, job: Job, variant: str):
+    def render(self, job: Job, variant: Variant):
         return render_post(self.context.renderer, "bluesky", job)
 
     def record(self, job: Job, text: str) -> dict:
@@ -191,10 +181,8 @@ class BlueskyChannel(Channel):
             rkey = tid(job.embargo, f"{job.statement_id}/r{job.revision}/{account.name}")
             record = self.record(job, text)
             if account.transport == "file":
-                path = Folder(account.directory).write(f"{job.statement_id}.r{job.revision}.{account.name}.json",
-                                                       json.dumps({"rkey": rkey, "record": record},
-                                                                  ensure_ascii=False, indent=2).encode())
-                yield Outcome(row.id, Result.SENT, remote_id=str(path))
+                yield Outcome(row.id, Result.SENT, remote_id=write_offline(account.directory, job, account.name,
+                                                                            {"rkey": rkey, "record": record}))
                 continue
             yield self.create(row, self.sessions[account.name], rkey, record)
 

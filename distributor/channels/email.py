@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from distributor import recipients
 from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, positive
-from distributor.deliveries import Claimed, Outcome, Result
+from distributor.deliveries import Claimed, Outcome, Result, Variant
 from distributor.transports.base import Envelope, MailTransport
 from distributor.transports.file import MailFolder
 from distributor.transports.smtp import SmtpPool, SmtpSettings
@@ -40,7 +40,7 @@ class EmailSettings:
 
 @dataclass(frozen=True)
 class RenderedEmail:
-    variant: str
+    variant: Variant
     subject: str
     text: str
     html: str
@@ -105,7 +105,7 @@ class EmailChannel(Channel):
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return recipients.eligible(conn, self.settings.list, embargoed=True)
 
-    def render(self, job: Job, variant: str) -> RenderedEmail:
+    def render(self, job: Job, variant: Variant) -> RenderedEmail:
         renderer = self.context.renderer
         context = renderer.context(job.statement, job.statement_id, job.embargo, embargoed=variant == EMBARGOED)
         subject = one_line(renderer.render(TEMPLATES["subject"], **context))
@@ -115,7 +115,8 @@ class EmailChannel(Channel):
         body = EmailMessage(policy=SMTP)
         body.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
         body.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-        body.set_boundary("=_" + hashlib.sha256(f"{job.statement_id}/{job.revision}/{variant}".encode()).hexdigest()[:32])
+        seed = f"{job.statement_id}/{job.revision}/{variant.value}".encode()
+        body.set_boundary("=_" + hashlib.sha256(seed).hexdigest()[:32])
         raw = body.as_bytes(policy=SMTP)
         mime_head, _, encoded = raw.partition(b"\r\n\r\n")
 

@@ -17,7 +17,7 @@ from distributor import workflow
 from distributor.channels.base import Channel, Job
 from distributor.clock import iso_z
 from distributor.config import Office, Table, positive
-from distributor.deliveries import Claimed, Outcome, Result
+from distributor.deliveries import Claimed, Outcome, Result, Variant
 from distributor.render import statement_uri
 from distributor.statements.model import Statement
 from distributor.transports.base import write_atomically
@@ -55,7 +55,7 @@ class FeedChannel(Channel):
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return [str(self.settings.path)]
 
-    def render(self, job: Job, variant: str) -> None:
+    def render(self, job: Job, variant: Variant) -> None:
         return None  # the whole feed is rebuilt from the database at delivery
 
     def deliver(self, job: Job, rendered: None, rows: list[Claimed]) -> Iterable[Outcome]:

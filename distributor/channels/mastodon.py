@@ -6,8 +6,6 @@ read once from the instance (GET /api/v2/instance), falling back to 500; text is
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -15,14 +13,11 @@ from typing import Iterable
 
 from sqlalchemy import Connection
 
-from distributor.channels.base import Channel, Job
+from distributor.channels.base import Channel, Job, idempotency_key, write_offline
 from distributor.channels.social import accounts, count_mastodon, fit, render_post, unique_names
-from distributor.channels.wire import idempotency_key
-from distributor.config import Office, Table
-from distributor.deliveries import Claimed, Outcome, Result
-from distributor.errors import ConfigError
+from distributor.config import Office, Table, secret
+from distributor.deliveries import Claimed, Outcome, Result, Variant
 from distributor.transports import http
-from distributor.transports.file import Folder
 
 DEFAULT_LIMIT = 500
 DEFAULT_URL_LENGTH = 23
@@ -64,21 +59,15 @@ class MastodonChannel(Channel):
     def __init__(self, settings: tuple[MastodonAccount, ...], context):
         super().__init__(settings, context)
         self.accounts = {a.name: a for a in settings}
-        self.tokens = {}
-        for a in settings:
-            if a.transport == "http":
-                token = os.environ.get(a.token_env)
-                if token is None:
-                    raise ConfigError(f"channels.social ({a.name}).token_env: environment variable {a.token_env} "
-                                      f"is not set")
-                self.tokens[a.name] = token
+        self.tokens = {a.name: secret(a.token_env, f"channels.social ({a.name}).token_env")
+                       for a in settings if a.transport == "http"}
         self.session = http.session()
         self.limits: dict[str, tuple[int, int]] = {}
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return list(self.accounts)
 
-    def render(self, job: Job, variant: str):
+    def render(self, job: Job, variant: Variant):
         return render_post(self.context.renderer, "mastodon", job)
 
     def limit(self, account: MastodonAccount) -> tuple[int, int]:
@@ -110,9 +99,7 @@ class MastodonChannel(Channel):
             body = {"status": text, "visibility": account.visibility,
                     "language": (statement.language or self.context.config.office.language)[:2]}
             if account.transport == "file":
-                path = Folder(account.directory).write(f"{job.statement_id}.r{job.revision}.{account.name}.json",
-                                                       json.dumps(body, ensure_ascii=False, indent=2).encode())
-                yield Outcome(row.id, Result.SENT, remote_id=str(path))
+                yield Outcome(row.id, Result.SENT, remote_id=write_offline(account.directory, job, account.name, body))
                 continue
             reply = http.send(self.session, "POST", f"{account.base_url}/api/v1/statuses", json=body, headers={
                 "Authorization": f"Bearer {self.tokens[account.name]}",

@@ -12,22 +12,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from sqlalchemy import Connection
 
-from distributor.channels.base import Channel, Job, tables_of
+from distributor.channels.base import Channel, Job, idempotency_key, tables_of, write_offline
 from distributor.channels.social import unique_names
 from distributor.clock import iso_z
-from distributor.config import Office, Table, positive
-from distributor.deliveries import Claimed, Outcome, Result
-from distributor.errors import ConfigError
+from distributor.config import Office, Table, positive, secret
+from distributor.deliveries import Claimed, Outcome, Result, Variant
 from distributor.render import statement_uri
 from distributor.transports import http
-from distributor.transports.file import Folder
 
 SIGNATURE_HEADER = "X-Distributor-Signature"
 
@@ -106,20 +103,14 @@ class WireChannel(Channel):
     def __init__(self, settings: tuple[WireEndpoint, ...], context):
         super().__init__(settings, context)
         self.endpoints = {e.name: e for e in settings}
-        self.secrets: dict[str, bytes] = {}
-        for e in settings:
-            if e.secret_env:
-                secret = os.environ.get(e.secret_env)
-                if secret is None:
-                    raise ConfigError(f"channels.wire ({e.name}).secret_env: environment variable {e.secret_env} "
-                                      f"is not set")
-                self.secrets[e.name] = secret.encode("utf-8")
+        self.secrets = {e.name: secret(e.secret_env, f"channels.wire ({e.name}).secret_env").encode("utf-8")
+                        for e in settings if e.secret_env}
         self.session = http.session()
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return list(self.endpoints)
 
-    def render(self, job: Job, variant: str) -> dict:
+    def render(self, job: Job, variant: Variant) -> dict:
         renderer = self.context.renderer
         context = renderer.context(job.statement, job.statement_id, job.embargo, embargoed=False)
         text = renderer.render("wire/body.txt.j2", **context).strip()
@@ -135,12 +126,12 @@ class WireChannel(Channel):
             if endpoint is None:
                 yield Outcome(row.id, Result.FAILED, f"wire endpoint {row.target!r} is no longer configured")
                 continue
-            body = json.dumps(self.payload(rendered, endpoint), ensure_ascii=False, separators=(",", ":")).encode()
+            payload = self.payload(rendered, endpoint)
             if endpoint.transport == "file":
-                path = Folder(endpoint.directory).write(f"{job.statement_id}.r{job.revision}.{endpoint.name}.json",
-                                                        body)
-                yield Outcome(row.id, Result.SENT, remote_id=str(path))
+                yield Outcome(row.id, Result.SENT, remote_id=write_offline(endpoint.directory, job, endpoint.name,
+                                                                            payload))
                 continue
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             headers = {"Content-Type": "application/json; charset=utf-8",
                        "Idempotency-Key": idempotency_key(job, endpoint.name)}
             if endpoint.name in self.secrets:
@@ -153,11 +144,6 @@ class WireChannel(Channel):
                 data = reply.json()
                 remote = str(data.get("id") or data.get("uri") or reply.response.headers.get("Location") or "") or None
             yield Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after)
-
-
-def idempotency_key(job: Job, target: str) -> str:
-    """Stable per (statement revision, target): a retried request is recognisably the same request."""
-    return hashlib.sha256(f"{job.statement_id}/r{job.revision}/{target}".encode()).hexdigest()[:32]
 
 
 def _http_url(url: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from distributor.errors import InputError
+from distributor.files import read_bytes
 from distributor.statements import markdown, plaintext
 from distributor.statements.model import Statement
 
@@ -13,15 +14,7 @@ PARSERS = {".md": markdown.parse, ".markdown": markdown.parse, ".txt": plaintext
 
 def parse_file(path: Path) -> Statement:
     parser = PARSERS.get(path.suffix.lower(), plaintext.parse)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", where=str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, expected a statement file (.txt or .md)", where=str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read ({exc.strerror})", where=str(path)) from None
-    statement = parser(data, str(path))
+    statement = parser(read_bytes(path, "a statement file (.txt or .md)"), str(path))
     try:
         statement.id
     except ValueError as exc:

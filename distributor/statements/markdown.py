@@ -23,8 +23,8 @@ import yaml
 from markdown_it import MarkdownIt
 
 from distributor.errors import InputError
+from distributor.files import decode
 from distributor.statements.model import Statement
-from distributor.statements.plaintext import decode
 from distributor.statements.times import parse_instant
 
 KEYS = {"title", "date", "reference", "serial", "embargo", "contacts", "summary", "channels",

@@ -8,10 +8,21 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from enum import Enum
 
 from distributor.clock import iso_z
 
 ID_MAX = 60
+
+
+class StatementStatus(str, Enum):
+    """The statement's states; the transitions between them live in ``distributor.workflow``."""
+
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    RELEASED = "released"
+    WITHDRAWN = "withdrawn"
 
 
 @dataclass(frozen=True)

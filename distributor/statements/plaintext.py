@@ -18,6 +18,7 @@ import re
 from datetime import date
 
 from distributor.errors import InputError
+from distributor.files import decode
 from distributor.statements.model import Statement
 from distributor.statements.times import MONTHS, WEEKDAYS, is_embargo_line, parse_embargo_line
 
@@ -32,16 +33,6 @@ CLASSIFICATION = re.compile(r"^(?:public|internal|restricted|confidential)(?:\s+
 BOILERPLATE = re.compile(r"^\s*how\s+you\s+can\s+help\b", re.IGNORECASE)
 HEADER_LINE = re.compile(r"^Document\s+[-–—]\s+")
 BULLET = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
-
-
-def decode(data: bytes, source: str) -> str:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded; save the file as UTF-8",
-                         where=f"{source}:{line}") from None
-    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def parse_date(text: str) -> date | None:

@@ -8,7 +8,6 @@ fault for the messages it touched, not a failure of each recipient.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import smtplib
 import ssl
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from distributor.deliveries import Result
-from distributor.errors import ConfigError
+from distributor.config import secret
 from distributor.transports.base import Envelope, Handed, RateLimit
 
 log = logging.getLogger("distributor.smtp")
@@ -54,12 +53,8 @@ def _reply(code: int, text: bytes | str) -> str:
 class SmtpPool:
     def __init__(self, settings: SmtpSettings):
         self.settings = settings
-        self.password = None
-        if settings.password_env:
-            self.password = os.environ.get(settings.password_env)
-            if self.password is None:
-                raise ConfigError(f"channels.email.smtp.password_env: environment variable "
-                                  f"{settings.password_env} is not set")
+        self.password = (secret(settings.password_env, "channels.email.smtp.password_env")
+                         if settings.password_env else None)
         self._idle: queue.SimpleQueue[tuple[smtplib.SMTP, float]] = queue.SimpleQueue()
         self._rate = RateLimit(settings.max_per_second)
         self._executor: ThreadPoolExecutor | None = None

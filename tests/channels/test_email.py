@@ -6,7 +6,6 @@ import hashlib
 import json
 from datetime import timedelta
 
-import pytest
 
 from distributor.clock import FixedClock, utcnow
 from distributor.deliveries import Result
@@ -313,3 +312,30 @@ def test_schedule_again_after_copies_went_out_is_refused(make_system, smtp_sink,
     result = system.cli("schedule", SID, "--embargo", soon(7200))
     assert result.code == 2
     assert "already gone out" in result.err
+
+
+def test_rate_limit_spaces_messages(make_system, smtp_sink, tmp_path, statement_file):
+    import time
+    system = make_system(transport="smtp", smtp_port=smtp_sink.port, smtp_extra="max_per_second = 10")
+    prepare(system, tmp_path, statement_file)
+    system.dispatcher.advance()
+    started = time.monotonic()
+    system.dispatcher.deliver("email")
+    assert len(smtp_sink.messages) == 3
+    assert time.monotonic() - started >= 0.2  # three messages at 10 a second: at least two intervals
+
+
+def test_log_formats(make_system, smtp_sink, tmp_path, statement_file):
+    import csv
+    import io
+    smtp_sink.handler.rcpt_replies["bob@wire.example.net"] = "550 5.1.1 No such user"
+    system = make_system(transport="smtp", smtp_port=smtp_sink.port)
+    prepare(system, tmp_path, statement_file)
+    system.dispatcher.advance()
+    system.dispatcher.deliver("email")
+    rows = list(csv.DictReader(io.StringIO(system.cli("log", "--format", "csv").out)))
+    assert {r["target"]: r["status"] for r in rows} == {
+        "ana@paper.example.com": "sent", "bob@wire.example.net": "failed", "zoe@radio.example.org": "sent"}
+    table = system.cli("log").out.strip().splitlines()
+    assert table[-1] == "total 3: failed 1, sent 2"
+    assert any("550 5.1.1 No such user" in line for line in table)

@@ -10,7 +10,7 @@ from werkzeug import Response
 from distributor.channels.bluesky import TID_ALPHABET, link_facets, tid
 from distributor.channels.social import count_graphemes, count_mastodon, fit, shorten
 from distributor.clock import FixedClock, utcnow
-from tests.channels.conftest import SID, bluesky, by_channel, mastodon
+from tests.channels.conftest import bluesky, by_channel, mastodon
 
 LINK = "https://office.example.org/press/tro-01-001-2026"
 

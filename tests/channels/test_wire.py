@@ -90,7 +90,7 @@ def test_ninjs_payload_signature_and_idempotency(make_system, scheduled, receive
     key = request["headers"]["Idempotency-Key"]
 
     # the same revision to the same endpoint always carries the same key
-    from distributor.channels.wire import idempotency_key
+    from distributor.channels.base import idempotency_key
     with system.engine.connect() as conn:
         job = system.dispatcher.job(conn, SID, 1)
     assert idempotency_key(job, "newswire") == key
