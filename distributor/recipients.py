@@ -51,25 +51,25 @@ def key(email: str) -> str:
 def read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
     """(line, row) for good rows, (line, reason) for rejected ones. Raises InputError for an unreadable file."""
     text = decode(read_bytes(path, "a CSV file"), str(path))
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in next(reader, [])]
     if "email" not in header:
         raise InputError(f"no 'email' column; expected a header with {', '.join(COLUMNS)}", where=f"{path}:1")
     unknown = [h for h in header if h not in COLUMNS]
     if unknown:
         raise InputError(f"unknown column {unknown[0]!r}; expected some of {', '.join(COLUMNS)}", where=f"{path}:1")
-    reader.fieldnames = header
     seen: dict[str, int] = {}
-    previous_line = 1
-    for raw in reader:
-        line = previous_line + 1
+    previous_line = reader.line_num
+    for fields in reader:
+        line = previous_line + 1  # where this row starts; a quoted field may span lines
         previous_line = reader.line_num
-        if None in raw:
-            yield line, f"{len(header) + len(raw[None])} fields, expected {len(header)}"
+        if not any(f.strip() for f in fields):
             continue
-        values = {k: (v or "").strip() for k, v in raw.items()}
-        if not any(values.values()):
+        if len(fields) != len(header):
+            yield line, f"{len(fields)} fields, expected {len(header)} ({', '.join(header)})"
             continue
+        raw = dict(zip(header, fields))
+        values = {k: v.strip() for k, v in raw.items()}
         try:
             email = normalise(values["email"])
         except ValueError as exc:

@@ -86,3 +86,14 @@ def test_unsubscribe_survives_reimport(config, run, tmp_path):
     run(config, "recipients", "import", path, "--list", "embargo")
     assert recipients(run, config)["ana@paper.example.com"]["suppressed"] is True
     assert run(config, "recipients", "unsubscribe", "not an address").code == 2
+
+
+def test_line_numbers_survive_blank_lines_and_quoted_newlines(config, run, tmp_path):
+    text = ('email,name,embargo_ok\n\nana@paper.example.com,"Ana\nLima",yes\n\n'
+            'broken@,X,yes\nbob@wire.example.net,Bob\n')
+    result = run(config, "recipients", "import", write(tmp_path, text), "--list", "embargo")
+    assert result.code == 0
+    lines = result.err.strip().splitlines()
+    assert lines[0].startswith(f"{tmp_path / 'list.csv'}:6: email 'broken@'")
+    assert lines[1] == f"{tmp_path / 'list.csv'}:7: 2 fields, expected 3 (email, name, embargo_ok)"
+    assert "1 added" in result.out
