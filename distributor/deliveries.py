@@ -272,10 +272,11 @@ def complete_plans(conn: Connection, now: datetime) -> list[dict]:
     for p in open_plans:
         counts = status_counts(conn, p["statement_id"], p["revision"], p["channel"])
         if not any(counts.get(s, 0) for s in ACTIVE):
-            conn.execute(update(plans).where(
+            marked = conn.execute(update(plans).where(
                 plans.c.statement_id == p["statement_id"], plans.c.revision == p["revision"],
                 plans.c.channel == p["channel"], plans.c.completed_at.is_(None)).values(completed_at=now))
-            done.append({**dict(p), "counts": counts})
+            if marked.rowcount == 1:  # another worker may have marked it first
+                done.append({**dict(p), "counts": counts})
     return done
 
 
