@@ -235,7 +235,8 @@ def cmd_log(args) -> int:
     with app.engine.connect() as conn:
         if args.id:
             workflow.get(conn, args.id)
-        records = (log_record(r) for r in deliveries.log_rows(conn, args.id))
+        records = (log_record(r) for r in deliveries.log_rows(conn, args.id)
+                   if (not args.status or r["status"] == args.status) and (not args.channel or r["channel"] == args.channel))
         if args.format == "json":
             print(json.dumps(list(records), ensure_ascii=False, indent=2))
         elif args.format == "csv":
@@ -372,6 +373,8 @@ def build_parser() -> Parser:
     p = sub.add_parser("log", help="the delivery log: one row per channel and target")
     p.add_argument("id", nargs="?")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--status", choices=[s.value for s in deliveries.DeliveryStatus], help="only rows in this status")
+    p.add_argument("--channel", help="only rows of this channel")
     p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("audit", help="the audit trail: who imported, approved, scheduled, withdrew what")

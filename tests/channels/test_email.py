@@ -336,6 +336,8 @@ def test_log_formats(make_system, smtp_sink, tmp_path, statement_file):
     rows = list(csv.DictReader(io.StringIO(system.cli("log", "--format", "csv").out)))
     assert {r["target"]: r["status"] for r in rows} == {
         "ana@paper.example.com": "sent", "bob@wire.example.net": "failed", "zoe@radio.example.org": "sent"}
+    failed = json.loads(system.cli("log", "--status", "failed", "--channel", "email", "--format", "json").out)
+    assert [r["target"] for r in failed] == ["bob@wire.example.net"]
     table = system.cli("log").out.strip().splitlines()
     assert table[-1] == "total 3: failed 1, sent 2"
     assert any("550 5.1.1 No such user" in line for line in table)
