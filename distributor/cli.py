@@ -188,7 +188,7 @@ def cmd_schedule(args) -> int:
         document = workflow.content(conn, args.id, row["revision"])
         chosen = channel_registry.choose(args.channels, app.config.channels, document.channels)
         row = workflow.schedule(conn, args.id, actor(args), app.clock.now(), embargo=embargo,
-                                send_embargoed_at=send_at, channels={n: built[n].public for n in chosen})
+                                send_embargoed_at=send_at, channels={n: built[n] for n in chosen})
     office = app.config.office
     print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
           f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}")

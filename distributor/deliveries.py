@@ -113,9 +113,9 @@ def plan(conn: Connection, statement_id: str, revision: int, channel: str, targe
     return total
 
 
-def is_planned(conn: Connection, statement_id: str, revision: int, channel: str) -> bool:
-    return conn.execute(select(plans.c.targets).where(
-        plans.c.statement_id == statement_id, plans.c.revision == revision, plans.c.channel == channel)).first() is not None
+def planned_channels(conn: Connection, statement_id: str, revision: int) -> set[str]:
+    return set(conn.execute(select(plans.c.channel).where(
+        plans.c.statement_id == statement_id, plans.c.revision == revision)).scalars())
 
 
 def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: dict[str, datetime],

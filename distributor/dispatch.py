@@ -44,26 +44,20 @@ class Dispatcher:
         now = self.clock.now()
         lifted = 0
         with self.engine.connect() as conn:
-            due = [r for r in workflow.scheduled(conn)
-                   if (r["send_embargoed_at"] and r["send_embargoed_at"] <= now) or r["embargo"] <= now]
-        for candidate in due:
+            work = [(row, self.unplanned(conn, row, now)) for row in workflow.scheduled(conn)]
+        for candidate, names in work:
+            if not names and candidate["embargo"] > now:
+                continue
             with self.engine.begin() as conn:
                 row = workflow.lock(conn, candidate["id"])  # another worker may have got here first
-                if row is None or row["status"] != StatementStatus.SCHEDULED.value or row["revision"] != candidate["revision"]:
+                if row is None or row["status"] != StatementStatus.SCHEDULED.value \
+                        or row["revision"] != candidate["revision"]:
                     continue
                 job = self.job(conn, row["id"], row["revision"])
-                for name in row["channels"] or []:
-                    channel = self.channels.get(name)
-                    if channel is None:
-                        if (row["id"], name) not in self._warned:
-                            self._warned.add((row["id"], name))
-                            log.warning("%s: channel %r is not configured here; its deliveries wait", row["id"], name)
-                        continue
-                    due_at = channel.due_at(job)
-                    if due_at > now:
-                        continue
-                    planned = deliveries.plan(conn, job.statement_id, job.revision, name,
-                                              channel.targets(conn, job), due_at, now)
+                for name in names:
+                    channel = self.channels[name]
+                    planned = deliveries.plan(conn, job.statement_id, job.revision, name, channel.targets(conn, job),
+                                              channel.due_at(job.embargo, job.send_embargoed_at), now)
                     if planned is not None:
                         log.info("%s r%d: planned %d %s deliveries", job.statement_id, job.revision, planned, name)
                         workflow.record(conn, Action.PLANNED, self.actor, now, job.statement_id, job.revision,
@@ -74,6 +68,21 @@ class Dispatcher:
                     log.info("%s: embargo lifted at %s (%.3fs after %s)", row["id"], now.isoformat(),
                              (now - row["embargo"]).total_seconds(), row["embargo"].isoformat())
         return lifted
+
+    def unplanned(self, conn, row: dict, now: datetime) -> list[str]:
+        """The statement's channels that are due by ``now`` and have no delivery rows yet."""
+        planned = deliveries.planned_channels(conn, row["id"], row["revision"])
+        names = []
+        for name in row["channels"] or []:
+            channel = self.channels.get(name)
+            if channel is None:
+                if (row["id"], name) not in self._warned:
+                    self._warned.add((row["id"], name))
+                    log.warning("%s: channel %r is not configured here; its deliveries wait", row["id"], name)
+                continue
+            if name not in planned and channel.due_at(row["embargo"], row["send_embargoed_at"]) <= now:
+                names.append(name)
+        return names
 
     # -- deliveries: one channel, batch after batch until nothing is due -------------------------------------
     def deliver(self, name: str) -> dict[Result, int]:

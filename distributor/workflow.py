@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Protocol
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
@@ -21,6 +22,10 @@ from distributor.store.schema import audit, revisions, statements
 
 
 S = StatementStatus
+
+
+class Timed(Protocol):
+    def due_at(self, embargo: datetime, send_embargoed_at: datetime | None) -> datetime: ...
 TRANSITIONS: dict[StatementStatus, frozenset[StatementStatus]] = {
     S.DRAFT: frozenset({S.APPROVED, S.WITHDRAWN, S.DRAFT}),
     S.APPROVED: frozenset({S.SCHEDULED, S.DRAFT, S.WITHDRAWN}),
@@ -160,8 +165,8 @@ def approve(conn: Connection, statement_id: str, by: str, at: datetime) -> dict:
 
 
 def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, embargo: datetime | None,
-             send_embargoed_at: datetime | None, channels: dict[str, bool]) -> dict:
-    """``channels`` maps each chosen channel to whether it is public (due at the embargo)."""
+             send_embargoed_at: datetime | None, channels: dict[str, "Timed"]) -> dict:
+    """``channels`` maps each chosen channel's name to the channel, which says when it is due."""
     row = get(conn, statement_id)
     if row["status"] in (S.RELEASED.value, S.WITHDRAWN.value):
         raise StateError(f"statement {statement_id} is {row['status']}; it cannot be scheduled", where=statement_id)
@@ -186,7 +191,7 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
         raise StateError(f"journalists already hold {statement_id} under the embargo "
                          f"{row['embargo']:%Y-%m-%d %H:%M} UTC; it cannot be moved", where="--embargo")
     if row["status"] == S.SCHEDULED.value:
-        due = {name: embargo if public else send_at for name, public in channels.items()}
+        due = {name: channel.due_at(embargo, send_at) for name, channel in channels.items()}
         deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at)
     _move(conn, row, S.SCHEDULED, at, embargo=embargo, send_embargoed_at=send_at, channels=list(channels))
     record(conn, Action.SCHEDULED, actor, at, statement_id, row["revision"], embargo=embargo,

@@ -94,8 +94,9 @@ class Channel(ABC):
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         """Every target of this statement on this channel."""
 
-    def due_at(self, job: Job) -> datetime:
-        return job.embargo if self.public else job.send_embargoed_at
+    def due_at(self, embargo: datetime, send_embargoed_at: datetime | None) -> datetime:
+        """Public channels are due at the embargo; the others when embargoed copies go out."""
+        return embargo if self.public or send_embargoed_at is None else send_embargoed_at
 
     # -- rendering and delivery ------------------------------------------------------------------------------
     def variant(self, job: Job, now: datetime) -> Variant:
