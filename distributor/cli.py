@@ -416,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"distributor: {exc}", file=sys.stderr)
         return 2
+    except OperationalError as exc:  # the database went away: not the user's mistake, but no traceback either
+        print(f"distributor: database error: {' '.join(str(exc.orig).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into a program that stopped reading (head, less)

@@ -26,6 +26,9 @@ def connect(url: str) -> Engine:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(f"database.url: cannot use {url!r} ({exc})") from None
+    except ImportError as exc:
+        raise ConfigError(f"database.url: the driver for {url.split(':')[0]!r} is not installed ({exc.name}); "
+                          f"for PostgreSQL install distributor[postgres]") from None
     return engine
 
 
