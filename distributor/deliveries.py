@@ -155,6 +155,11 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
     ids = [r[0] for r in conn.execute(candidates)]
     if not ids:
         return Batch(token)
+    abandoned = conn.execute(select(deliveries.c.id, deliveries.c.claimed_by).where(
+        deliveries.c.id.in_(ids), deliveries.c.status == DeliveryStatus.SENDING.value)).all()
+    if abandoned:  # a worker died or stalled holding these rows: say so in their history
+        conn.execute(insert(attempts), [{"delivery_id": i, "at": now, "outcome": "abandoned", "worker": worker,
+                                         "detail": f"lease of {holder} expired; taken over"} for i, holder in abandoned])
     conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now)).values(
         status=DeliveryStatus.SENDING.value, claimed_by=token, lease_until=now + timedelta(seconds=lease_seconds),
         updated_at=now))

@@ -44,8 +44,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _sqlite_begin(connection) -> None:
-    # BEGIN IMMEDIATE: a transaction that will write holds the write lock from its start, so two
-    # workers never both read a row as claimable and then both claim it.
+    # BEGIN IMMEDIATE: every transaction takes SQLite's single write lock from its start, so two workers never
+    # both read a row as claimable and then both claim it, and a reader never fails to upgrade mid-transaction.
+    # Transactions are kept short (batches); WAL keeps the database readable by other processes meanwhile.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -239,6 +239,10 @@ def test_crash_loses_no_one_and_resend_keeps_message_id(make_system, smtp_sink, 
     rows = {r["target"]: r for r in log(system)}
     for received in smtp_sink.messages:
         assert parse(received.data)["Message-ID"] == rows[received.rcpt_tos[0]]["remote_id"]
+    with system.engine.connect() as conn:
+        history = [(a["outcome"], a["detail"]) for a in deliveries.attempt_rows(conn, SID)]
+    assert history.count(("abandoned", f"lease of {batch.token} expired; taken over")) == 3
+    assert [o for o, _ in history].count("sent") == 3
     # The dead worker's late report changes nothing: the rows are no longer its own.
     with system.engine.begin() as conn:
         counts = deliveries.record(conn, batch, [deliveries.Outcome(r.id, Result.FAILED, "late") for r in batch.rows],
