@@ -117,14 +117,25 @@ class Dispatcher:
                 totals[result] = totals.get(result, 0) + n
             log.info("%s: batch of %d: %s", name, len(batch.rows),
                      ", ".join(f"{r.value} {n}" for r, n in sorted(counts.items())))
-            for outcome in outcomes:
-                if outcome.result in (Result.FAILED, Result.TRANSPORT) and log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s: delivery %d %s: %s", name, outcome.delivery_id, outcome.result.value,
-                              outcome.detail)
+            self.log_failures(name, batch, outcomes)
             if all(o.result in (Result.TRANSPORT, Result.REFUSED) for o in outcomes):
                 break  # nothing will succeed right now; the retry schedule brings the rows back
         self.finish_plans()
         return totals
+
+    @staticmethod
+    def log_failures(name: str, batch, outcomes: list[Outcome]) -> None:
+        """Each permanent failure on its own line; retries and transport faults once per distinct reason."""
+        targets = {row.id: row.target for row in batch.rows}
+        grouped: dict[tuple[Result, str], int] = {}
+        for outcome in outcomes:
+            if outcome.result is Result.FAILED:
+                log.warning("%s: %s failed: %s", name, targets.get(outcome.delivery_id), outcome.detail)
+            elif outcome.result in (Result.RETRY, Result.TRANSPORT):
+                key = (outcome.result, outcome.detail or "")
+                grouped[key] = grouped.get(key, 0) + 1
+        for (result, detail), count in grouped.items():
+            log.warning("%s: %d deliveries to retry (%s): %s", name, count, result.value, detail)
 
     def finish_plans(self) -> None:
         now = self.clock.now()
