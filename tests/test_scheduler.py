@@ -73,3 +73,22 @@ def test_send_time_in_the_future_is_honoured(make_system, smtp_sink, tmp_path, s
     rows = json.loads(system.cli("log", SID, "--format", "json").out)
     assert all(datetime.fromisoformat(r["sent_at"].replace("Z", "+00:00")) >= send_at.replace(microsecond=0)
                for r in rows)
+
+
+def test_run_stops_cleanly_on_sigterm(write_config, run):
+    import signal
+    import subprocess
+    import sys
+
+    path = write_config()
+    assert run(path, "init").code == 0
+    process = subprocess.Popen([sys.executable, "-m", "distributor", "--config", str(path), "run"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "scheduler running" in process.stderr.read()
