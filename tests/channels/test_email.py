@@ -43,6 +43,13 @@ def log(system):
     return json.loads(system.cli("log", SID, "--format", "json").out)
 
 
+def deliver_now(system):
+    """Plan what is due and deliver it, as one scheduler tick would; returns the log."""
+    system.dispatcher.advance()
+    system.dispatcher.deliver("email")
+    return log(system)
+
+
 def next_attempt(system, target):
     from sqlalchemy import select
 
@@ -177,9 +184,7 @@ def test_login_refused_is_a_transport_fault(make_system, smtp_auth_sink, tmp_pat
     extra = 'username = "press"\npassword_env = "TEST_SMTP_PASSWORD"'
     system = make_system(transport="smtp", smtp_port=smtp_auth_sink.port, smtp_extra=extra)
     prepare(system, tmp_path, statement_file)
-    system.dispatcher.advance()
-    system.dispatcher.deliver("email")
-    rows = log(system)
+    rows = deliver_now(system)
     assert {r["status"] for r in rows} == {"retrying"}
     assert all("login refused: 535" in r["error"] for r in rows)
     assert "wrong-password" not in json.dumps(rows)
@@ -205,9 +210,7 @@ def test_refused_mail_from_and_relay_down_are_transport_faults(make_system, smtp
     smtp_sink.handler.mail_reply = "550 5.7.1 Sender not allowed"
     system = make_system(transport="smtp", smtp_port=smtp_sink.port)
     prepare(system, tmp_path, statement_file)
-    system.dispatcher.advance()
-    system.dispatcher.deliver("email")
-    rows = log(system)
+    rows = deliver_now(system)
     assert {r["status"] for r in rows} == {"retrying"}
     assert all("MAIL FROM refused: 550" in r["error"] for r in rows)
 
