@@ -45,20 +45,24 @@ def test_statement_scheduled_while_running_is_picked_up_within_a_second(make_sys
     thread.start()
     try:
         time.sleep(0.5)
-        scheduled_at = time.monotonic()
         assert system.cli("schedule", SID, "--embargo", soon(3600)).code == 0
         assert wait_for(lambda: len(smtp_sink.messages) == 2, timeout=5)
-        assert time.monotonic() - scheduled_at < 1.5
     finally:
         runner.stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
+    from sqlalchemy import select
+
+    from distributor.store.schema import audit
+    with system.engine.connect() as conn:
+        at = dict(conn.execute(select(audit.c.action, audit.c.at).where(audit.c.statement_id == SID)).all())
+    assert (at["planned"] - at["scheduled"]).total_seconds() <= 1.1  # the sweep runs every second
 
 
 def test_send_time_in_the_future_is_honoured(make_system, smtp_sink, tmp_path, statement_file):
     system = make_system(transport="smtp", smtp_port=smtp_sink.port)
     setup_statement(system, tmp_path, statement_file)
-    send_at = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+    send_at = datetime.now(timezone.utc) + timedelta(seconds=3)
     system.cli("schedule", SID, "--embargo", soon(3600), "--send-embargoed-at", send_at.isoformat())
     runner = Runner(system.dispatcher)
     thread = threading.Thread(target=runner.run, daemon=True)
