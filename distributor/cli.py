@@ -23,7 +23,7 @@ from distributor.errors import ConfigError, InputError, UserError
 from distributor.render import Renderer, when
 from distributor.statements import parse_file
 from distributor.statements.times import parse_instant
-from distributor.store import connect, init_schema
+from distributor.store import connect, init_schema, reading
 from distributor.store.engine import schema_is_current
 
 log = logging.getLogger("distributor")
@@ -127,7 +127,7 @@ def statement_view(conn, statement_id: str) -> dict:
 
 def cmd_show(args) -> int:
     app = open_app(args)
-    with app.engine.connect() as conn:
+    with reading(app.engine) as conn:
         view = statement_view(conn, args.id)
     if args.format == "json":
         print(json.dumps(view, ensure_ascii=False, indent=2))
@@ -156,7 +156,7 @@ def cmd_show(args) -> int:
 
 def cmd_list(args) -> int:
     app = open_app(args)
-    with app.engine.connect() as conn:
+    with reading(app.engine) as conn:
         rows = workflow.listing(conn)
     items = [{"id": r["id"], "status": r["status"], "revision": r["revision"], "title": r["content"]["title"],
               "embargo": iso_z(r["embargo"]) or r["content"].get("embargo"), "created_at": iso_z(r["created_at"])}
@@ -232,7 +232,7 @@ def log_record(row: dict) -> dict:
 
 def cmd_log(args) -> int:
     app = open_app(args)
-    with app.engine.connect() as conn:
+    with reading(app.engine) as conn:
         if args.id:
             workflow.get(conn, args.id)
         records = (log_record(r) for r in deliveries.log_rows(conn, args.id)
@@ -261,7 +261,7 @@ def cmd_log(args) -> int:
 
 def cmd_audit(args) -> int:
     app = open_app(args)
-    with app.engine.connect() as conn:
+    with reading(app.engine) as conn:
         events = workflow.audit_trail(conn, args.id)
     items = [{"at": iso_z(e["at"]), "actor": e["actor"], "action": e["action"], "statement": e["statement_id"],
               "revision": e["revision"], "detail": json.loads(e["detail"]) if e["detail"] else {}} for e in events]
@@ -297,7 +297,7 @@ def cmd_recipients_unsubscribe(args) -> int:
 
 def cmd_recipients_list(args) -> int:
     app = open_app(args)
-    with app.engine.connect() as conn:
+    with reading(app.engine) as conn:
         rows = recipients.listing(conn, args.list)
     items = [{"list": r["list_name"], "email": r["email"], "name": r["name"], "outlet": r["outlet"],
               "embargo_ok": r["embargo_ok"], "language": r["language"], "tags": r["tags"],

@@ -12,6 +12,7 @@ from distributor import deliveries, workflow
 from distributor.channels import Channel, Context, Job
 from distributor.deliveries import Outcome, Result
 from distributor.statements.model import StatementStatus
+from distributor.store import reading
 from distributor.workflow import Action
 
 log = logging.getLogger("distributor.run")
@@ -43,7 +44,7 @@ class Dispatcher:
         """Plan every channel whose time has come and release statements at their embargo. Returns lifts."""
         now = self.clock.now()
         lifted = 0
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             work = [(row, self.unplanned(conn, row, now)) for row in workflow.scheduled(conn)]
         for candidate, names in work:
             if not names and candidate["embargo"] > now:
@@ -150,16 +151,16 @@ class Dispatcher:
     def upcoming(self) -> list[datetime]:
         """Future instants at which something becomes due: send times, lifts, retries."""
         now = self.clock.now()
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             instants = {t for r in workflow.scheduled(conn) for t in (r["send_embargoed_at"], r["embargo"]) if t}
             instants.update(deliveries.next_attempts(conn))
         return sorted(t for t in instants if t > now)
 
     def due_channels(self) -> list[str]:
         """Channels with rows to claim now (pending or retrying and due, or sending past their lease)."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [name for name in deliveries.due_channels(conn, self.clock.now()) if name in self.channels]
 
     def idle(self) -> bool:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return not workflow.scheduled(conn) and deliveries.active_count(conn) == 0

@@ -73,3 +73,20 @@ def test_unapproved_or_withdrawn_statements_are_never_claimed(engine):
         deliveries.plan(conn, "s1", 1, "email", ["a@x.example.com"], now, now)
     with engine.begin() as conn:
         assert deliveries.claim(conn, "email", now, "a", 10, 60).rows == []
+
+
+def test_reads_do_not_wait_for_a_writer(engine):
+    """A long write (a big plan, a batch being recorded) never holds up a reader such as `distributor log`."""
+    import time
+
+    from distributor.store import reading
+
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        add_statement(conn, now)
+    with engine.begin() as writer:
+        writer.execute(statements.update().values(updated_at=now + timedelta(seconds=1)))
+        started = time.monotonic()
+        with reading(engine) as reader:
+            assert reader.execute(select(statements.c.id)).scalars().all() == ["s1"]
+        assert time.monotonic() - started < 1.0

@@ -22,6 +22,7 @@ from distributor import recipients
 from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, positive
 from distributor.deliveries import Claimed, Outcome, Result, Variant
+from distributor.store import reading
 from distributor.transports.base import Envelope, MailTransport
 from distributor.transports.file import MailFolder
 from distributor.transports.smtp import SmtpPool, SmtpSettings
@@ -136,7 +137,7 @@ class EmailChannel(Channel):
 
     def deliver(self, job: Job, rendered: RenderedEmail, rows: list[Claimed]) -> Iterable[Outcome]:
         addresses = [row.target for row in rows]
-        with self.context.engine.connect() as conn:
+        with reading(self.context.engine) as conn:
             names = recipients.names(conn, self.settings.list, addresses)
             suppressed = recipients.is_suppressed(conn, addresses)
         now = self.clock.now()

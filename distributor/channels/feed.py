@@ -20,6 +20,7 @@ from distributor.config import Office, Table, positive
 from distributor.deliveries import Claimed, Outcome, Result, Variant
 from distributor.render import statement_uri
 from distributor.statements.model import Statement
+from distributor.store import reading
 from distributor.transports.base import write_atomically
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -60,7 +61,7 @@ class FeedChannel(Channel):
 
     def deliver(self, job: Job, rendered: None, rows: list[Claimed]) -> Iterable[Outcome]:
         now = self.clock.now()
-        with self.context.engine.connect() as conn:
+        with reading(self.context.engine) as conn:
             released = workflow.released(conn, now, self.settings.entries)
             entries = [(row, Statement.from_dict(row["content"]),
                         workflow.imported_at(conn, row["id"]).get(1)) for row in released]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from distributor.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_ONLY = "distributor_read_only"
 
 
 def connect(url: str) -> Engine:
@@ -44,10 +45,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _sqlite_begin(connection) -> None:
-    # BEGIN IMMEDIATE: every transaction takes SQLite's single write lock from its start, so two workers never
-    # both read a row as claimable and then both claim it, and a reader never fails to upgrade mid-transaction.
-    # Transactions are kept short (batches); WAL keeps the database readable by other processes meanwhile.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A transaction that may write takes SQLite's single write lock from its start (BEGIN IMMEDIATE), so two
+    # workers never both read a row as claimable and then both claim it. Reads (see `reading`) take no lock:
+    # under WAL they see a snapshot while a writer works.
+    deferred = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only: on SQLite it never waits for, or holds up, a writer."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
 
 
 def alembic_config(engine: Engine):
