@@ -112,10 +112,9 @@ def cmd_import(args) -> int:
 def statement_view(conn, statement_id: str) -> dict:
     row = workflow.get(conn, statement_id)
     document = workflow.content(conn, statement_id, row["revision"])
-    data = document.to_dict()
-    data.pop("source_format")
     return {
-        "id": statement_id, "kind": document.kind, "title": document.title, "date": data["date"],
+        "id": statement_id, "kind": document.kind, "title": document.title,
+        "date": document.date.isoformat() if document.date else None,
         "reference": document.reference, "serial": document.serial,
         "embargo": iso_z(row["embargo"] or document.embargo), "body": list(document.body),
         "contacts": document.contacts, "classification": document.classification, "summary": document.summary,

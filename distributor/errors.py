@@ -1,13 +1,13 @@
 """Every exception the package raises on purpose, in one tree.
 
     DistributorError
-    ├── UserError            bad input from a person: one line on stderr, exit status 2
-    │   ├── ConfigError      a config key is missing, unknown or of the wrong type
-    │   ├── InputError       a statement file, CSV file, time or id is not as expected
-    │   └── StateError       the statement is not in a state that allows the request
-    └── DeliveryError        a channel could not deliver; carries the remote reply
-        ├── TransientError   try again later (4xx SMTP, 429/5xx HTTP, timeouts, dropped connections)
-        └── PermanentError   retrying cannot help (5xx SMTP, other 4xx HTTP)
+    └── UserError            bad input from a person: one line on stderr, exit status 2
+        ├── ConfigError      a config key is missing, unknown or of the wrong type
+        ├── InputError       a statement file, CSV file, time or id is not as expected
+        └── StateError       the statement is not in a state that allows the request
+
+Delivery problems are not exceptions: a channel reports one outcome per target from the fixed vocabulary
+``deliveries.Result`` (sent, retry, failed, transport, refused, cancelled), with the remote reply as its detail.
 """
 
 from __future__ import annotations
@@ -38,21 +38,4 @@ class InputError(UserError):
 
 
 class StateError(UserError):
-    pass
-
-
-class DeliveryError(DistributorError):
-    """A delivery failed. ``reply`` is what the remote side said (SMTP reply, HTTP body)."""
-
-    def __init__(self, message: str, reply: str | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.reply = reply
-        self.retry_after = retry_after
-
-
-class TransientError(DeliveryError):
-    pass
-
-
-class PermanentError(DeliveryError):
     pass

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from distributor import deliveries
 from distributor.errors import InputError
@@ -179,8 +179,3 @@ def listing(conn: Connection, list_name: str | None = None) -> list[dict]:
     if list_name:
         query = query.where(recipients.c.list_name == list_name)
     return [dict(r) for r in conn.execute(query).mappings()]
-
-
-def count(conn: Connection, list_name: str) -> int:
-    return conn.execute(select(func.count()).select_from(recipients).where(
-        recipients.c.list_name == list_name)).scalar_one()

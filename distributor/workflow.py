@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 
 from distributor import deliveries
 from distributor.errors import InputError, StateError
@@ -215,10 +215,6 @@ def release(conn: Connection, row: dict, actor: str, at: datetime) -> None:
            late_seconds=round((at - row["embargo"]).total_seconds(), 3))
 
 
-def due_for_release(conn: Connection, now: datetime) -> list[dict]:
-    return [dict(r) for r in conn.execute(select(statements).where(
-        statements.c.status == S.SCHEDULED.value, statements.c.approved_revision == statements.c.revision,
-        statements.c.embargo <= now)).mappings()]
 
 
 def scheduled(conn: Connection) -> list[dict]:
@@ -241,7 +237,3 @@ def audit_trail(conn: Connection, statement_id: str | None = None) -> list[dict]
         get(conn, statement_id)
         query = query.where(audit.c.statement_id == statement_id)
     return [dict(r) for r in conn.execute(query).mappings()]
-
-
-def count(conn: Connection) -> int:
-    return conn.execute(select(func.count()).select_from(statements)).scalar_one()
