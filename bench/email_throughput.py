@@ -85,7 +85,7 @@ def write_recipients(path: Path, n: int) -> None:
 def installation(folder: Path, port: int, n: int):
     """A configured database with n vetted recipients and one approved statement."""
     from distributor import recipients, workflow
-    from distributor.config import load
+    from distributor.channels import load_config as load
     from distributor.statements import parse_file
     from distributor.store import connect, init_schema
 
@@ -107,7 +107,7 @@ def installation(folder: Path, port: int, n: int):
 def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes]:
     from distributor.channels import Context, build
     from distributor.clock import Clock
-    from distributor.deliveries import Result
+    from distributor.outcomes import Result
     from distributor.dispatch import Dispatcher
     from distributor.render import Renderer
 

@@ -20,6 +20,7 @@ from distributor import __version__, channels as channel_registry, config as con
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
 from distributor.errors import ConfigError, InputError, UserError
+from distributor.outcomes import Variant
 from distributor.render import Renderer, when
 from distributor.statements import parse_file
 from distributor.statements.times import parse_instant
@@ -46,7 +47,7 @@ class App:
 
 
 def open_app(args, require_schema: bool = True) -> App:
-    config = config_module.load(config_module.config_path(args.config))
+    config = channel_registry.load_config(config_module.config_path(args.config))
     engine = connect(config.database_url)
     if require_schema:
         try:
@@ -180,14 +181,12 @@ def cmd_schedule(args) -> int:
     app = open_app(args)
     embargo = parse_time(args.embargo, "--embargo")
     send_at = parse_time(args.send_embargoed_at, "--send-embargoed-at")
-    context = app.context()
-    built = channel_registry.build(context)
     with app.engine.begin() as conn:
         row = workflow.get(conn, args.id)
         document = workflow.content(conn, args.id, row["revision"])
         chosen = channel_registry.choose(args.channels, app.config.channels, document.channels)
         row = workflow.schedule(conn, args.id, actor(args), app.clock.now(), embargo=embargo,
-                                send_embargoed_at=send_at, channels={n: built[n] for n in chosen})
+                                send_embargoed_at=send_at, channels={n: channel_registry.REGISTRY[n] for n in chosen})
     office = app.config.office
     print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
           f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}")
@@ -247,7 +246,7 @@ def cmd_log(args) -> int:
             rows = []
             for r in records:
                 counts[r["status"]] = counts.get(r["status"], 0) + 1
-                note = r["error"] or ("after the lift, as released" if r["variant"] == deliveries.Variant.RELEASED.value
+                note = r["error"] or ("after the lift, as released" if r["variant"] == Variant.RELEASED.value
                                       and r["channel"] == "email" else "")
                 rows.append([r["statement"], r["channel"], r["target"], r["status"], str(r["attempts"]),
                              r["sent_at"] or "-", (note or "")[:70]])

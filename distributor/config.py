@@ -191,7 +191,11 @@ def config_path(cli_value: str | None) -> Path:
     return Path(cli_value or os.environ.get("DISTRIBUTOR_CONFIG") or DEFAULT_CONFIG)
 
 
-def load(path: Path) -> Config:
+ChannelParser = Callable[["Table", "Office"], dict[str, Any]]
+
+
+def load(path: Path, parse_channels: ChannelParser) -> Config:
+    """Read the file. ``parse_channels`` (from the channel registry) reads ``[channels]``."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -237,9 +241,7 @@ def load(path: Path) -> Config:
     )
     r.done()
 
-    from distributor.channels import parse_channel_tables  # channels declare their own tables
-
-    channels = parse_channel_tables(root.table("channels"), office)
+    channels = parse_channels(root.table("channels"), office)
     root.done()
     return Config(path=path, office=office, paths=paths, database_url=database_url, delivery=delivery, channels=channels)
 

@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from distributor.config import DeliveryPolicy
+from distributor.outcomes import Claimed, Outcome, Result, Variant
 from distributor.statements.model import StatementStatus
 from distributor.store.schema import attempts, deliveries, plans, statements
 
@@ -34,46 +35,6 @@ class DeliveryStatus(str, Enum):
 
 ACTIVE = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value, DeliveryStatus.RETRYING.value)
 CLAIMABLE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
-
-
-class Variant(str, Enum):
-    """Which version of the statement a delivery carried."""
-
-    EMBARGOED = "embargoed"  # before the lift, with the embargo notice
-    RELEASED = "released"    # the public version, at or after the lift
-
-
-class Result(str, Enum):
-    """What a channel says about one target. The state machine turns it into a status."""
-
-    SENT = "sent"            # the remote side accepted it
-    RETRY = "retry"          # temporary refusal for this target (SMTP 4xx, HTTP 429/5xx, timeout)
-    FAILED = "failed"        # permanent refusal for this target
-    TRANSPORT = "transport"  # the session failed (login, MAIL FROM, relay down): retry, never exhausts
-    REFUSED = "refused"      # the embargo guard: not yet, try again at the embargo
-    CANCELLED = "cancelled"  # no longer wanted (suppressed, withdrawn)
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    statement_id: str
-    revision: int
-    channel: str
-    target: str
-    attempts: int
-    due_at: datetime
-
-
-@dataclass(frozen=True)
-class Outcome:
-    delivery_id: int
-    result: Result
-    detail: str | None = None
-    remote_id: str | None = None
-    retry_after: float | None = None     # seconds, from the remote side (Retry-After)
-    not_before: datetime | None = None   # REFUSED: the embargo
-    variant: Variant | None = None       # what was sent
 
 
 @dataclass

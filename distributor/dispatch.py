@@ -10,7 +10,7 @@ from itertools import groupby
 
 from distributor import deliveries, workflow
 from distributor.channels import Channel, Context, Job
-from distributor.deliveries import Outcome, Result
+from distributor.outcomes import Outcome, Result
 from distributor.statements.model import StatementStatus
 from distributor.store import reading
 from distributor.workflow import Action

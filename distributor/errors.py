@@ -7,7 +7,7 @@
         └── StateError       the statement is not in a state that allows the request
 
 Delivery problems are not exceptions: a channel reports one outcome per target from the fixed vocabulary
-``deliveries.Result`` (sent, retry, failed, transport, refused, cancelled), with the remote reply as its detail.
+``outcomes.Result`` (sent, retry, failed, transport, refused, cancelled), with the remote reply as its detail.
 """
 
 from __future__ import annotations

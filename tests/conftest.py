@@ -18,7 +18,7 @@ from sqlalchemy import text
 from distributor import cli
 from distributor.channels import Context, build
 from distributor.clock import Clock, FixedClock
-from distributor.config import load
+from distributor.channels import load_config as load
 from distributor.dispatch import Dispatcher
 from distributor.render import Renderer
 from distributor.store import connect, init_schema

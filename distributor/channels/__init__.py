@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from distributor.channels.base import Channel, Context, Job
@@ -10,7 +11,8 @@ from distributor.channels.email import EmailChannel
 from distributor.channels.feed import FeedChannel
 from distributor.channels.mastodon import MastodonChannel
 from distributor.channels.wire import WireChannel
-from distributor.config import Office, Table
+from distributor import config
+from distributor.config import Config, Office, Table
 from distributor.errors import InputError
 
 REGISTRY: dict[str, type[Channel]] = {
@@ -33,6 +35,11 @@ def parse_channel_tables(table: Table, office: Office) -> dict[str, Any]:
             settings[name] = parsed
     table.done()
     return settings
+
+
+def load_config(path: Path) -> Config:
+    """The config file, with each configured channel's table read by the channel itself."""
+    return config.load(path, parse_channel_tables)
 
 
 def build(context: Context) -> dict[str, Channel]:
@@ -63,4 +70,4 @@ def choose(requested: str | None, configured: dict[str, Any], from_document: tup
     return chosen
 
 
-__all__ = ["Channel", "Context", "Job", "REGISTRY", "build", "choose", "parse_channel_tables"]
+__all__ = ["Channel", "Context", "Job", "REGISTRY", "build", "choose", "load_config", "parse_channel_tables"]

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from distributor.clock import Clock
 from distributor.config import Config, Table
-from distributor.deliveries import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Result, Variant
 from distributor.render import Renderer
 from distributor.statements.model import Statement
 from distributor.transports.file import Folder
@@ -94,9 +94,10 @@ class Channel(ABC):
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         """Every target of this statement on this channel."""
 
-    def due_at(self, embargo: datetime, send_embargoed_at: datetime | None) -> datetime:
-        """Public channels are due at the embargo; the others when embargoed copies go out."""
-        return embargo if self.public or send_embargoed_at is None else send_embargoed_at
+    @classmethod
+    def due_at(cls, embargo: datetime, send_embargoed_at: datetime | None) -> datetime:
+        """Public channels are due at the embargo; the others when embargoed copies go out. Builds nothing."""
+        return embargo if cls.public or send_embargoed_at is None else send_embargoed_at
 
     # -- rendering and delivery ------------------------------------------------------------------------------
     def variant(self, job: Job, now: datetime) -> Variant:

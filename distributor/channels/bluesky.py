@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from distributor.channels.base import Channel, Job, write_offline
 from distributor.channels.social import URL, accounts, count_graphemes, fit, render_post, unique_names
 from distributor.config import Office, Table, secret
-from distributor.deliveries import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Result, Variant
 from distributor.transports import http
 
 LIMIT = 300

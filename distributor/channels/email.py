@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from distributor import recipients
 from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, positive
-from distributor.deliveries import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Result, Variant
 from distributor.store import reading
 from distributor.transports.base import Envelope, MailTransport
 from distributor.transports.file import MailFolder

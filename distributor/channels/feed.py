@@ -17,7 +17,7 @@ from distributor import workflow
 from distributor.channels.base import Channel, Job
 from distributor.clock import iso_z
 from distributor.config import Office, Table, positive
-from distributor.deliveries import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Result, Variant
 from distributor.render import statement_uri
 from distributor.statements.model import Statement
 from distributor.store import reading

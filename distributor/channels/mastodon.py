@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from distributor.channels.base import Channel, Job, idempotency_key, write_offline
 from distributor.channels.social import accounts, count_mastodon, fit, render_post, unique_names
 from distributor.config import Office, Table, secret
-from distributor.deliveries import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Result, Variant
 from distributor.transports import http
 
 DEFAULT_LIMIT = 500

@@ -22,7 +22,7 @@ from distributor.channels.base import Channel, Job, idempotency_key, tables_of, 
 from distributor.channels.social import unique_names
 from distributor.clock import iso_z
 from distributor.config import Office, Table, positive, secret
-from distributor.deliveries import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Result, Variant
 from distributor.render import statement_uri
 from distributor.transports import http
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
-from distributor.deliveries import Result
+from distributor.outcomes import Result
 
 
 @dataclass(frozen=True)

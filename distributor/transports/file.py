@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from distributor.deliveries import Result
+from distributor.outcomes import Result
 from distributor.transports.base import Envelope, Handed, write_atomically
 
 

@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 import requests
 
 from distributor import __version__
-from distributor.deliveries import Result
+from distributor.outcomes import Result
 
 TIMEOUT = (5.0, 20.0)  # connect, read
 USER_AGENT = f"distributor/{__version__}"

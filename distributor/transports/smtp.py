@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
-from distributor.deliveries import Result
+from distributor.outcomes import Result
 from distributor.config import secret
 from distributor.transports.base import Envelope, Handed, RateLimit
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from distributor.channels import REGISTRY
 from distributor.channels.base import Job
-from distributor.deliveries import Claimed, Result
+from distributor.outcomes import Claimed, Result
 from distributor.store.schema import attempts, deliveries
 from tests.channels.conftest import SID, bluesky, by_channel, feed, file_wire, fixed_now, mastodon
 

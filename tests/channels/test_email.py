@@ -8,7 +8,7 @@ from datetime import timedelta
 
 
 from distributor.clock import FixedClock, utcnow
-from distributor.deliveries import Result
+from distributor.outcomes import Outcome, Result
 from tests.conftest import soon
 
 RECIPIENTS = """email,name,outlet,embargo_ok
@@ -248,7 +248,7 @@ def test_crash_loses_no_one_and_resend_keeps_message_id(make_system, smtp_sink, 
     assert [o for o, _ in history].count("sent") == 3
     # The dead worker's late report changes nothing: the rows are no longer its own.
     with system.engine.begin() as conn:
-        counts = deliveries.record(conn, batch, [deliveries.Outcome(r.id, Result.FAILED, "late") for r in batch.rows],
+        counts = deliveries.record(conn, batch, [Outcome(r.id, Result.FAILED, "late") for r in batch.rows],
                                    system.config.delivery, clock.now(), "crashed-worker")
     assert {r["status"] for r in log(system)} == {"sent"}
     assert counts  # it reported, but no row moved
