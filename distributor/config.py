@@ -160,6 +160,7 @@ class DeliveryPolicy:
     max_attempts: int = 8
     batch_size: int = 500
     lease_seconds: float = 300.0
+    worker_timeout_seconds: float = 15.0
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the given number of attempts (1 → first retry)."""
@@ -238,6 +239,7 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
         max_attempts=int(r.get("max_attempts", int, 8, check=positive)),
         batch_size=int(r.get("batch_size", int, 500, check=positive)),
         lease_seconds=r.get("lease_seconds", float, 300.0, check=positive),
+        worker_timeout_seconds=r.get("worker_timeout_seconds", float, 15.0, check=positive),
     )
     r.done()
 

@@ -5,7 +5,8 @@
                          │     ──▶ failed
                          │     ──▶ pending  (refused by the embargo guard: next attempt at the embargo)
     any unsent ──────────────────▶ cancelled
-    sending past its lease ──claim──▶ sending (a crashed worker's rows are taken over)
+    sending, its worker gone ──claim──▶ sending (a dead worker's rows are taken over: heartbeat stale or lease out)
+    sending, never attempted ──release──▶ pending or retrying (a stop gives back the rest of a claim)
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Iterable, Iterator
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, true, update
 
 from distributor.config import DeliveryPolicy
 from distributor.outcomes import Claimed, Outcome, Result, Variant
 from distributor.statements.model import StatementStatus
 from distributor.store.schema import attempts, deliveries, plans, statements
+from distributor.workers import alive
 
 
 class DeliveryStatus(str, Enum):
@@ -46,32 +48,41 @@ class Batch:
 
 
 def plan(conn: Connection, statement_id: str, revision: int, channel: str, targets: Iterable[str],
-         due_at: datetime, now: datetime, chunk: int = 2000) -> int | None:
-    """One delivery row per target; once per (statement, revision, channel). None if already planned."""
-    exists = conn.execute(select(plans.c.targets).where(
-        plans.c.statement_id == statement_id, plans.c.revision == revision, plans.c.channel == channel)).first()
-    if exists is not None:
+         due_at: datetime, now: datetime) -> int | None:
+    """All targets at once, in the caller's transaction (a channel with few targets). None if already planned."""
+    if channel in planned_channels(conn, statement_id, revision):
         return None
-    total = 0
-    buffer: list[dict] = []
-    seen: set[str] = set()
-    for target in targets:
-        if target in seen:
-            continue
-        seen.add(target)
-        buffer.append({"statement_id": statement_id, "revision": revision, "channel": channel, "target": target,
-                       "status": DeliveryStatus.PENDING.value, "attempts": 0, "due_at": due_at,
-                       "next_attempt_at": due_at, "updated_at": now})
-        if len(buffer) >= chunk:
-            conn.execute(insert(deliveries), buffer)
-            total += len(buffer)
-            buffer = []
-    if buffer:
-        conn.execute(insert(deliveries), buffer)
-        total += len(buffer)
-    conn.execute(insert(plans).values(statement_id=statement_id, revision=revision, channel=channel,
-                                      targets=total, planned_at=now))
-    return total
+    plan_chunk(conn, statement_id, revision, channel, list(targets), due_at, now)
+    return finish_plan(conn, statement_id, revision, channel, now)
+
+
+def plan_chunk(conn: Connection, statement_id: str, revision: int, channel: str, targets: list[str],
+               due_at: datetime, now: datetime) -> None:
+    """Insert one chunk of delivery rows; a target planned before (a repeat, or an interrupted plan) is skipped."""
+    if not targets:
+        return
+    rows = [{"statement_id": statement_id, "revision": revision, "channel": channel, "target": target,
+             "status": DeliveryStatus.PENDING.value, "attempts": 0, "due_at": due_at, "next_attempt_at": due_at,
+             "updated_at": now} for target in targets]
+    conn.execute(_insert_ignoring_duplicates(conn, deliveries), rows)
+
+
+def finish_plan(conn: Connection, statement_id: str, revision: int, channel: str, now: datetime) -> int | None:
+    """Mark (statement, revision, channel) planned with its row count; None if another worker did it first."""
+    total = conn.execute(select(func.count()).select_from(deliveries).where(
+        deliveries.c.statement_id == statement_id, deliveries.c.revision == revision,
+        deliveries.c.channel == channel)).scalar_one()
+    inserted = conn.execute(_insert_ignoring_duplicates(conn, plans).values(
+        statement_id=statement_id, revision=revision, channel=channel, targets=total, planned_at=now)).rowcount
+    return total if inserted == 1 else None
+
+
+def _insert_ignoring_duplicates(conn: Connection, table):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table).on_conflict_do_nothing()
 
 
 def planned_channels(conn: Connection, statement_id: str, revision: int) -> set[str]:
@@ -91,25 +102,31 @@ def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: d
         status=DeliveryStatus.CANCELLED.value, last_error="channel dropped by reschedule", updated_at=now))
 
 
-def _claimable(channel: str | None, now: datetime):
-    """Rows a worker may take now: due and unsent, or sending past their lease; of a live, approved statement."""
+def _claimable(channel: str | None, now: datetime, cutoff: datetime):
+    """Rows a worker may take now: due and unsent, or being sent by a worker that stopped beating (heartbeat
+    older than ``cutoff``) or whose lease ran out; of a live, approved statement."""
     live = select(statements.c.id).where(
         statements.c.status.in_((StatementStatus.SCHEDULED.value, StatementStatus.RELEASED.value)),
         statements.c.approved_revision == deliveries.c.revision,
         statements.c.id == deliveries.c.statement_id,
     ).exists()
     return and_(
-        deliveries.c.channel == channel if channel is not None else True,
+        deliveries.c.channel == channel if channel is not None else true(),
         or_(and_(deliveries.c.status.in_(CLAIMABLE), deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.status == DeliveryStatus.SENDING.value, deliveries.c.lease_until < now)),
+            and_(deliveries.c.status == DeliveryStatus.SENDING.value,
+                 or_(deliveries.c.lease_until < now, ~alive(cutoff)))),
         live,
     )
 
 
-def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int, lease_seconds: float) -> Batch:
-    """Atomically take up to ``limit`` due rows of a channel. A row is never held by two workers at once."""
+def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int, lease_seconds: float,
+          cutoff: datetime) -> Batch:
+    """Atomically take up to ``limit`` due rows of a channel. A row is never held by two workers at once.
+
+    ``cutoff`` is the database's now less the worker timeout: rows of a worker not seen since are taken over.
+    """
     token = f"{worker}/{uuid.uuid4().hex[:12]}"
-    candidates = select(deliveries.c.id).where(_claimable(channel, now)).order_by(
+    candidates = select(deliveries.c.id).where(_claimable(channel, now, cutoff)).order_by(
         deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True, of=deliveries)
@@ -120,15 +137,22 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
         deliveries.c.id.in_(ids), deliveries.c.status == DeliveryStatus.SENDING.value)).all()
     if abandoned:  # a worker died or stalled holding these rows: say so in their history
         conn.execute(insert(attempts), [{"delivery_id": i, "at": now, "outcome": "abandoned", "worker": worker,
-                                         "detail": f"lease of {holder} expired; taken over"} for i, holder in abandoned])
-    conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now)).values(
-        status=DeliveryStatus.SENDING.value, claimed_by=token, lease_until=now + timedelta(seconds=lease_seconds),
-        updated_at=now))
-    rows = conn.execute(select(
-        deliveries.c.id, deliveries.c.statement_id, deliveries.c.revision, deliveries.c.channel, deliveries.c.target,
-        deliveries.c.attempts, deliveries.c.due_at,
-    ).where(deliveries.c.claimed_by == token).order_by(deliveries.c.id))
-    return Batch(token, [Claimed(*r) for r in rows])
+                                         "detail": f"{holder} stopped; taken over"} for i, holder in abandoned])
+    rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now, cutoff)).values(
+        status=DeliveryStatus.SENDING.value, claimed_by=token, worker_id=worker,
+        lease_until=now + timedelta(seconds=lease_seconds), updated_at=now,
+    ).returning(deliveries.c.id, deliveries.c.statement_id, deliveries.c.revision, deliveries.c.channel,
+                deliveries.c.target, deliveries.c.attempts, deliveries.c.due_at)).all()
+    return Batch(token, sorted((Claimed(*r) for r in rows), key=lambda c: c.id))
+
+
+def release(conn: Connection, batch: Batch, now: datetime) -> int:
+    """Give back the rows of a claim that were never attempted (a stop, a crash of the channel loop)."""
+    return conn.execute(update(deliveries).where(
+        deliveries.c.claimed_by == batch.token, deliveries.c.status == DeliveryStatus.SENDING.value,
+    ).values(status=case((deliveries.c.attempts > 0, DeliveryStatus.RETRYING.value),
+                         else_=DeliveryStatus.PENDING.value),
+             claimed_by=None, worker_id=None, lease_until=None, updated_at=now)).rowcount
 
 
 def record(conn: Connection, batch: Batch, outcomes: Iterable[Outcome], policy: DeliveryPolicy, now: datetime,
@@ -159,7 +183,7 @@ def record(conn: Connection, batch: Batch, outcomes: Iterable[Outcome], policy: 
 
 
 _COLUMNS = ("status", "attempts", "last_error", "next_attempt_at", "sent_at", "remote_id", "variant",
-            "lease_until", "claimed_by", "updated_at")
+            "lease_until", "claimed_by", "worker_id", "updated_at")
 _EMPTY = dict.fromkeys(_COLUMNS)
 
 
@@ -169,7 +193,7 @@ def _attempt_label(outcome: Outcome) -> str:
 
 def _transition(row: Claimed, outcome: Outcome, policy: DeliveryPolicy, now: datetime) -> dict:
     attempts_made = row.attempts + 1
-    base = {"attempts": attempts_made, "updated_at": now, "lease_until": None, "claimed_by": None,
+    base = {"attempts": attempts_made, "updated_at": now, "lease_until": None, "claimed_by": None, "worker_id": None,
             "next_attempt_at": now, "last_error": outcome.detail, "sent_at": None, "remote_id": None,
             "variant": None}
     result = outcome.result
@@ -212,11 +236,11 @@ def sent_embargoed(conn: Connection, statement_id: str) -> list[tuple[int, str]]
     """(revision, channel) pairs of copies that went out under embargo."""
     return [tuple(r) for r in conn.execute(select(deliveries.c.revision, deliveries.c.channel).where(
         deliveries.c.statement_id == statement_id, deliveries.c.status == DeliveryStatus.SENT.value,
-        deliveries.c.variant == "embargoed").distinct())]
+        deliveries.c.variant == Variant.EMBARGOED.value).distinct())]
 
 
-def due_channels(conn: Connection, now: datetime) -> list[str]:
-    return [r[0] for r in conn.execute(select(deliveries.c.channel).where(_claimable(None, now)).distinct())]
+def due_channels(conn: Connection, now: datetime, cutoff: datetime) -> list[str]:
+    return [r[0] for r in conn.execute(select(deliveries.c.channel).where(_claimable(None, now, cutoff)).distinct())]
 
 
 def active_count(conn: Connection) -> int:

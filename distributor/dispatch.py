@@ -3,35 +3,67 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
-from datetime import datetime
-from itertools import groupby
+import threading
+from datetime import datetime, timedelta
+from itertools import groupby, islice
+from typing import Iterable, Iterator
 
 from distributor import deliveries, workflow
 from distributor.channels import Channel, Context, Job
 from distributor.outcomes import Outcome, Result
+from distributor.recording import Recorder
 from distributor.statements.model import StatementStatus
 from distributor.store import reading
+from distributor.workers import Heartbeat, db_now
 from distributor.workflow import Action
 
 log = logging.getLogger("distributor.run")
 
+PLAN_CHUNK = 2000
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+
+def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 class Dispatcher:
+    """One worker's pipeline. :meth:`open` registers the worker (heartbeat) and opens the channels."""
+
     def __init__(self, context: Context, channels: dict[str, Channel], worker: str | None = None):
         self.context = context
         self.engine = context.engine
         self.clock = context.clock
         self.policy = context.config.delivery
         self.channels = channels
-        self.worker = worker or worker_name()
+        self.heartbeat = Heartbeat(self.engine, self.clock, self.policy, worker)
+        self.worker = self.heartbeat.id
         self.actor = f"scheduler@{self.worker}"
+        self.stopping = threading.Event()
+        self._opened: list[Channel] = []
         self._warned: set[tuple[str, str]] = set()
+
+    def open(self) -> None:
+        """Register this worker and open every channel; if one fails, close what was opened and re-raise."""
+        self.heartbeat.start()
+        try:
+            for channel in self.channels.values():
+                channel.open()
+                self._opened.append(channel)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close only what :meth:`open` opened, then mark the worker stopped."""
+        while self._opened:
+            channel = self._opened.pop()
+            try:
+                channel.close()
+            except Exception:
+                log.exception("%s: closing failed", channel.name)
+        self.heartbeat.stop()
 
     def job(self, conn, statement_id: str, revision: int) -> Job:
         row = workflow.get(conn, statement_id)
@@ -39,13 +71,18 @@ class Dispatcher:
         return Job(statement_id, revision, workflow.content(conn, statement_id, revision), row["embargo"],
                    row["send_embargoed_at"], first_created=imported.get(1), version_created=imported.get(revision))
 
-    # -- statements: plan what is due, lift what is past its embargo ----------------------------------------
+    # -- statements: lift what is past its embargo, plan what is due -----------------------------------------
     def advance(self) -> int:
-        """Plan every channel whose time has come and release statements at their embargo. Returns lifts."""
+        """Release statements at their embargo and plan every channel whose time has come. Returns lifts.
+
+        Public channels (a handful of targets) are planned with the lift; long lists are planned afterwards in
+        chunks, each its own transaction, so no write holds the database for long.
+        """
         now = self.clock.now()
-        lifted = 0
         with reading(self.engine) as conn:
             work = [(row, self.unplanned(conn, row, now)) for row in workflow.scheduled(conn)]
+        lifted = 0
+        later: list[tuple[dict, str]] = []
         for candidate, names in work:
             if not names and candidate["embargo"] > now:
                 continue
@@ -54,21 +91,45 @@ class Dispatcher:
                 if row is None or row["status"] != StatementStatus.SCHEDULED.value \
                         or row["revision"] != candidate["revision"]:
                     continue
-                job = self.job(conn, row["id"], row["revision"])
                 for name in names:
-                    channel = self.channels[name]
-                    planned = deliveries.plan(conn, job.statement_id, job.revision, name, channel.targets(conn, job),
-                                              channel.due_at(job.embargo, job.send_embargoed_at), now)
-                    if planned is not None:
-                        log.info("%s r%d: planned %d %s deliveries", job.statement_id, job.revision, planned, name)
-                        workflow.record(conn, Action.PLANNED, self.actor, now, job.statement_id, job.revision,
-                                        channel=name, targets=planned)
+                    if self.channels[name].public:
+                        self.plan(conn, row, name, now)
+                    else:
+                        later.append((row, name))
                 if row["embargo"] <= now:
                     workflow.release(conn, row, self.actor, now)
                     lifted += 1
                     log.info("%s: embargo lifted at %s (%.3fs after %s)", row["id"], now.isoformat(),
                              (now - row["embargo"]).total_seconds(), row["embargo"].isoformat())
+        for row, name in later:
+            self.plan_in_chunks(row, name, now)
         return lifted
+
+    def plan(self, conn, row: dict, name: str, now: datetime) -> None:
+        """All targets of a small channel in the caller's transaction."""
+        channel = self.channels[name]
+        job = self.job(conn, row["id"], row["revision"])
+        planned = deliveries.plan(conn, job.statement_id, job.revision, name, channel.targets(conn, job),
+                                  channel.due_at(job.embargo, job.send_embargoed_at), now)
+        self.planned(conn, job, name, planned, now)
+
+    def plan_in_chunks(self, row: dict, name: str, now: datetime) -> None:
+        """A long list: targets streamed from a read, written in chunks; an interrupted plan resumes."""
+        channel = self.channels[name]
+        with reading(self.engine) as source:
+            job = self.job(source, row["id"], row["revision"])
+            due = channel.due_at(job.embargo, job.send_embargoed_at)
+            for chunk in batched(channel.targets(source, job), PLAN_CHUNK):
+                with self.engine.begin() as conn:
+                    deliveries.plan_chunk(conn, job.statement_id, job.revision, name, list(chunk), due, now)
+        with self.engine.begin() as conn:
+            self.planned(conn, job, name, deliveries.finish_plan(conn, job.statement_id, job.revision, name, now), now)
+
+    def planned(self, conn, job: Job, name: str, planned: int | None, now: datetime) -> None:
+        if planned is not None:  # None: another worker finished this plan first
+            log.info("%s r%d: planned %d %s deliveries", job.statement_id, job.revision, planned, name)
+            workflow.record(conn, Action.PLANNED, self.actor, now, job.statement_id, job.revision,
+                            channel=name, targets=planned)
 
     def unplanned(self, conn, row: dict, now: datetime) -> list[str]:
         """The statement's channels that are due by ``now`` and have no delivery rows yet."""
@@ -86,41 +147,57 @@ class Dispatcher:
         return names
 
     # -- deliveries: one channel, batch after batch until nothing is due -------------------------------------
+    def cutoff(self, conn) -> datetime:
+        """Rows of workers not seen since this instant (by the database's clock) may be taken over."""
+        return db_now(conn) - timedelta(seconds=self.policy.worker_timeout_seconds)
+
     def deliver(self, name: str) -> dict[Result, int]:
+        self.heartbeat.register()  # rows are claimed in this worker's name
         channel = self.channels[name]
-        totals: dict[Result, int] = {}
         jobs: dict[tuple[str, int], Job] = {}
         rendered: dict[tuple[str, int, str], object] = {}
-        while True:
-            now = self.clock.now()
-            with self.engine.begin() as conn:
-                batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size,
-                                         self.policy.lease_seconds)
-                for key in {(r.statement_id, r.revision) for r in batch.rows} - set(jobs):
-                    jobs[key] = self.job(conn, *key)
-            if not batch.rows:
-                break
-            outcomes: list[Outcome] = []
-            for key, group in groupby(batch.rows, key=lambda r: (r.statement_id, r.revision)):
-                rows = list(group)
-                job = jobs[key]
+        with Recorder(self.engine, self.policy, self.clock, self.worker) as recorder:
+            while not self.stopping.is_set():
+                now = self.clock.now()
+                with self.engine.begin() as conn:
+                    batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size,
+                                             self.policy.lease_seconds, self.cutoff(conn))
+                    for key in {(r.statement_id, r.revision) for r in batch.rows} - set(jobs):
+                        jobs[key] = self.job(conn, *key)
+                if not batch.rows:
+                    break
+                before = dict(recorder.counts)
+                record = recorder.reporter(batch)
+                trouble: list[Outcome] = []
+
+                def report(outcome: Outcome, record=record, trouble=trouble):
+                    if outcome.result is not Result.SENT:
+                        trouble.append(outcome)
+                    return record(outcome)
                 try:
-                    variant = channel.variant(job, now)
-                    if (*key, variant) not in rendered:
-                        rendered[(*key, variant)] = channel.render(job, variant)
-                    outcomes += channel.send(job, rendered[(*key, variant)], rows)
-                except Exception as exc:  # a bug or a broken template must not strand the rows
-                    log.exception("%s: %s r%d: delivery failed", name, *key)
-                    outcomes += [Outcome(r.id, Result.RETRY, f"internal error: {exc}") for r in rows]
-            with self.engine.begin() as conn:
-                counts = deliveries.record(conn, batch, outcomes, self.policy, self.clock.now(), self.worker)
-            for result, n in counts.items():
-                totals[result] = totals.get(result, 0) + n
-            log.info("%s: batch of %d: %s", name, len(batch.rows),
-                     ", ".join(f"{r.value} {n}" for r, n in sorted(counts.items())))
-            self.log_failures(name, batch, outcomes)
-            if all(o.result in (Result.TRANSPORT, Result.REFUSED) for o in outcomes):
-                break  # nothing will succeed right now; the retry schedule brings the rows back
+                    for key, group in groupby(batch.rows, key=lambda r: (r.statement_id, r.revision)):
+                        rows = list(group)
+                        job = jobs[key]
+                        try:
+                            variant = channel.variant(job, now)
+                            if (*key, variant) not in rendered:
+                                rendered[(*key, variant)] = channel.render(job, variant)
+                            channel.send(job, rendered[(*key, variant)], rows, report)
+                        except Exception as exc:  # a bug or a broken template must not strand the rows
+                            log.exception("%s: %s r%d: delivery failed", name, *key)
+                            for row in rows:
+                                report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
+                finally:
+                    recorder.flush()
+                    with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
+                        deliveries.release(conn, batch, self.clock.now())
+                counts = {r: n - before.get(r, 0) for r, n in recorder.counts.items() if n != before.get(r, 0)}
+                log.info("%s: batch of %d: %s", name, len(batch.rows),
+                         ", ".join(f"{r.value} {n}" for r, n in sorted(counts.items())))
+                self.log_failures(name, batch, trouble)
+                if counts and set(counts) <= {Result.TRANSPORT, Result.REFUSED}:
+                    break  # nothing will succeed right now; the retry schedule brings the rows back
+            totals = dict(recorder.counts)
         self.finish_plans()
         return totals
 
@@ -159,7 +236,8 @@ class Dispatcher:
     def due_channels(self) -> list[str]:
         """Channels with rows to claim now (pending or retrying and due, or sending past their lease)."""
         with reading(self.engine) as conn:
-            return [name for name in deliveries.due_channels(conn, self.clock.now()) if name in self.channels]
+            return [name for name in deliveries.due_channels(conn, self.clock.now(), self.cutoff(conn))
+                    if name in self.channels]
 
     def idle(self) -> bool:
         with reading(self.engine) as conn:

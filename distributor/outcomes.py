@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Callable
 
 
 class Variant(str, Enum):
@@ -49,3 +51,28 @@ class Outcome:
     retry_after: float | None = None     # seconds, from the remote side (Retry-After)
     not_before: datetime | None = None   # REFUSED: the embargo
     variant: Variant | None = None       # what was sent
+
+
+class Receipt:
+    """Handed back for each reported outcome; :meth:`wait` returns once it is recorded (True) or cannot be."""
+
+    __slots__ = ("_done", "ok")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.ok = False
+
+    def settle(self, ok: bool) -> None:
+        self.ok = ok
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._done.wait(timeout)
+        return self.ok
+
+
+RECORDED = Receipt()
+RECORDED.settle(True)
+
+# What a channel calls with each outcome as soon as it is known: recording starts at once, in the background.
+Report = Callable[[Outcome], Receipt]

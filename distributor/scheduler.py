@@ -1,8 +1,13 @@
-"""APScheduler wiring. Jobs live in memory only and are re-derived from the database at start and every sweep.
+"""APScheduler wiring. Jobs live in memory only; the database is the only source of truth.
 
-A date job fires at each due instant (send time, embargo, retry) for precision; a sweep every second catches
-anything scheduled meanwhile or missed (misfires included). Each channel delivers on its own thread, so a long
-email send never delays a lift.
+Two kinds of job, each with ``max_instances=1``:
+
+- ``advance`` runs every second (the sweep) and is moved forward to the next due instant (a send time, an
+  embargo, a retry), so a lift happens on time; it lifts embargoes, plans what is due and wakes channels;
+- ``deliver:<channel>``, one per channel, delivers until nothing is due. It is woken by moving its next run time
+  to now, so a long email send never delays a lift on another channel.
+
+Listeners keep count of running jobs and log job errors; a job that fails runs again at its next wake.
 """
 
 from __future__ import annotations
@@ -10,105 +15,131 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timezone
+from datetime import timedelta, timezone
 
+from apscheduler.events import (EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED,
+                                JobEvent, JobExecutionEvent)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from distributor.dispatch import Dispatcher
 
 log = logging.getLogger("distributor.run")
 
+ADVANCE = "advance"
+IDLE_DELIVER_SECONDS = 60  # a channel's job also runs this often unwoken, as a safety net
+
+
+class _SkippedRunFilter(logging.Filter):
+    """A wake that finds the channel busy is expected (it runs again after); don't report it as a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
 
 class Runner:
-    def __init__(self, dispatcher: Dispatcher, sweep_seconds: float = 1.0, horizon: int = 50):
+    def __init__(self, dispatcher: Dispatcher, sweep_seconds: float = 1.0):
         self.dispatcher = dispatcher
         self.sweep_seconds = sweep_seconds
-        self.horizon = horizon
         self.stop = threading.Event()
-        self._advance_lock = threading.Lock()
-        self._channel_locks = {name: threading.Lock() for name in dispatcher.channels}
-        self._pool = ThreadPoolExecutor(max_workers=max(len(dispatcher.channels), 1), thread_name_prefix="channel")
-        self._scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
-            "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
-        self._known: set[str] = set()
-        self.failures = 0
+        self.exit_when_idle = False
+        self.scheduler = BackgroundScheduler(
+            timezone=timezone.utc,
+            executors={"default": ThreadPoolExecutor(len(dispatcher.channels) + 1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        self._running: dict[str, int] = {}
+        self._rewake: set[str] = set()
+        self._lock = threading.Lock()
 
-    def tick(self) -> None:
-        """Advance statements, then start every channel that is not already delivering."""
+    # -- the jobs ------------------------------------------------------------------------------------------
+    def advance(self) -> None:
+        """Lift, plan, wake the channels with work, and come back at the next due instant."""
+        if self.exit_when_idle and not self.busy() and self.dispatcher.idle():
+            log.info("nothing pending, sending, retrying or scheduled: exiting")
+            self.stop.set()
+            return
         try:
-            with self._advance_lock:
-                self.dispatcher.advance()
-        except Exception:
-            self.failures += 1
+            self.dispatcher.advance()
+        except Exception:  # a failed lift or plan must not keep due deliveries waiting
             log.exception("advancing statements failed; the next sweep tries again")
         try:
             due = self.dispatcher.due_channels()
         except Exception:
-            log.exception("reading due deliveries failed")
-            return
+            log.exception("reading due deliveries failed; the next sweep tries again")
+            due = []
         for name in due:
-            lock = self._channel_locks[name]
-            if lock.acquire(blocking=False):
-                self._pool.submit(self._deliver, name, lock)
+            self.wake(f"deliver:{name}")
+        self.come_back_at_next_instant()
 
-    def _deliver(self, name: str, lock: threading.Lock) -> None:
+    def come_back_at_next_instant(self) -> None:
+        now = self.dispatcher.clock.now()
+        upcoming = self.dispatcher.upcoming()
+        if upcoming and upcoming[0] < now + timedelta(seconds=self.sweep_seconds):
+            self._move(ADVANCE, upcoming[0])
+
+    def wake(self, job_id: str) -> None:
+        with self._lock:
+            if self._running.get(job_id, 0) > 0:
+                self._rewake.add(job_id)  # it runs again as soon as it finishes
+                return
+        self._move(job_id, self.dispatcher.clock.now())
+
+    def _move(self, job_id: str, when) -> None:
         try:
-            self.dispatcher.deliver(name)
-        except Exception:
-            self.failures += 1
-            log.exception("%s: delivery loop failed; the next sweep tries again", name)
-        finally:
-            lock.release()
+            self.scheduler.modify_job(job_id, next_run_time=when)
+        except JobLookupError:  # shutting down
+            pass
+
+    # -- what the listeners see ----------------------------------------------------------------------------
+    def _on_event(self, event: JobEvent) -> None:
+        job_id = event.job_id
+        with self._lock:
+            if event.code == EVENT_JOB_SUBMITTED:
+                self._running[job_id] = self._running.get(job_id, 0) + 1
+                return
+            if event.code == EVENT_JOB_MAX_INSTANCES:
+                self._rewake.add(job_id)
+                return
+            self._running[job_id] = self._running.get(job_id, 0) - 1
+            again = job_id in self._rewake and job_id != ADVANCE
+            self._rewake.discard(job_id)
+        if event.code == EVENT_JOB_ERROR and isinstance(event, JobExecutionEvent):
+            log.error("%s failed: %s: %s; it runs again at its next wake", job_id,
+                      event.exception.__class__.__name__, event.exception)
+        if again and not self.stop.is_set():
+            self._move(job_id, self.dispatcher.clock.now())
 
     def busy(self) -> bool:
-        return any(lock.locked() for lock in self._channel_locks.values()) or self._advance_lock.locked()
+        with self._lock:
+            return any(n > 0 for job_id, n in self._running.items() if job_id != ADVANCE)
 
-    def sweep(self) -> None:
-        if self._exit_when_idle and not self.busy() and self.dispatcher.idle():
-            log.info("nothing pending, sending, retrying or scheduled: exiting")
-            self.stop.set()
-            return
-        self.tick()
-        self.sync_jobs()
-
-    def sync_jobs(self) -> None:
-        """One date job per upcoming instant; APScheduler never holds anything the database does not."""
-        try:
-            upcoming = self.dispatcher.upcoming()[: self.horizon]
-        except Exception:
-            log.exception("reading upcoming instants failed")
-            return
-        wanted = {f"due@{t.isoformat()}": t for t in upcoming}
-        for job in self._scheduler.get_jobs():
-            if job.id.startswith("due@") and job.id not in wanted:
-                job.remove()
-        existing = {job.id for job in self._scheduler.get_jobs()}
-        for job_id, instant in wanted.items():
-            if job_id not in existing:
-                self._scheduler.add_job(self.tick, "date", run_date=instant, id=job_id)
-
+    # -- the process ---------------------------------------------------------------------------------------
     def run(self, exit_when_idle: bool = False) -> int:
-        self._exit_when_idle = exit_when_idle
-        for channel in self.dispatcher.channels.values():
-            channel.open()
-        self._scheduler.add_job(self.sweep, "interval", seconds=self.sweep_seconds, id="sweep",
-                                next_run_time=self.dispatcher.clock.now())
+        self.exit_when_idle = exit_when_idle
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop.set())
+        self.dispatcher.open()
+        now = self.dispatcher.clock.now()
+        logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRunFilter())
+        self.scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
+                                    | EVENT_JOB_MAX_INSTANCES)
+        self.scheduler.add_job(self.advance, "interval", seconds=self.sweep_seconds, id=ADVANCE, next_run_time=now)
+        for name in self.dispatcher.channels:
+            self.scheduler.add_job(self.dispatcher.deliver, "interval", args=[name], id=f"deliver:{name}",
+                                   seconds=IDLE_DELIVER_SECONDS, next_run_time=now)
         log.info("scheduler running (worker %s, channels %s)", self.dispatcher.worker,
                  ", ".join(self.dispatcher.channels) or "none")
-        self._scheduler.start()
+        self.scheduler.start()
         try:
             while not self.stop.wait(0.2):
                 pass
         finally:
-            self._scheduler.shutdown(wait=True)
-            self._pool.shutdown(wait=True)
-            for channel in self.dispatcher.channels.values():
-                channel.close()
+            self.dispatcher.stopping.set()  # deliveries stop claiming; what is on the wire finishes and is recorded
+            self.scheduler.shutdown(wait=True)
+            self.dispatcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0

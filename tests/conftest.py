@@ -214,14 +214,14 @@ class System:
         renderer = Renderer(self.config.paths.templates, self.config.office)
         self.context = Context(self.config, self.engine, self.clock, renderer)
         self.channels = build(self.context)
-        self.dispatcher = Dispatcher(self.context, self.channels, worker="test-worker")
+        self.dispatcher = Dispatcher(self.context, self.channels)
+        self.dispatcher.open()
 
     def cli(self, *args):
         return self.run(self.config_path, *args)
 
     def close(self):
-        for channel in self.channels.values():
-            channel.close()
+        self.dispatcher.close()
         self.engine.dispose()
 
 

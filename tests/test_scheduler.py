@@ -89,10 +89,10 @@ def test_run_stops_cleanly_on_sigterm(write_config, run):
     process = subprocess.Popen([sys.executable, "-m", "distributor", "--config", str(path), "run"],
                                stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)
+        lines = iter(process.stderr.readline, "")
+        assert any("scheduler running" in line for line in lines)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
         if process.poll() is None:
             process.kill()
-    assert "scheduler running" in process.stderr.read()

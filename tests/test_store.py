@@ -8,7 +8,7 @@ from sqlalchemy import insert, select
 
 from distributor import deliveries
 from distributor.store import connect, init_schema
-from distributor.store.schema import deliveries as deliveries_table, statements
+from distributor.store.schema import deliveries as deliveries_table, statements, workers
 
 
 @pytest.fixture
@@ -40,21 +40,62 @@ def test_naive_instants_are_refused(engine):
             add_statement(conn, datetime(2026, 1, 1))
 
 
+def add_workers(conn, now, *names, seen_ago: float = 0):
+    conn.execute(insert(workers), [{"id": n, "host": "h", "pid": 1, "started_at": now,
+                                    "last_seen": now - timedelta(seconds=seen_ago)} for n in names])
+
+
+def claim(conn, now, worker, limit=100, lease=60):
+    return deliveries.claim(conn, "email", now, worker, limit, lease, cutoff=now - timedelta(seconds=15))
+
+
 def test_claims_never_overlap(engine):
     now = datetime.now(timezone.utc)
     with engine.begin() as conn:
         add_statement(conn, now)
+        add_workers(conn, now, "a", "b", "c")
         deliveries.plan(conn, "s1", 1, "email", (f"r{i}@x.example.com" for i in range(25)), now, now)
     with engine.begin() as conn:
-        first = deliveries.claim(conn, "email", now, "a", 10, 60)
+        first = claim(conn, now, "a", 10)
     with engine.begin() as conn:
-        second = deliveries.claim(conn, "email", now, "b", 100, 60)
+        second = claim(conn, now, "b")
     assert len(first.rows) == 10 and len(second.rows) == 15
     assert not {r.id for r in first.rows} & {r.id for r in second.rows}
     with engine.begin() as conn:
-        assert deliveries.claim(conn, "email", now, "c", 100, 60).rows == []
+        assert claim(conn, now, "c").rows == []
         # past the lease, the rows are taken over
-        assert len(deliveries.claim(conn, "email", now + timedelta(seconds=61), "c", 100, 60).rows) == 25
+        assert len(claim(conn, now + timedelta(seconds=61), "c").rows) == 25
+
+
+def test_rows_of_a_worker_whose_heartbeat_stopped_are_taken_over(engine):
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        add_statement(conn, now)
+        add_workers(conn, now, "live", "taker")
+        add_workers(conn, now, "dead", seen_ago=16)
+        deliveries.plan(conn, "s1", 1, "email", (f"r{i}@x.example.com" for i in range(6)), now, now)
+    with engine.begin() as conn:
+        held = claim(conn, now, "live", 3, lease=3600)
+        lost = claim(conn, now, "dead", 3, lease=3600)
+    with engine.begin() as conn:
+        taken = claim(conn, now, "taker")
+    assert {r.id for r in taken.rows} == {r.id for r in lost.rows}  # within the lease, by the heartbeat alone
+    with engine.connect() as conn:
+        holders = dict(conn.execute(select(deliveries_table.c.id, deliveries_table.c.worker_id)).all())
+    assert {holders[r.id] for r in held.rows} == {"live"} and {holders[r.id] for r in taken.rows} == {"taker"}
+
+
+def test_release_gives_back_unattempted_rows_at_once(engine):
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        add_statement(conn, now)
+        add_workers(conn, now, "a", "b")
+        deliveries.plan(conn, "s1", 1, "email", (f"r{i}@x.example.com" for i in range(4)), now, now)
+    with engine.begin() as conn:
+        batch = claim(conn, now, "a", lease=3600)
+        assert deliveries.release(conn, batch, now) == 4
+    with engine.begin() as conn:
+        assert len(claim(conn, now, "b").rows) == 4
 
 
 def test_plan_is_once_per_revision_and_channel(engine):
@@ -72,7 +113,7 @@ def test_unapproved_or_withdrawn_statements_are_never_claimed(engine):
         add_statement(conn, now, status="withdrawn")
         deliveries.plan(conn, "s1", 1, "email", ["a@x.example.com"], now, now)
     with engine.begin() as conn:
-        assert deliveries.claim(conn, "email", now, "a", 10, 60).rows == []
+        assert claim(conn, now, "a", 10).rows == []
 
 
 def test_reads_do_not_wait_for_a_writer(engine):

@@ -19,6 +19,8 @@ def test_two_workers_share_the_work_without_overlap(make_system, smtp_sink, tmp_
     system.cli("schedule", SID, "--embargo", soon())
     other = make_system(transport="smtp", smtp_port=smtp_sink.port, batch_size=7)  # same database, own engine
     workers = [Dispatcher(s.context, s.channels, worker=f"worker-{i}") for i, s in enumerate((system, other))]
+    for worker in workers:
+        worker.open()
 
     barrier = threading.Barrier(2)
     errors = []
@@ -36,6 +38,8 @@ def test_two_workers_share_the_work_without_overlap(make_system, smtp_sink, tmp_
         t.start()
     for t in threads:
         t.join(timeout=60)
+    for worker in workers:
+        worker.close()
     assert errors == []
     received = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
     assert len(received) == 120 and set(received.values()) == {1}

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from distributor.clock import Clock
 from distributor.config import Config, Table
-from distributor.outcomes import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Receipt, Report, Result, Variant
 from distributor.render import Renderer
 from distributor.statements.model import Statement
 from distributor.transports.file import Folder
@@ -111,8 +111,8 @@ class Channel(ABC):
         """What all targets share; called once per (revision, variant)."""
 
     @abstractmethod
-    def deliver(self, job: Job, rendered: Any, rows: list[Claimed]) -> Iterable[Outcome]:
-        """Hand the rendered statement to each target; one outcome per row."""
+    def deliver(self, job: Job, rendered: Any, rows: list[Claimed], report: Report) -> None:
+        """Hand the rendered statement to each target and ``report`` each row's outcome as soon as it is known."""
 
     def open(self) -> None:
         """Open long-lived connections. Channels that hold none need not override it."""
@@ -121,14 +121,29 @@ class Channel(ABC):
         """Close only what :meth:`open` or :meth:`deliver` opened."""
 
     # -- the one entry point ---------------------------------------------------------------------------------
-    def send(self, job: Job, rendered: Any, rows: list[Claimed]) -> list[Outcome]:
+    def send(self, job: Job, rendered: Any, rows: list[Claimed], report: Report) -> None:
+        """Deliver through the embargo guard. Every row gets exactly one outcome, even if ``deliver`` raises."""
+        reported: set[int] = set()
+
+        def tracked(outcome: Outcome) -> Receipt:
+            reported.add(outcome.delivery_id)
+            return report(outcome)
+
         refusal = self.embargo_refusal(job, rows)
         if refusal is not None:
-            return refusal
-        outcomes = list(self.deliver(job, rendered, rows))
-        missing = {row.id for row in rows} - {o.delivery_id for o in outcomes}
-        outcomes += [Outcome(i, Result.RETRY, f"{self.name}: no outcome reported") for i in sorted(missing)]
-        return outcomes
+            for outcome in refusal:
+                report(outcome)
+            return
+        try:
+            self.deliver(job, rendered, rows, tracked)
+        except Exception as exc:  # a bug in one channel must not strand its rows
+            log.exception("%s: delivery of %s r%d failed", self.name, job.statement_id, job.revision)
+            detail = f"internal error: {exc.__class__.__name__}: {exc}"
+        else:
+            detail = f"{self.name}: no outcome reported"
+        for row in rows:
+            if row.id not in reported:
+                report(Outcome(row.id, Result.RETRY, detail))
 
     def embargo_refusal(self, job: Job, rows: list[Claimed]) -> list[Outcome] | None:
         """The embargo guard: a public channel refuses every row while the statement is under embargo."""

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from distributor.channels.base import Channel, Job, write_offline
 from distributor.channels.social import URL, accounts, count_graphemes, fit, render_post, unique_names
 from distributor.config import Office, Table, secret
-from distributor.outcomes import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.transports import http
 
 LIMIT = 300
@@ -167,24 +167,24 @@ class BlueskyChannel(Channel):
             record["facets"] = facets
         return record
 
-    def deliver(self, job: Job, render, rows: list[Claimed]) -> Iterable[Outcome]:
+    def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
         for row in rows:
             account = self.accounts.get(row.target)
             if account is None:
-                yield Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured")
+                report(Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured"))
                 continue
             try:
                 text = fit(render, job.statement.title, job.statement.first_sentence(), LIMIT, count_graphemes)
             except ValueError as exc:
-                yield Outcome(row.id, Result.FAILED, str(exc))
+                report(Outcome(row.id, Result.FAILED, str(exc)))
                 continue
             rkey = tid(job.embargo, f"{job.statement_id}/r{job.revision}/{account.name}")
             record = self.record(job, text)
             if account.transport == "file":
-                yield Outcome(row.id, Result.SENT, remote_id=write_offline(account.directory, job, account.name,
-                                                                            {"rkey": rkey, "record": record}))
+                report(Outcome(row.id, Result.SENT, remote_id=write_offline(account.directory, job, account.name,
+                                                                            {"rkey": rkey, "record": record})))
                 continue
-            yield self.create(row, self.sessions[account.name], rkey, record)
+            report(self.create(row, self.sessions[account.name], rkey, record))
 
     def create(self, row: Claimed, session: Session, rkey: str, record: dict) -> Outcome:
         failed = session.ensure()

@@ -21,9 +21,9 @@ from sqlalchemy import Connection
 from distributor import recipients
 from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, positive
-from distributor.outcomes import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Receipt, Report, Result, Variant
 from distributor.store import reading
-from distributor.transports.base import Envelope, MailTransport
+from distributor.transports.base import Envelope, Handed, MailTransport
 from distributor.transports.file import MailFolder
 from distributor.transports.smtp import SmtpPool, SmtpSettings
 
@@ -100,8 +100,15 @@ class EmailChannel(Channel):
     def __init__(self, settings: EmailSettings, context):
         super().__init__(settings, context)
         self.office = context.config.office
-        self.transport: MailTransport = (SmtpPool(settings.smtp) if settings.transport == "smtp"
-                                         else MailFolder(settings.directory))
+        self._transport: MailTransport | None = None
+
+    @property
+    def transport(self) -> MailTransport:
+        """Chosen once from the config; built (and its secret read) only when mail is to be sent."""
+        if self._transport is None:
+            self._transport = (SmtpPool(self.settings.smtp) if self.settings.transport == "smtp"
+                               else MailFolder(self.settings.directory))
+        return self._transport
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return recipients.eligible(conn, self.settings.list, embargoed=True)
@@ -133,29 +140,31 @@ class EmailChannel(Channel):
         self.transport.open()
 
     def close(self) -> None:
-        self.transport.close()
+        if self._transport is not None:
+            self._transport.close()
 
-    def deliver(self, job: Job, rendered: RenderedEmail, rows: list[Claimed]) -> Iterable[Outcome]:
+    def deliver(self, job: Job, rendered: RenderedEmail, rows: list[Claimed], report: Report) -> None:
         addresses = [row.target for row in rows]
         with reading(self.context.engine) as conn:
             names = recipients.names(conn, self.settings.list, addresses)
             suppressed = recipients.is_suppressed(conn, addresses)
         now = self.clock.now()
-        outcomes: list[Outcome] = []
         envelopes: list[Envelope] = []
         ids: dict[int, str] = {}
         for row in rows:
             if recipients.key(row.target) in suppressed:
-                outcomes.append(Outcome(row.id, Result.CANCELLED, "unsubscribed"))
+                report(Outcome(row.id, Result.CANCELLED, "unsubscribed"))
                 continue
             mid = message_id(job, row.target, self.office.domain)
             ids[row.id] = mid
             data = rendered.message(row.target, names.get(row.target, ""), mid, now)
             envelopes.append(Envelope(row.id, self.office.from_addr, row.target, data, mid))
-        for handed in self.transport.send_many(envelopes):
-            outcomes.append(Outcome(handed.key, handed.result, handed.detail, remote_id=ids[handed.key],
-                                    variant=rendered.variant))
-        return outcomes
+
+        def handed(result: Handed) -> Receipt:
+            return report(Outcome(result.key, result.result, result.detail, remote_id=ids[result.key],
+                                  variant=rendered.variant))
+
+        self.transport.send_many(envelopes, handed)
 
 
 def _bad_port(port: int) -> int:

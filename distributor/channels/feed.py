@@ -17,7 +17,7 @@ from distributor import workflow
 from distributor.channels.base import Channel, Job
 from distributor.clock import iso_z
 from distributor.config import Office, Table, positive
-from distributor.outcomes import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.render import statement_uri
 from distributor.statements.model import Statement
 from distributor.store import reading
@@ -59,7 +59,7 @@ class FeedChannel(Channel):
     def render(self, job: Job, variant: Variant) -> None:
         return None  # the whole feed is rebuilt from the database at delivery
 
-    def deliver(self, job: Job, rendered: None, rows: list[Claimed]) -> Iterable[Outcome]:
+    def deliver(self, job: Job, rendered: None, rows: list[Claimed], report: Report) -> None:
         now = self.clock.now()
         with reading(self.context.engine) as conn:
             released = workflow.released(conn, now, self.settings.entries)
@@ -67,7 +67,7 @@ class FeedChannel(Channel):
                         workflow.imported_at(conn, row["id"]).get(1)) for row in released]
         write_atomically(self.settings.path, self.build(entries))
         for row in rows:
-            yield Outcome(row.id, Result.SENT, remote_id=statement_uri(self.context.config.office, job))
+            report(Outcome(row.id, Result.SENT, remote_id=statement_uri(self.context.config.office, job)))
 
     def build(self, entries) -> bytes:
         office = self.context.config.office

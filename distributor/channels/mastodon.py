@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from distributor.channels.base import Channel, Job, idempotency_key, write_offline
 from distributor.channels.social import accounts, count_mastodon, fit, render_post, unique_names
 from distributor.config import Office, Table, secret
-from distributor.outcomes import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.transports import http
 
 DEFAULT_LIMIT = 500
@@ -82,24 +82,24 @@ class MastodonChannel(Channel):
             self.limits[account.name] = (limit, url_length)
         return self.limits[account.name]
 
-    def deliver(self, job: Job, render, rows: list[Claimed]) -> Iterable[Outcome]:
+    def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
         statement = job.statement
         for row in rows:
             account = self.accounts.get(row.target)
             if account is None:
-                yield Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured")
+                report(Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured"))
                 continue
             limit, url_length = self.limit(account)
             try:
                 text = fit(render, statement.title, statement.first_sentence(), limit,
                            partial(count_mastodon, url_length=url_length))
             except ValueError as exc:
-                yield Outcome(row.id, Result.FAILED, str(exc))
+                report(Outcome(row.id, Result.FAILED, str(exc)))
                 continue
             body = {"status": text, "visibility": account.visibility,
                     "language": (statement.language or self.context.config.office.language)[:2]}
             if account.transport == "file":
-                yield Outcome(row.id, Result.SENT, remote_id=write_offline(account.directory, job, account.name, body))
+                report(Outcome(row.id, Result.SENT, remote_id=write_offline(account.directory, job, account.name, body)))
                 continue
             reply = http.send(self.session, "POST", f"{account.base_url}/api/v1/statuses", json=body, headers={
                 "Authorization": f"Bearer {self.tokens[account.name]}",
@@ -108,7 +108,7 @@ class MastodonChannel(Channel):
             if reply.result is Result.SENT:
                 data = reply.json()
                 remote = " ".join(str(data[k]) for k in ("id", "url") if data.get(k)) or None
-            yield Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after)
+            report(Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after))
 
 
 def _positive_int(value, default: int) -> int:

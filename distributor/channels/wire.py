@@ -22,7 +22,7 @@ from distributor.channels.base import Channel, Job, idempotency_key, tables_of, 
 from distributor.channels.social import unique_names
 from distributor.clock import iso_z
 from distributor.config import Office, Table, positive, secret
-from distributor.outcomes import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.render import statement_uri
 from distributor.transports import http
 
@@ -120,16 +120,16 @@ class WireChannel(Channel):
     def payload(self, item: dict, endpoint: WireEndpoint) -> dict:
         return {**item, "urgency": endpoint.urgency}
 
-    def deliver(self, job: Job, rendered: dict, rows: list[Claimed]) -> Iterable[Outcome]:
+    def deliver(self, job: Job, rendered: dict, rows: list[Claimed], report: Report) -> None:
         for row in rows:
             endpoint = self.endpoints.get(row.target)
             if endpoint is None:
-                yield Outcome(row.id, Result.FAILED, f"wire endpoint {row.target!r} is no longer configured")
+                report(Outcome(row.id, Result.FAILED, f"wire endpoint {row.target!r} is no longer configured"))
                 continue
             payload = self.payload(rendered, endpoint)
             if endpoint.transport == "file":
-                yield Outcome(row.id, Result.SENT, remote_id=write_offline(endpoint.directory, job, endpoint.name,
-                                                                            payload))
+                report(Outcome(row.id, Result.SENT, remote_id=write_offline(endpoint.directory, job, endpoint.name,
+                                                                            payload)))
                 continue
             body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             headers = {"Content-Type": "application/json; charset=utf-8",
@@ -143,7 +143,7 @@ class WireChannel(Channel):
             if reply.result is Result.SENT:
                 data = reply.json()
                 remote = str(data.get("id") or data.get("uri") or reply.response.headers.get("Location") or "") or None
-            yield Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after)
+            report(Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after))
 
 
 def _http_url(url: str) -> str:

@@ -110,13 +110,26 @@ deliveries = Table(
     Column("due_at", UTCDateTime, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("lease_until", UTCDateTime),
-    Column("claimed_by", String(100)),
+    Column("claimed_by", String(100)),        # the claim (one batch of one worker)
+    Column("worker_id", String(100)),         # the worker holding the claim, whose heartbeat keeps it
     Column("sent_at", UTCDateTime),
     Column("remote_id", String(500)),
     Column("variant", String(16)),  # what was actually sent: "embargoed" or "released"
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("statement_id", "revision", "channel", "target", name="uq_deliveries_target"),
     Index("ix_deliveries_due", "status", "channel", "next_attempt_at"),
+    Index("ix_deliveries_worker", "worker_id"),
+)
+
+# One row per `distributor run` process. A stale heartbeat (judged by the database's clock) lets others take over.
+workers = Table(
+    "workers", metadata,
+    Column("id", String(100), primary_key=True),  # host:pid:random, unique even where every pid is 1
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime),
 )
 
 attempts = Table(

@@ -8,9 +8,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Callable, Protocol
 
-from distributor.outcomes import Result
+from distributor.outcomes import Receipt, Result
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,18 @@ class Handed:
     detail: str | None = None
 
 
+# Called with each envelope's fate as soon as it is known; the receipt says when it is recorded.
+Handover = Callable[[Handed], Receipt]
+
+
 class MailTransport(Protocol):
     def open(self) -> None: ...
     def close(self) -> None: ...
-    def send_many(self, envelopes: list[Envelope]) -> Iterable[Handed]: ...
+
+    def send_many(self, envelopes: list[Envelope], handover: Handover) -> None:
+        """Send each envelope, calling ``handover`` with its fate. Before handing the relay a further message on
+        the same connection, wait for the previous one's receipt: at most one accepted message per connection is
+        ever unrecorded."""
 
 
 class RateLimit:

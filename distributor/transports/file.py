@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
 
 from distributor.outcomes import Result
-from distributor.transports.base import Envelope, Handed, write_atomically
+from distributor.transports.base import Envelope, Handed, Handover, write_atomically
 
 
 def safe_name(text: str) -> str:
@@ -26,11 +25,11 @@ class MailFolder:
     def close(self) -> None:
         pass
 
-    def send_many(self, envelopes: list[Envelope]) -> Iterable[Handed]:
+    def send_many(self, envelopes: list[Envelope], handover: Handover) -> None:
         for envelope in envelopes:
             folder = self.directory / safe_name(envelope.message_id.strip("<>").split("@")[0].rsplit(".", 1)[0])
             write_atomically(folder / f"{safe_name(envelope.recipient)}.eml", envelope.data)
-            yield Handed(envelope.key, Result.SENT, None)
+            handover(Handed(envelope.key, Result.SENT, None))
 
 
 class Folder:

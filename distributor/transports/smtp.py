@@ -14,11 +14,11 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable
 
-from distributor.outcomes import Result
+from distributor.outcomes import Receipt, Result
 from distributor.config import secret
-from distributor.transports.base import Envelope, Handed, RateLimit
+from distributor.transports.base import Envelope, Handed, Handover, RateLimit
 
 log = logging.getLogger("distributor.smtp")
 IDLE_CHECK_SECONDS = 5.0
@@ -124,46 +124,52 @@ class SmtpPool:
             self._executor = None
 
     # -- sending ---------------------------------------------------------------------------------------------
-    def send_many(self, envelopes: list[Envelope]) -> Iterable[Handed]:
+    def send_many(self, envelopes: list[Envelope], handover: Handover) -> None:
         if not envelopes:
-            return []
+            return
         self.open()
+        assert self._executor is not None
         lanes = min(self.settings.connections, len(envelopes))
         slices = [envelopes[i::lanes] for i in range(lanes)]
-        results: list[Handed] = []
-        for part in self._executor.map(self._send_slice, slices):
-            results.extend(part)
-        return results
+        for _ in self._executor.map(lambda part: self._send_slice(part, handover), slices):
+            pass
 
-    def _send_slice(self, envelopes: list[Envelope]) -> list[Handed]:
-        results: list[Handed] = []
+    def _send_slice(self, envelopes: list[Envelope], handover: Handover) -> None:
+        """One connection's share, in order. The previous message's receipt is awaited before the next DATA."""
         conn: smtplib.SMTP | None = None
         fault: str | None = None
+        previous: Receipt | None = None
+
+        def recorded() -> None:
+            if previous is not None and not previous.wait():
+                raise SessionFault("the delivery record is unavailable; not sending more")
+
         for envelope in envelopes:
             if fault is not None:
-                results.append(Handed(envelope.key, Result.TRANSPORT, fault))
+                previous = handover(Handed(envelope.key, Result.TRANSPORT, fault))
                 continue
             try:
                 if conn is None:
                     conn = self._checkout()
                 self._rate.wait()
-                result, detail = self._send_one(conn, envelope)
-                results.append(Handed(envelope.key, result, detail))
+                result, detail = self._send_one(conn, envelope, recorded)
+                previous = handover(Handed(envelope.key, result, detail))
             except SessionFault as exc:
                 fault = str(exc)
                 log.warning("SMTP transport fault: %s", fault)
                 self._discard(conn)
                 conn = None
-                results.append(Handed(envelope.key, Result.TRANSPORT, fault))
+                previous = handover(Handed(envelope.key, Result.TRANSPORT, fault))
             except Dropped as exc:
                 self._discard(conn)
                 conn = None
-                results.append(Handed(envelope.key, Result.RETRY, str(exc)))
+                previous = handover(Handed(envelope.key, Result.RETRY, str(exc)))
         if conn is not None:
             self._checkin(conn)
-        return results
+        if previous is not None:
+            previous.wait()
 
-    def _send_one(self, conn: smtplib.SMTP, envelope: Envelope) -> tuple[Result, str | None]:
+    def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, before_data: Callable[[], None]) -> tuple[Result, str | None]:
         try:
             code, text = conn.mail(envelope.sender)
             if code == 421:
@@ -177,6 +183,7 @@ class SmtpPool:
             if code not in (250, 251):
                 self._reset(conn)
                 return _classify(code), f"RCPT TO: {_reply(code, text)}"
+            before_data()
             try:
                 code, text = conn.data(envelope.data)
             except smtplib.SMTPDataError as exc:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from distributor.channels import REGISTRY
 from distributor.channels.base import Job
-from distributor.outcomes import Claimed, Result
+from distributor.outcomes import RECORDED, Claimed, Result
 from distributor.store.schema import attempts, deliveries
 from tests.channels.conftest import SID, bluesky, by_channel, feed, file_wire, fixed_now, mastodon
 
@@ -64,7 +64,8 @@ def test_embargo_guard_in_the_channel_layer(name, make_system, scheduled):
     rows = [Claimed(1, SID, 1, name, "any-target", 0, embargo)]
     for before in (timedelta(minutes=10), timedelta(seconds=1), timedelta(microseconds=1)):
         clock.set(embargo - before)
-        outcomes = channel.send(job, channel.render(job, "released"), rows)
+        outcomes = []
+        channel.send(job, channel.render(job, "released"), rows, lambda o: outcomes.append(o) or RECORDED)
         assert [(o.result, o.detail, o.not_before) for o in outcomes] == [(Result.REFUSED, "refused: embargo", embargo)]
     assert not list((system.config_path.parent / "out").rglob("*.json"))
     assert not (system.config_path.parent / "out" / "feed.atom").exists()

@@ -8,7 +8,11 @@ from datetime import timedelta
 
 
 from distributor.clock import FixedClock, utcnow
+from sqlalchemy import update
+
 from distributor.outcomes import Outcome, Result
+from distributor.store.schema import workers
+from distributor.workers import Heartbeat, db_now
 from tests.conftest import soon
 
 RECIPIENTS = """email,name,outlet,embargo_ok
@@ -231,12 +235,16 @@ def test_crash_loses_no_one_and_resend_keeps_message_id(make_system, smtp_sink, 
     prepare(system, tmp_path, statement_file, embargo=(start + timedelta(hours=2)).isoformat())
     system.dispatcher.advance()
     # A worker claims everything, then dies before recording anything.
+    crashed = Heartbeat(system.engine, clock, system.config.delivery, "crashed-worker")
+    crashed.register()
     with system.engine.begin() as conn:
-        batch = deliveries.claim(conn, "email", clock.now(), "crashed-worker", 100, lease_seconds=60)
+        batch = deliveries.claim(conn, "email", clock.now(), crashed.id, 100, 3600, system.dispatcher.cutoff(conn))
     assert len(batch.rows) == 3
     system.dispatcher.deliver("email")
-    assert smtp_sink.messages == []  # still leased to the dead worker
-    clock.advance(61)
+    assert smtp_sink.messages == []  # its heartbeat is fresh: still its own
+    with system.engine.begin() as conn:  # it stopped beating 16 s ago, by the database's clock
+        conn.execute(update(workers).where(workers.c.id == crashed.id).values(
+            last_seen=db_now(conn) - timedelta(seconds=16)))
     system.dispatcher.deliver("email")
     assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == sorted(ELIGIBLE)
     rows = {r["target"]: r for r in log(system)}
@@ -244,7 +252,7 @@ def test_crash_loses_no_one_and_resend_keeps_message_id(make_system, smtp_sink, 
         assert parse(received.data)["Message-ID"] == rows[received.rcpt_tos[0]]["remote_id"]
     with system.engine.connect() as conn:
         history = [(a["outcome"], a["detail"]) for a in deliveries.attempt_rows(conn, SID)]
-    assert history.count(("abandoned", f"lease of {batch.token} expired; taken over")) == 3
+    assert history.count(("abandoned", f"{batch.token} stopped; taken over")) == 3
     assert [o for o, _ in history].count("sent") == 3
     # The dead worker's late report changes nothing: the rows are no longer its own.
     with system.engine.begin() as conn:

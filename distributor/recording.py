@@ -1,0 +1,114 @@
+"""Record each outcome as it arrives: a writer thread commits small groups while the channel goes on sending.
+
+A channel reports an outcome the moment the remote side answers and gets a :class:`Receipt`. The SMTP pool waits
+for its previous receipt before it hands over the next message, so at a crash at most one accepted message per
+connection has no row saying ``sent``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from sqlalchemy.engine import Engine
+
+from distributor import deliveries
+from distributor.clock import Clock
+from distributor.config import DeliveryPolicy
+from distributor.deliveries import Batch
+from distributor.outcomes import Outcome, Receipt, Result
+
+log = logging.getLogger("distributor.run")
+
+GROUP_LIMIT = 500
+COMMIT_TRIES = 5
+
+
+class Recorder:
+    """One writer thread; use as a context manager around one channel's delivery pass."""
+
+    def __init__(self, engine: Engine, policy: DeliveryPolicy, clock: Clock, worker: str):
+        self.engine = engine
+        self.policy = policy
+        self.clock = clock
+        self.worker = worker
+        self.counts: dict[Result, int] = {}
+        self._queue: queue.SimpleQueue[tuple[Batch, Outcome, Receipt] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write, name="recorder", daemon=True)
+
+    def __enter__(self) -> "Recorder":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def reporter(self, batch: Batch):
+        """The ``report`` function for one claimed batch: each row's first outcome counts, later ones are ignored."""
+        reported: set[int] = set()
+        lock = threading.Lock()
+
+        def report(outcome: Outcome) -> Receipt:
+            with lock:
+                first = outcome.delivery_id not in reported
+                reported.add(outcome.delivery_id)
+            receipt = Receipt()
+            if not first:
+                receipt.settle(True)
+                return receipt
+            self._queue.put((batch, outcome, receipt))
+            return receipt
+
+        return report
+
+    def flush(self) -> None:
+        """Wait until everything reported so far is recorded."""
+        marker = Receipt()
+        self._queue.put((Batch(""), Outcome(-1, Result.RETRY), marker))
+        marker.wait()
+
+    def _write(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            group = [item]
+            while len(group) < GROUP_LIMIT:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # finish this group, then stop
+                    break
+                group.append(more)
+            ok = self._commit(group)
+            for _, _, receipt in group:
+                receipt.settle(ok)
+
+    def _commit(self, group: list[tuple[Batch, Outcome, Receipt]]) -> bool:
+        by_batch: dict[str, tuple[Batch, list[Outcome]]] = {}
+        for batch, outcome, _ in group:
+            if batch.token:
+                by_batch.setdefault(batch.token, (batch, []))[1].append(outcome)
+        if not by_batch:
+            return True
+        for attempt in range(COMMIT_TRIES):
+            try:
+                with self.engine.begin() as conn:
+                    now = self.clock.now()
+                    counts = [deliveries.record(conn, batch, outcomes, self.policy, now, self.worker)
+                              for batch, outcomes in by_batch.values()]
+            except Exception as exc:  # the database is away: try again shortly, then give up on this group
+                log.warning("recording %d outcomes failed (%s); %s", len(group), exc.__class__.__name__,
+                            "retrying" if attempt + 1 < COMMIT_TRIES else "giving up")
+                time.sleep(0.1 * 2 ** attempt)
+                continue
+            for part in counts:
+                for result, n in part.items():
+                    self.counts[result] = self.counts.get(result, 0) + n
+            return True
+        return False

@@ -1,0 +1,102 @@
+"""Workers announce themselves with a heartbeat in the database.
+
+Each `distributor run` process has a row in ``workers``. Its heartbeat, every third of the shortest limit, renews
+``last_seen`` (by the database's clock, never the worker's) and extends the leases of the deliveries it holds, so a
+live worker's rows are never taken, however long its send takes. A worker whose heartbeat is older than
+``delivery.worker_timeout_seconds`` is presumed dead: the claim query hands its rows to others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Connection, and_, exists, insert, select, text, update
+from sqlalchemy.engine import Engine
+
+from distributor.clock import Clock
+from distributor.config import DeliveryPolicy
+from distributor.store.schema import deliveries, workers
+
+log = logging.getLogger("distributor.run")
+
+
+def new_id() -> str:
+    """host:pid:random. The random part keeps ids unique in containers, where every worker is pid 1."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def db_now(conn: Connection) -> datetime:
+    """The database's clock, so that workers on machines with different clocks judge staleness alike."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(text("SELECT clock_timestamp()")).scalar_one().astimezone(timezone.utc)
+    raw = conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+    return datetime.fromisoformat(raw).replace(tzinfo=timezone.utc)
+
+
+def alive(cutoff: datetime):
+    """SQL condition: the worker holding a delivery row has beaten since ``cutoff``."""
+    return exists().where(and_(workers.c.id == deliveries.c.worker_id, workers.c.last_seen >= cutoff,
+                               workers.c.stopped_at.is_(None)))
+
+
+def listing(conn: Connection) -> tuple[datetime, list[dict]]:
+    """Every known worker, newest first, with the database's now to judge them by."""
+    rows = conn.execute(select(workers).order_by(workers.c.started_at.desc())).mappings()
+    return db_now(conn), [dict(r) for r in rows]
+
+
+class Heartbeat:
+    """Registers a worker and keeps it alive from a thread of its own."""
+
+    def __init__(self, engine: Engine, clock: Clock, policy: DeliveryPolicy, worker_id: str | None = None):
+        self.engine = engine
+        self.clock = clock
+        self.policy = policy
+        self.id = worker_id or new_id()
+        self.interval = min(policy.worker_timeout_seconds, policy.lease_seconds) / 3
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.registered = False
+
+    def register(self) -> None:
+        if self.registered:
+            return
+        self.registered = True
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            conn.execute(insert(workers).values(id=self.id, host=socket.gethostname(), pid=os.getpid(),
+                                                started_at=now, last_seen=now))
+
+    def beat(self) -> int:
+        """Renew ``last_seen`` and the leases of the rows this worker holds. Returns the rows renewed."""
+        with self.engine.begin() as conn:
+            conn.execute(update(workers).where(workers.c.id == self.id).values(last_seen=db_now(conn)))
+            return conn.execute(update(deliveries).where(
+                deliveries.c.worker_id == self.id, deliveries.c.status == "sending",
+            ).values(lease_until=self.clock.now() + timedelta(seconds=self.policy.lease_seconds))).rowcount
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:  # the database may be away for a moment; the next beat tries again
+                log.warning("heartbeat failed: %s", exc.__class__.__name__)
+
+    def start(self) -> None:
+        self.register()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if not self.registered:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(workers).where(workers.c.id == self.id).values(stopped_at=db_now(conn)))
