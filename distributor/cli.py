@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from distributor import __version__, channels as channel_registry, config as config_module, deliveries, recipients, workflow
+from distributor import workers as workers_module
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
 from distributor.errors import ConfigError, InputError, UserError
@@ -272,6 +273,28 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_workers(args) -> int:
+    app = open_app(args)
+    timeout = app.config.delivery.worker_timeout_seconds
+    with reading(app.engine) as conn:
+        now, rows = workers_module.listing(conn)
+    items = []
+    for r in rows:
+        ago = (now - r["last_seen"]).total_seconds()
+        state = "stopped" if r["stopped_at"] else ("running" if ago <= timeout else "gone (heartbeat stale)")
+        items.append({"id": r["id"], "host": r["host"], "pid": r["pid"], "started": iso_z(r["started_at"]),
+                      "last_seen": iso_z(r["last_seen"]), "seconds_ago": round(ago, 1), "state": state})
+    if args.format == "json":
+        print(json.dumps(items, ensure_ascii=False, indent=2))
+    elif not items:
+        print("no workers have run against this database")
+    else:
+        table(["worker", "host", "pid", "started", "last seen", "state"],
+              [[i["id"], i["host"], str(i["pid"]), i["started"], f"{i['seconds_ago']:.1f}s ago", i["state"]]
+               for i in items])
+    return 0
+
+
 def cmd_recipients_import(args) -> int:
     app = open_app(args)
     path = Path(args.file)
@@ -379,6 +402,10 @@ def build_parser() -> Parser:
     p.add_argument("id", nargs="?")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("workers", help="the `run` processes seen by this database, and how long ago each beat")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_workers)
 
     r = sub.add_parser("recipients", help="recipient lists").add_subparsers(dest="recipients_command", required=True,
                                                                            parser_class=Parser)

@@ -75,6 +75,20 @@ def tables_of(channels: Table, key: str, network: str | None = None) -> list[Tab
 
 
 class Channel(ABC):
+    """One way a statement reaches its targets. A channel must:
+
+    - ``configure``: read and validate its own ``[channels.*]`` table (every error names its key);
+    - ``targets``: list its targets for a statement (rows are planned once per revision);
+    - ``render``: build what all targets share, once per revision and variant, with no secret and no connection;
+    - ``deliver``: hand it to each target and ``report`` each row's outcome (a :class:`Result`) as soon as the
+      remote side answers, never counting a target as sent before the remote side accepted it;
+    - ``open``/``close``: take and give back long-lived resources (connections, sessions, secrets), closing only
+      what it opened; ``deliver`` also works unopened.
+
+    Callers use :meth:`send`, never ``deliver``: ``send`` holds the embargo guard and gives every row an outcome.
+    Public channels (``public = True``) never act before the embargo, whoever calls them.
+    """
+
     name: str = ""        # the ``channel`` column of delivery rows
     public: bool = True   # public channels never act before the embargo
 
