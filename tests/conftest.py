@@ -148,7 +148,7 @@ retry_first_seconds = 30
 retry_max_seconds = 900
 max_attempts = 8
 batch_size = {batch_size}
-lease_seconds = 60
+lease_seconds = {lease_seconds}
 
 [channels.email]
 transport = "{transport}"
@@ -157,7 +157,7 @@ list = "embargo"
 [channels.email.smtp]
 host = "127.0.0.1"
 port = {smtp_port}
-connections = 2
+connections = {connections}
 {smtp_extra}
 
 [channels.email.file]
@@ -168,10 +168,12 @@ directory = "outbox"
 @pytest.fixture
 def write_config(tmp_path, db_url):
     def write(transport: str = "file", smtp_port: int = 25, smtp_extra: str = "", batch_size: int = 500,
-              extra: str = "", name: str = "distributor.toml") -> Path:
+              extra: str = "", name: str = "distributor.toml", lease_seconds: float = 60,
+              connections: int = 2) -> Path:
         path = tmp_path / name
         path.write_text(CONFIG.format(templates=TEMPLATES, db_url=db_url, transport=transport, smtp_port=smtp_port,
-                                      smtp_extra=smtp_extra, batch_size=batch_size) + extra, encoding="utf-8")
+                                      smtp_extra=smtp_extra, batch_size=batch_size,
+                                      lease_seconds=lease_seconds, connections=connections) + extra, encoding="utf-8")
         return path
     return write
 
