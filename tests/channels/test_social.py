@@ -143,7 +143,8 @@ def test_mastodon_falls_back_to_500_and_retries_with_the_same_key(make_system, s
     system.dispatcher.deliver("mastodon")
     assert by_channel(system)["mastodon:masto"]["status"] == "sent"
     assert len(server.keys) == 2 and len(set(server.keys)) == 1
-    assert system.channels["mastodon"].limits["masto"] == (500, 23)
+    assert system.channels["mastodon"].transports["masto"].limits() == (500, 23)
+    assert [r.path for r, _ in httpserver.log].count("/api/v2/instance") == 1  # a 404 is an answer: asked once
 
 
 def test_mastodon_bad_token_fails(make_system, scheduled, httpserver, mastodon_server, monkeypatch):
