@@ -217,13 +217,15 @@ class System:
         self.context = Context(self.config, self.engine, self.clock, renderer)
         self.channels = build(self.context)
         self.dispatcher = Dispatcher(self.context, self.channels)
-        self.dispatcher.open()
+        self.dispatcher.heartbeat.start()  # a live worker; channels open on first use
 
     def cli(self, *args):
         return self.run(self.config_path, *args)
 
     def close(self):
         self.dispatcher.close()
+        for channel in self.channels.values():
+            channel.close()
         self.engine.dispose()
 
 

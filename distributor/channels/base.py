@@ -8,12 +8,10 @@ is where a public channel refuses to act before the embargo, whoever called it.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import Connection
@@ -24,7 +22,6 @@ from distributor.config import Config, Table
 from distributor.outcomes import Claimed, Outcome, Receipt, Report, Result, Variant
 from distributor.render import Renderer
 from distributor.statements.model import Statement
-from distributor.transports.file import Folder
 
 log = logging.getLogger("distributor.channels")
 
@@ -55,15 +52,9 @@ class Job:
     version_created: datetime | None = None  # when this revision was imported
 
 
-def idempotency_key(job: Job, target: str) -> str:
+def idempotency_key(item: Job | Claimed, target: str) -> str:
     """Stable per (statement revision, target): a retried request is recognisably the same request."""
-    return hashlib.sha256(f"{job.statement_id}/r{job.revision}/{target}".encode()).hexdigest()[:32]
-
-
-def write_offline(directory: Path, job: Job, target: str, payload: dict) -> str:
-    """The ``file`` transport of the HTTP channels: the payload as JSON in a folder. Returns the path."""
-    data = json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8")
-    return str(Folder(directory).write(f"{job.statement_id}.r{job.revision}.{target}.json", data))
+    return hashlib.sha256(f"{item.statement_id}/r{item.revision}/{target}".encode()).hexdigest()[:32]
 
 
 def tables_of(channels: Table, key: str, network: str | None = None) -> list[Table]:

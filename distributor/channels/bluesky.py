@@ -17,11 +17,12 @@ from typing import Iterable
 
 from sqlalchemy import Connection
 
-from distributor.channels.base import Channel, Job, write_offline
+from distributor.channels.base import Channel, Job
 from distributor.channels.social import URL, accounts, count_graphemes, fit, render_post, unique_names
 from distributor.config import Office, Table, secret
 from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.transports import http
+from distributor.transports.file import JsonFolder
 
 LIMIT = 300
 COLLECTION = "app.bsky.feed.post"
@@ -60,7 +61,7 @@ def link_facets(text: str) -> list[dict]:
 class Session:
     """An XRPC session for one account: created once, refreshed when the access token expires."""
 
-    def __init__(self, account: BlueskyAccount, password: str, client):
+    def __init__(self, account: BlueskyAccount, password: str, client: http.Client):
         self.account = account
         self.password = password
         self.client = client
@@ -77,12 +78,13 @@ class Session:
         return reply
 
     def login(self) -> http.Reply:
-        return self._store(http.send(self.client, "POST", self.url("com.atproto.server.createSession"),
-                                     json={"identifier": self.account.handle, "password": self.password}))
+        return self._store(self.client.send("POST", self.url("com.atproto.server.createSession"),
+                                            json={"identifier": self.account.handle, "password": self.password}))
 
     def renew(self) -> http.Reply:
-        reply = self._store(http.send(self.client, "POST", self.url("com.atproto.server.refreshSession"),
-                                      headers={"Authorization": f"Bearer {self.refresh}"}))
+        """Refresh the session; when the refresh token is refused too (expired, revoked), log in again."""
+        reply = self._store(self.client.send("POST", self.url("com.atproto.server.refreshSession"),
+                                             headers={"Authorization": f"Bearer {self.refresh}"}))
         return reply if reply.result is Result.SENT else self.login()
 
     def ensure(self) -> http.Reply | None:
@@ -99,14 +101,14 @@ class Session:
         if failed is not None:
             return failed
         with self.lock:
-            reply = http.send(self.client, method, self.url(nsid),
-                              headers={"Authorization": f"Bearer {self.access}"}, **kwargs)
+            reply = self.client.send(method, self.url(nsid), headers={"Authorization": f"Bearer {self.access}"},
+                                     **kwargs)
             if _expired(reply):
                 renewed = self.renew()
                 if renewed.result is not Result.SENT:
                     return renewed
-                reply = http.send(self.client, method, self.url(nsid),
-                                  headers={"Authorization": f"Bearer {self.access}"}, **kwargs)
+                reply = self.client.send(method, self.url(nsid), headers={"Authorization": f"Bearer {self.access}"},
+                                         **kwargs)
             return reply
 
 
@@ -132,7 +134,7 @@ class BlueskyChannel(Channel):
         unique_names(tables, "social account")
         found = []
         for t in tables:
-            transport = t.get("transport", str, "http", choices=("http", "file"))
+            transport = t.get("transport", str, "http", choices=tuple(TRANSPORTS))
             online = transport == "http"
             found.append(BlueskyAccount(
                 name=t.get("name"),
@@ -148,9 +150,13 @@ class BlueskyChannel(Channel):
     def __init__(self, settings: tuple[BlueskyAccount, ...], context):
         super().__init__(settings, context)
         self.accounts = {a.name: a for a in settings}
-        self.client = http.session()
-        self.sessions = {a.name: Session(a, secret(a.password_env, f"channels.social ({a.name}).password_env"),
-                                         self.client) for a in settings if a.transport == "http"}
+        self.transports = {a.name: TRANSPORTS[a.transport](a, self.clock) for a in settings}
+
+    def open(self) -> None:
+        http.open_all(self.transports.values())
+
+    def close(self) -> None:
+        http.close_all(self.transports.values())
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return list(self.accounts)
@@ -179,19 +185,31 @@ class BlueskyChannel(Channel):
                 report(Outcome(row.id, Result.FAILED, str(exc)))
                 continue
             rkey = tid(job.embargo, f"{job.statement_id}/r{job.revision}/{account.name}")
-            record = self.record(job, text)
-            if account.transport == "file":
-                report(Outcome(row.id, Result.SENT, remote_id=write_offline(account.directory, job, account.name,
-                                                                            {"rkey": rkey, "record": record})))
-                continue
-            report(self.create(row, self.sessions[account.name], rkey, record))
+            report(self.transports[account.name].post(row, {"rkey": rkey, "record": self.record(job, text)}))
 
-    def create(self, row: Claimed, session: Session, rkey: str, record: dict) -> Outcome:
+
+class BlueskyHttp(http.HttpTransport):
+    """Creates the record through the account's session; a record already there from an earlier attempt is sent."""
+
+    def __init__(self, account: BlueskyAccount, clock):
+        super().__init__(clock)
+        self.account = account
+        self.session: Session | None = None
+
+    def read_secrets(self) -> None:
+        password = secret(self.account.password_env, f"channels.social ({self.account.name}).password_env")
+        self.session = Session(self.account, password, self.client)
+
+    def forget_secrets(self) -> None:
+        self.session = None
+
+    def send(self, row: Claimed, payload: dict) -> Outcome:
+        session, rkey, record = self.session, payload["rkey"], payload["record"]
         failed = session.ensure()
         if failed is not None:
             return Outcome(row.id, failed.result, f"session: {failed.detail}", retry_after=failed.retry_after)
         if row.attempts:
-            existing = self.existing(session, rkey)
+            existing = self.existing(rkey)
             if existing:
                 return Outcome(row.id, Result.SENT, "already posted by an earlier attempt", remote_id=existing)
         reply = session.call("POST", "com.atproto.repo.createRecord",
@@ -200,16 +218,23 @@ class BlueskyChannel(Channel):
             data = reply.json()
             return Outcome(row.id, Result.SENT, remote_id=f"{data.get('uri')} {data.get('cid')}")
         if _conflict(reply):
-            existing = self.existing(session, rkey)
+            existing = self.existing(rkey)
             return Outcome(row.id, Result.SENT, "record already existed (earlier attempt)",
                            remote_id=existing or f"at://{session.did}/{COLLECTION}/{rkey}")
         return Outcome(row.id, reply.result, reply.detail, retry_after=reply.retry_after)
 
-    def existing(self, session: Session, rkey: str) -> str | None:
+    def existing(self, rkey: str) -> str | None:
+        session = self.session
         reply = session.call("GET", "com.atproto.repo.getRecord",
-                             params={"repo": session.did or session.account.handle, "collection": COLLECTION,
+                             params={"repo": session.did or self.account.handle, "collection": COLLECTION,
                                      "rkey": rkey})
         if reply.result is Result.SENT:
             data = reply.json()
             return f"{data.get('uri')} {data.get('cid')}"
         return None
+
+
+TRANSPORTS = {
+    "http": BlueskyHttp,
+    "file": lambda account, clock: JsonFolder(account.directory),
+}

@@ -1,7 +1,7 @@
 """Mastodon: one public status per account at the embargo instant.
 
 POST /api/v1/statuses with an Idempotency-Key, so that a retried request cannot post twice. The length limit is
-read once from the instance (GET /api/v2/instance), falling back to 500; text is counted as Mastodon counts it.
+read from the instance (GET /api/v2/instance) once it answers, falling back to 500; text is counted as Mastodon counts it.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Iterable
 
 from sqlalchemy import Connection
 
-from distributor.channels.base import Channel, Job, idempotency_key, write_offline
+from distributor.channels.base import Channel, Job, idempotency_key
 from distributor.channels.social import accounts, count_mastodon, fit, render_post, unique_names
 from distributor.config import Office, Table, secret
 from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.transports import http
+from distributor.transports.file import JsonFolder
 
 DEFAULT_LIMIT = 500
 DEFAULT_URL_LENGTH = 23
@@ -43,7 +44,7 @@ class MastodonChannel(Channel):
         unique_names(tables, "social account")
         found = []
         for t in tables:
-            transport = t.get("transport", str, "http", choices=("http", "file"))
+            transport = t.get("transport", str, "http", choices=tuple(TRANSPORTS))
             online = transport == "http"
             found.append(MastodonAccount(
                 name=t.get("name"),
@@ -59,28 +60,19 @@ class MastodonChannel(Channel):
     def __init__(self, settings: tuple[MastodonAccount, ...], context):
         super().__init__(settings, context)
         self.accounts = {a.name: a for a in settings}
-        self.tokens = {a.name: secret(a.token_env, f"channels.social ({a.name}).token_env")
-                       for a in settings if a.transport == "http"}
-        self.session = http.session()
-        self.limits: dict[str, tuple[int, int]] = {}
+        self.transports = {a.name: TRANSPORTS[a.transport](a, self.clock) for a in settings}
+
+    def open(self) -> None:
+        http.open_all(self.transports.values())
+
+    def close(self) -> None:
+        http.close_all(self.transports.values())
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return list(self.accounts)
 
     def render(self, job: Job, variant: Variant):
         return render_post(self.context.renderer, "mastodon", job)
-
-    def limit(self, account: MastodonAccount) -> tuple[int, int]:
-        """(max characters, characters per URL) from the instance, asked once per run."""
-        if account.name not in self.limits:
-            limit, url_length = DEFAULT_LIMIT, DEFAULT_URL_LENGTH
-            if account.transport == "http":
-                reply = http.send(self.session, "GET", f"{account.base_url}/api/v2/instance", timeout=(3.0, 5.0))
-                statuses = reply.json().get("configuration", {}).get("statuses", {}) if reply.result is Result.SENT else {}
-                limit = _positive_int(statuses.get("max_characters"), DEFAULT_LIMIT)
-                url_length = _positive_int(statuses.get("characters_reserved_per_url"), DEFAULT_URL_LENGTH)
-            self.limits[account.name] = (limit, url_length)
-        return self.limits[account.name]
 
     def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
         statement = job.statement
@@ -89,7 +81,8 @@ class MastodonChannel(Channel):
             if account is None:
                 report(Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured"))
                 continue
-            limit, url_length = self.limit(account)
+            transport = self.transports[account.name]
+            limit, url_length = transport.limits()
             try:
                 text = fit(render, statement.title, statement.first_sentence(), limit,
                            partial(count_mastodon, url_length=url_length))
@@ -98,17 +91,57 @@ class MastodonChannel(Channel):
                 continue
             body = {"status": text, "visibility": account.visibility,
                     "language": (statement.language or self.context.config.office.language)[:2]}
-            if account.transport == "file":
-                report(Outcome(row.id, Result.SENT, remote_id=write_offline(account.directory, job, account.name, body)))
-                continue
-            reply = http.send(self.session, "POST", f"{account.base_url}/api/v1/statuses", json=body, headers={
-                "Authorization": f"Bearer {self.tokens[account.name]}",
-                "Idempotency-Key": idempotency_key(job, account.name)})
-            remote = None
-            if reply.result is Result.SENT:
-                data = reply.json()
-                remote = " ".join(str(data[k]) for k in ("id", "url") if data.get(k)) or None
-            report(Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after))
+            report(transport.post(row, body))
+
+
+class MastodonHttp(http.HttpTransport):
+    """POST /api/v1/statuses with the account's bearer token and an Idempotency-Key."""
+
+    def __init__(self, account: MastodonAccount, clock):
+        super().__init__(clock)
+        self.account = account
+        self.token: str | None = None
+        self._limits: tuple[int, int] | None = None
+
+    def read_secrets(self) -> None:
+        self.token = secret(self.account.token_env, f"channels.social ({self.account.name}).token_env")
+
+    def forget_secrets(self) -> None:
+        self.token = None
+
+    def limits(self) -> tuple[int, int]:
+        """(max characters, characters per URL) from the instance; kept for the run once the instance answered."""
+        if self._limits is not None:
+            return self._limits
+        reply = self.client.send("GET", f"{self.account.base_url}/api/v2/instance", timeout=(3.0, 5.0))
+        statuses = reply.json().get("configuration", {}).get("statuses", {}) if reply.result is Result.SENT else {}
+        found = (_positive_int(statuses.get("max_characters"), DEFAULT_LIMIT),
+                 _positive_int(statuses.get("characters_reserved_per_url"), DEFAULT_URL_LENGTH))
+        if reply.result is not Result.RETRY:  # a network fault is asked again next time
+            self._limits = found
+        return found
+
+    def send(self, row: Claimed, payload: dict) -> Outcome:
+        reply = self.client.send("POST", f"{self.account.base_url}/api/v1/statuses", json=payload, headers={
+            "Authorization": f"Bearer {self.token}", "Idempotency-Key": idempotency_key(row, self.account.name)})
+        remote = None
+        if reply.result is Result.SENT:
+            data = reply.json()
+            remote = " ".join(str(data[k]) for k in ("id", "url") if data.get(k)) or None
+        return Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after)
+
+
+class MastodonFile(JsonFolder):
+    """The status as it would have been posted, fitted to Mastodon's default limit."""
+
+    def __init__(self, account: MastodonAccount, clock):
+        super().__init__(account.directory)
+
+    def limits(self) -> tuple[int, int]:
+        return DEFAULT_LIMIT, DEFAULT_URL_LENGTH
+
+
+TRANSPORTS = {"http": MastodonHttp, "file": MastodonFile}
 
 
 def _positive_int(value, default: int) -> int:

@@ -18,13 +18,14 @@ from typing import Iterable
 
 from sqlalchemy import Connection
 
-from distributor.channels.base import Channel, Job, idempotency_key, tables_of, write_offline
+from distributor.channels.base import Channel, Job, idempotency_key, tables_of
 from distributor.channels.social import unique_names
 from distributor.clock import iso_z
 from distributor.config import Office, Table, positive, secret
 from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.render import statement_uri
 from distributor.transports import http
+from distributor.transports.file import JsonFolder
 
 SIGNATURE_HEADER = "X-Distributor-Signature"
 
@@ -92,7 +93,7 @@ class WireChannel(Channel):
                 url=t.get("url", str, check=_http_url) if t.data.get("transport") != "file" else t.get("url", str, ""),
                 format=t.get("format", str, "ninjs", choices=("ninjs",)),
                 secret_env=t.get("secret_env", str, None),
-                transport=t.get("transport", str, "http", choices=("http", "file")),
+                transport=t.get("transport", str, "http", choices=tuple(TRANSPORTS)),
                 directory=t.path("directory", "../outbox/wire"),
                 urgency=t.get("urgency", int, 4, check=lambda u: u if 1 <= u <= 9 else _bad_urgency(u)),
                 timeout=t.get("timeout_seconds", float, 20.0, check=positive),
@@ -103,9 +104,13 @@ class WireChannel(Channel):
     def __init__(self, settings: tuple[WireEndpoint, ...], context):
         super().__init__(settings, context)
         self.endpoints = {e.name: e for e in settings}
-        self.secrets = {e.name: secret(e.secret_env, f"channels.wire ({e.name}).secret_env").encode("utf-8")
-                        for e in settings if e.secret_env}
-        self.session = http.session()
+        self.transports = {e.name: TRANSPORTS[e.transport](e, self.clock) for e in settings}
+
+    def open(self) -> None:
+        http.open_all(self.transports.values())
+
+    def close(self) -> None:
+        http.close_all(self.transports.values())
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return list(self.endpoints)
@@ -126,24 +131,43 @@ class WireChannel(Channel):
             if endpoint is None:
                 report(Outcome(row.id, Result.FAILED, f"wire endpoint {row.target!r} is no longer configured"))
                 continue
-            payload = self.payload(rendered, endpoint)
-            if endpoint.transport == "file":
-                report(Outcome(row.id, Result.SENT, remote_id=write_offline(endpoint.directory, job, endpoint.name,
-                                                                            payload)))
-                continue
-            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            headers = {"Content-Type": "application/json; charset=utf-8",
-                       "Idempotency-Key": idempotency_key(job, endpoint.name)}
-            if endpoint.name in self.secrets:
-                digest = hmac.new(self.secrets[endpoint.name], body, hashlib.sha256).hexdigest()
-                headers[SIGNATURE_HEADER] = f"sha256={digest}"
-            reply = http.send(self.session, "POST", endpoint.url, data=body, headers=headers,
-                              timeout=(min(5.0, endpoint.timeout), endpoint.timeout))
-            remote = None
-            if reply.result is Result.SENT:
-                data = reply.json()
-                remote = str(data.get("id") or data.get("uri") or reply.response.headers.get("Location") or "") or None
-            report(Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after))
+            report(self.transports[endpoint.name].post(row, self.payload(rendered, endpoint)))
+
+
+class WireHttp(http.HttpTransport):
+    """POSTs the item as JSON with an Idempotency-Key, signed with HMAC-SHA256 when the endpoint has a secret."""
+
+    def __init__(self, endpoint: WireEndpoint, clock):
+        super().__init__(clock)
+        self.endpoint = endpoint
+        self.key: bytes | None = None
+
+    def read_secrets(self) -> None:
+        e = self.endpoint
+        if e.secret_env:
+            self.key = secret(e.secret_env, f"channels.wire ({e.name}).secret_env").encode("utf-8")
+
+    def forget_secrets(self) -> None:
+        self.key = None
+
+    def send(self, row: Claimed, payload: dict) -> Outcome:
+        e = self.endpoint
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": idempotency_key(row, e.name)}
+        if self.key is not None:
+            headers[SIGNATURE_HEADER] = "sha256=" + hmac.new(self.key, body, hashlib.sha256).hexdigest()
+        reply = self.client.send("POST", e.url, data=body, headers=headers, timeout=(min(5.0, e.timeout), e.timeout))
+        remote = None
+        if reply.result is Result.SENT:
+            data = reply.json()
+            remote = str(data.get("id") or data.get("uri") or reply.response.headers.get("Location") or "") or None
+        return Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after)
+
+
+TRANSPORTS = {
+    "http": WireHttp,
+    "file": lambda endpoint, clock: JsonFolder(endpoint.directory),
+}
 
 
 def _http_url(url: str) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-from distributor.outcomes import Result
+from distributor.outcomes import Claimed, Outcome, Result
 from distributor.transports.base import Envelope, Handed, Handover, write_atomically
 
 
@@ -32,13 +33,20 @@ class MailFolder:
             handover(Handed(envelope.key, Result.SENT, None))
 
 
-class Folder:
-    """Writes one file per delivery into a folder, atomically: the offline stand-in for an HTTP endpoint."""
+class JsonFolder:
+    """The ``file`` transport of the HTTP channels: what would have been posted, as JSON, one file per delivery
+    (``<statement>.r<revision>.<target>.json``, written atomically). Reports sent, with the path as remote id."""
 
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def write(self, name: str, data: bytes) -> Path:
-        path = self.directory / safe_name(name)
-        write_atomically(path, data)
-        return path
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def post(self, row: Claimed, payload: dict) -> Outcome:
+        path = self.directory / safe_name(f"{row.statement_id}.r{row.revision}.{row.target}.json")
+        write_atomically(path, json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8"))
+        return Outcome(row.id, Result.SENT, remote_id=str(path))

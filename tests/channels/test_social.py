@@ -84,6 +84,7 @@ class MastodonServer:
             "max_characters": self.limit, "characters_reserved_per_url": 23}}}), content_type="application/json")
 
     def statuses(self, request):
+        assert request.headers["Content-Type"].startswith("application/json")
         if request.headers.get("Authorization") != "Bearer mastodon-token-123":
             return Response('{"error": "The access token is invalid"}', status=401, content_type="application/json")
         if not request.headers.get("Idempotency-Key"):
@@ -143,7 +144,8 @@ def test_mastodon_falls_back_to_500_and_retries_with_the_same_key(make_system, s
     system.dispatcher.deliver("mastodon")
     assert by_channel(system)["mastodon:masto"]["status"] == "sent"
     assert len(server.keys) == 2 and len(set(server.keys)) == 1
-    assert system.channels["mastodon"].limits["masto"] == (500, 23)
+    assert system.channels["mastodon"].transports["masto"].limits() == (500, 23)
+    assert [r.path for r, _ in httpserver.log].count("/api/v2/instance") == 1  # a 404 is an answer: asked once
 
 
 def test_mastodon_bad_token_fails(make_system, scheduled, httpserver, mastodon_server, monkeypatch):
@@ -158,43 +160,79 @@ def test_mastodon_bad_token_fails(make_system, scheduled, httpserver, mastodon_s
 # -- Bluesky -----------------------------------------------------------------------------------------------------
 
 class PDS:
+    """A PDS as far as posting goes: sessions with access and refresh tokens that expire, rotating refresh tokens,
+    and the error names a real PDS answers with (400 ExpiredToken, 400 InvalidToken, 401 AuthenticationRequired)."""
+
     DID = "did:plc:testpress123"
 
     def __init__(self):
         self.logins = 0
         self.refreshes = 0
+        self.refused_refreshes = 0
+        self.issued = 0
+        self.access: set[str] = set()
+        self.refresh: set[str] = set()
+        self.expired: set[str] = set()
         self.records = {}
         self.creates = 0
-        self.expire_next = False
         self.fail_after_store = False
 
     def json(self, data, status=200):
         return Response(json.dumps(data), status=status, content_type="application/json")
 
+    def expire(self, refresh: bool = False):
+        """Every access token issued so far expires; with ``refresh``, every refresh token too."""
+        self.expired |= self.access
+        self.access.clear()
+        if refresh:
+            self.expired |= self.refresh
+            self.refresh.clear()
+
+    def issue(self):
+        self.issued += 1
+        access, refresh = f"access-{self.issued}", f"refresh-{self.issued}"
+        self.access.add(access)
+        self.refresh.add(refresh)
+        return self.json({"accessJwt": access, "refreshJwt": refresh, "did": self.DID, "handle": "press.example.org"})
+
+    @staticmethod
+    def bearer(request):
+        header = request.headers.get("Authorization", "")
+        return header[len("Bearer "):] if header.startswith("Bearer ") else None
+
     def create_session(self, request):
+        assert request.headers["Content-Type"].startswith("application/json")
         body = request.get_json()
         if body != {"identifier": "press.example.org", "password": "app-password-456"}:
             return self.json({"error": "AuthenticationRequired", "message": "Invalid identifier or password"}, 401)
         self.logins += 1
-        return self.json({"accessJwt": f"access-{self.logins}", "refreshJwt": f"refresh-{self.logins}",
-                          "did": self.DID, "handle": "press.example.org"})
+        return self.issue()
 
     def refresh_session(self, request):
-        if not request.headers.get("Authorization", "").startswith("Bearer refresh-"):
-            return self.json({"error": "InvalidToken"}, 400)
+        token = self.bearer(request)
+        if token in self.expired:
+            self.refused_refreshes += 1
+            return self.json({"error": "ExpiredToken", "message": "Token has expired"}, 400)
+        if token not in self.refresh:
+            self.refused_refreshes += 1
+            return self.json({"error": "InvalidToken", "message": "Token could not be verified"}, 400)
+        self.refresh.discard(token)  # refresh tokens are single use
         self.refreshes += 1
-        return self.json({"accessJwt": f"access-r{self.refreshes}", "refreshJwt": f"refresh-r{self.refreshes}",
-                          "did": self.DID})
+        return self.issue()
 
-    def authorised(self, request):
-        return request.headers.get("Authorization", "").startswith("Bearer access-")
+    def refusal(self, request):
+        """None when the request carries a live access token, else the PDS's answer."""
+        token = self.bearer(request)
+        if token in self.expired:
+            return self.json({"error": "ExpiredToken", "message": "Token has expired"}, 400)
+        if token not in self.access:
+            return self.json({"error": "AuthenticationRequired", "message": "Authentication Required"}, 401)
+        return None
 
     def create_record(self, request):
-        if not self.authorised(request):
-            return self.json({"error": "AuthenticationRequired"}, 401)
-        if self.expire_next:
-            self.expire_next = False
-            return self.json({"error": "ExpiredToken", "message": "Token has expired"}, 400)
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
         body = request.get_json()
         record = body["record"]
         assert body["repo"] == self.DID and body["collection"] == "app.bsky.feed.post"
@@ -216,8 +254,9 @@ class PDS:
         return self.json({"uri": uri, "cid": f"bafyrei{body['rkey']}"})
 
     def get_record(self, request):
-        if not self.authorised(request):
-            return self.json({"error": "AuthenticationRequired"}, 401)
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
         found = self.records.get(request.args.get("rkey"))
         if found is None:
             return self.json({"error": "RecordNotFound"}, 400)
@@ -250,22 +289,40 @@ def test_bluesky_post_with_link_facet(make_system, scheduled, httpserver, pds):
     assert pds.logins == 1
 
 
-def test_bluesky_session_is_reused_and_refreshed(make_system, scheduled, httpserver, pds):
+def two_lifts(make_system, scheduled, httpserver):
+    """Two statements a few minutes apart on Bluesky; returns the system and a function lifting the n-th."""
     clock = FixedClock(utcnow())
     system = make_system(clock=clock, extra=bluesky(httpserver.url_for("").rstrip("/")))
     first = scheduled(system, channels="bluesky")
     second = scheduled(system, channels="bluesky", statement_name="second.txt", embargo=first + timedelta(minutes=5),
                        title="Second statement", reference="Index: TRO 01/002/2026")
-    clock.set(first)
-    system.dispatcher.advance()
-    system.dispatcher.deliver("bluesky")
-    pds.expire_next = True
-    clock.set(second)
-    system.dispatcher.advance()
-    system.dispatcher.deliver("bluesky")
-    assert pds.logins == 1 and pds.refreshes == 1
+
+    def lift_and_deliver(n):
+        clock.set((first, second)[n])
+        system.dispatcher.advance()
+        system.dispatcher.deliver("bluesky")
+    return system, lift_and_deliver
+
+
+def test_bluesky_session_is_reused_and_refreshed(make_system, scheduled, httpserver, pds):
+    system, lift_and_deliver = two_lifts(make_system, scheduled, httpserver)
+    lift_and_deliver(0)
+    pds.expire()
+    lift_and_deliver(1)
+    assert (pds.logins, pds.refreshes, pds.refused_refreshes) == (1, 1, 0)
     assert len(pds.records) == 2
     assert by_channel(system, "tro-01-002-2026")["bluesky:sky"]["status"] == "sent"
+
+
+def test_bluesky_logs_in_again_when_the_refresh_token_has_expired_too(make_system, scheduled, httpserver, pds):
+    system, lift_and_deliver = two_lifts(make_system, scheduled, httpserver)
+    lift_and_deliver(0)
+    pds.expire(refresh=True)
+    lift_and_deliver(1)
+    assert (pds.logins, pds.refreshes, pds.refused_refreshes) == (2, 0, 1)
+    assert len(pds.records) == 2
+    row = by_channel(system, "tro-01-002-2026")["bluesky:sky"]
+    assert row["status"] == "sent" and row["attempts"] == 1
 
 
 def test_bluesky_retry_after_lost_reply_does_not_post_twice(make_system, scheduled, httpserver, pds):

@@ -3,18 +3,29 @@
 import hashlib
 import hmac
 import json
+import ssl
+import threading
 import time
 from datetime import timedelta
+from email.utils import format_datetime
+from functools import cache
 from pathlib import Path
 
 import pytest
+import requests
+from jsonschema import Draft202012Validator, ValidationError
+from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from distributor.clock import FixedClock, utcnow
+from distributor.clock import FixedClock, iso_z, utcnow
+from distributor.outcomes import Result
+from distributor.statements.times import parse_instant
+from distributor.transports import http
 from tests.channels.conftest import SID, by_channel, wire
-from tests.conftest import SHARED
+from tests.conftest import free_port
 
-SCHEMA = SHARED / "schemas" / "ninjs-schema_3.1.json"
+SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "ninjs-schema_3.1.json"
+TLS = Path(__file__).resolve().parent / "tls"
 
 
 @pytest.fixture(autouse=True)
@@ -22,12 +33,20 @@ def wire_secret(monkeypatch):
     monkeypatch.setenv("TEST_WIRE_SECRET", "s3cret-ключ")
 
 
-def validator():
-    if not SCHEMA.exists():
-        pytest.skip(f"ninjs schema not found at {SCHEMA}: schema validation skipped")
-    from jsonschema import Draft202012Validator
-    schema = json.loads(SCHEMA.read_text())
+@cache
+def validator() -> Draft202012Validator:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def test_the_schema_checks_formats_and_required_fields():
+    item = {"uri": "tag:office.example.org,2026-10-14:x", "type": "text", "versionCreated": "2026-10-14T10:00:00Z"}
+    validator().validate(item)
+    with pytest.raises(ValidationError):
+        validator().validate({**item, "versionCreated": "14 October 2026"})  # date-time is checked
+    with pytest.raises(ValidationError):
+        validator().validate({"type": "text"})  # uri is required
 
 
 class Receiver:
@@ -49,7 +68,8 @@ class Receiver:
                 return Response('{"error": "bad signature"}', status=401, content_type="application/json")
         json.loads(body)
         if self.responses:
-            return self.responses.pop(0)
+            response = self.responses.pop(0)
+            return response if isinstance(response, Response) else response()
         return Response('{"id": "wire-item-1"}', status=201, content_type="application/json")
 
 
@@ -145,19 +165,41 @@ def test_responses(make_system, scheduled, receiver, httpserver, status, body, h
         assert int(headers["Retry-After"]) - 1 <= wait <= int(headers["Retry-After"]) + 1
 
 
-def test_retry_after_as_http_date_and_retry_reuses_the_key(make_system, scheduled, receiver, httpserver):
-    from email.utils import format_datetime
-    clock_now = utcnow()
-    when = format_datetime(clock_now + timedelta(seconds=300), usegmt=True)
-    receiver.responses.append(Response("busy", status=429, headers={"Retry-After": when}))
-    system, clock, _ = lifted(make_system, scheduled, httpserver.url_for("/ingest"))
+def test_retry_after_as_http_date_beyond_the_backoff_is_followed(make_system, scheduled, receiver, httpserver):
+    """The date is read against the injected clock (ten minutes ahead of the wall clock here), not the wall clock."""
+    wait = 600  # far beyond delivery.retry_first_seconds = 30
+    system = make_system(clock=FixedClock(utcnow()), extra=wire(httpserver.url_for("/ingest"),
+                                                                extra='secret_env = "TEST_WIRE_SECRET"'))
+    clock = system.clock
+    when = []
+
+    def busy():
+        when.append((clock.now() + timedelta(seconds=wait)).replace(microsecond=0))
+        return Response("busy", status=429, headers={"Retry-After": format_datetime(when[0], usegmt=True)})
+    receiver.responses.append(busy)
+    clock.set(scheduled(system, channels="wire"))
+    system.dispatcher.advance()
     system.dispatcher.deliver("wire")
-    assert by_channel(system)["wire:newswire"]["status"] == "retrying"
-    clock.advance(301)
+    row = by_channel(system)["wire:newswire"]
+    assert row["status"] == "retrying" and row["error"] == "HTTP 429: busy"
+    assert row["next_attempt_at"] == iso_z(when[0])
+
+    clock.set(when[0] - timedelta(seconds=1))
+    system.dispatcher.deliver("wire")
+    assert len(receiver.requests) == 1  # not due yet
+    clock.set(when[0])
     system.dispatcher.deliver("wire")
     assert by_channel(system)["wire:newswire"]["status"] == "sent"
     keys = {r["headers"]["Idempotency-Key"] for r in receiver.requests}
     assert len(receiver.requests) == 2 and len(keys) == 1
+
+
+def test_retry_after_reads_seconds_and_dates_against_the_given_instant():
+    now = parse_instant("2030-01-01T00:00:00Z")
+    assert http.retry_after("120", now) == 120.0
+    assert http.retry_after("Tue, 01 Jan 2030 00:10:00 GMT", now) == 600.0
+    assert http.retry_after("Mon, 31 Dec 2029 23:00:00 GMT", now) == 0.0  # in the past: no extra wait
+    assert http.retry_after("soon", now) is None and http.retry_after(None, now) is None
 
 
 def test_bad_signature_is_refused_by_the_receiver(make_system, scheduled, httpserver, monkeypatch):
@@ -169,23 +211,73 @@ def test_bad_signature_is_refused_by_the_receiver(make_system, scheduled, httpse
     assert row["status"] == "failed" and "HTTP 401" in row["error"]
 
 
-def test_timeout_is_retried(make_system, scheduled, httpserver):
-    def slow(request):
-        time.sleep(1.5)
+def test_read_timeout_is_retried(make_system, scheduled, httpserver):
+    release = threading.Event()
+
+    def stalled(request):
+        release.wait(10)
         return Response("{}", status=201)
-    httpserver.expect_request("/slow", method="POST").respond_with_handler(slow)
+    httpserver.expect_request("/slow", method="POST").respond_with_handler(stalled)
     system, _, _ = lifted(make_system, scheduled, httpserver.url_for("/slow"), extra="timeout_seconds = 0.5")
-    system.dispatcher.deliver("wire")
+    try:
+        system.dispatcher.deliver("wire")
+    finally:
+        release.set()
     row = by_channel(system)["wire:newswire"]
-    assert row["status"] == "retrying" and row["error"].startswith("timeout")
+    assert row["status"] == "retrying" and row["error"] == "timeout: no reply in time"
 
 
 def test_connection_refused_is_retried(make_system, scheduled):
-    from tests.conftest import free_port
     system, _, _ = lifted(make_system, scheduled, f"http://127.0.0.1:{free_port()}/ingest")
     system.dispatcher.deliver("wire")
     row = by_channel(system)["wire:newswire"]
-    assert row["status"] == "retrying" and "connection failed" in row["error"]
+    assert row["status"] == "retrying" and row["error"] == "connection failed: connection refused"
+
+
+@pytest.fixture
+def https_server():
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+    server = HTTPServer(host="127.0.0.1", ssl_context=context)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+def test_untrusted_certificate_fails_without_sending(make_system, scheduled, https_server):
+    https_server.expect_request("/ingest", method="POST").respond_with_data("{}", status=201)
+    system, _, _ = lifted(make_system, scheduled, https_server.url_for("/ingest"))
+    assert https_server.url_for("/ingest").startswith("https://")
+    system.dispatcher.deliver("wire")
+    row = by_channel(system)["wire:newswire"]
+    assert row["status"] == "failed" and row["error"] == "TLS certificate rejected: self-signed certificate"
+    assert https_server.log == []
+
+
+def certificate_error() -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, "Connection refused")  # the text is misleading on purpose
+    error.verify_message = "certificate has expired"
+    return error
+
+
+@pytest.mark.parametrize("error, result, detail", [
+    (requests.ReadTimeout("Connection refused"), Result.RETRY, "timeout: no reply in time"),
+    (requests.ConnectTimeout("Connection reset"), Result.RETRY, "timeout: no connection in time"),
+    (requests.ConnectionError(ConnectionRefusedError("timed out")), Result.RETRY, "connection failed: connection refused"),
+    (requests.ConnectionError(ConnectionResetError()), Result.RETRY, "connection failed: connection reset"),
+    (requests.ConnectionError("Connection refused"), Result.RETRY, "connection failed: ConnectionError"),
+    (requests.exceptions.SSLError(certificate_error()), Result.FAILED,
+     "TLS certificate rejected: certificate has expired"),
+    (requests.exceptions.SSLError("certificate verify failed"), Result.RETRY, "connection failed: TLS handshake failed"),
+    (requests.exceptions.ChunkedEncodingError("timed out"), Result.RETRY, "broken response: ChunkedEncodingError"),
+    (requests.exceptions.InvalidURL("timed out"), Result.FAILED, "request failed: InvalidURL"),
+    (requests.TooManyRedirects(), Result.FAILED, "request failed: TooManyRedirects"),
+])
+def test_network_errors_are_told_apart_by_type_never_by_text(error, result, detail):
+    reply = http.classify_error(error)
+    assert (reply.result, reply.detail) == (result, detail)
 
 
 def test_missing_secret_variable_is_a_config_error(write_config, run, monkeypatch):
