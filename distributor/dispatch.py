@@ -167,7 +167,7 @@ class Dispatcher:
                 if not batch.rows:
                     break
                 before = dict(recorder.counts)
-                record = recorder.reporter(batch)
+                record = recorder.reporter(batch, self.stopping)
                 trouble: list[Outcome] = []
 
                 def report(outcome: Outcome, record=record, trouble=trouble):

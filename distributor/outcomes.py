@@ -54,13 +54,18 @@ class Outcome:
 
 
 class Receipt:
-    """Handed back for each reported outcome; :meth:`wait` returns once it is recorded (True) or cannot be."""
+    """Handed back for each reported outcome; :meth:`wait` returns once it is recorded (True) or cannot be.
 
-    __slots__ = ("_done", "ok")
+    ``stop`` asks the channel to hand over nothing more: the worker is stopping, and the rows not yet attempted go
+    back to the queue at once.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_done", "ok", "stop")
+
+    def __init__(self, stop: bool = False) -> None:
         self._done = threading.Event()
         self.ok = False
+        self.stop = stop
 
     def settle(self, ok: bool) -> None:
         self.ok = ok

@@ -46,8 +46,9 @@ class Recorder:
         self._queue.put(None)
         self._thread.join()
 
-    def reporter(self, batch: Batch):
-        """The ``report`` function for one claimed batch: each row's first outcome counts, later ones are ignored."""
+    def reporter(self, batch: Batch, stopping: threading.Event):
+        """The ``report`` function for one claimed batch: each row's first outcome counts, later ones are ignored.
+        Once ``stopping`` is set, receipts ask the channel to hand over nothing more."""
         reported: set[int] = set()
         lock = threading.Lock()
 
@@ -55,7 +56,7 @@ class Recorder:
             with lock:
                 first = outcome.delivery_id not in reported
                 reported.add(outcome.delivery_id)
-            receipt = Receipt()
+            receipt = Receipt(stop=stopping.is_set())
             if not first:
                 receipt.settle(True)
                 return receipt

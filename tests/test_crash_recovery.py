@@ -2,10 +2,9 @@
 with the first copy's Message-ID; and live workers keep their rows however long a send takes."""
 
 import asyncio
-import email
-import email.policy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from distributor.dispatch import Dispatcher
 from tests.conftest import ROOT, free_port, soon, wait_for
 
 SID = "tro-01-001-2026"
+MESSAGE_ID = re.compile(rb"^Message-ID: (\S+)\r?$", re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass
@@ -33,10 +33,10 @@ class CountingSink:
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
             await asyncio.sleep(self.delay)
-        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        found = MESSAGE_ID.search(envelope.original_content)
         with self.lock:
             for rcpt in envelope.rcpt_tos:
-                self.ids.setdefault(rcpt.lower(), []).append(message["Message-ID"])
+                self.ids.setdefault(rcpt.lower(), []).append(found.group(1).decode() if found else "")
         return "250 OK"
 
     def total(self) -> int:
@@ -108,6 +108,42 @@ def test_kill_9_mid_send_then_restart_loses_no_one(make_system, tmp_path, statem
     rows = json.loads(system.cli("log", SID, "--format", "json").out)
     assert Counter(r["status"] for r in rows) == {"sent": n}
     assert all(sink.ids[r["target"]][0] == r["remote_id"] for r in rows)
+
+
+def test_sigterm_stops_a_send_within_seconds_and_gives_back_the_rest(make_system, tmp_path, statement_file):
+    n = 1500
+    sink = CountingSink(delay=0.002)
+    controller = start(sink)
+    try:
+        system = make_system(transport="smtp", smtp_port=controller.port, connections=4, lease_seconds=300)
+        prepare(system, tmp_path, statement_file, n)
+        first = worker(system.config_path)
+        try:
+            assert wait_for(lambda: sink.total() >= 300, timeout=60)
+            first.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            assert first.wait(timeout=30) == 0
+            stopped_after = time.monotonic() - signalled
+        finally:
+            if first.poll() is None:
+                first.kill()
+        rows = json.loads(system.cli("log", SID, "--format", "json").out)
+        counts = Counter(r["status"] for r in rows)
+        assert counts["sent"] == sink.total() < n  # everything accepted is recorded; nothing else is
+        assert counts["pending"] == n - counts["sent"] and "sending" not in counts
+        assert all(r["attempts"] == 0 for r in rows if r["status"] == "pending")  # given back, not attempted
+        assert stopped_after < 5
+        second = worker(system.config_path)  # the rest go out at once, with no lease to wait for
+        try:
+            assert wait_for(lambda: len(sink.ids) == n, timeout=60)
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=30) == 0
+        finally:
+            if second.poll() is None:
+                second.kill()
+    finally:
+        controller.stop()
+    assert all(len(ids) == 1 for ids in sink.ids.values())
 
 
 def test_live_workers_keep_their_rows_with_short_leases_and_a_slow_relay(make_system, tmp_path, statement_file):

@@ -127,12 +127,17 @@ class Channel(ABC):
 
     # -- the one entry point ---------------------------------------------------------------------------------
     def send(self, job: Job, rendered: Any, rows: list[Claimed], report: Report) -> None:
-        """Deliver through the embargo guard. Every row gets exactly one outcome, even if ``deliver`` raises."""
+        """Deliver through the embargo guard. Every row gets exactly one outcome, even if ``deliver`` raises,
+        unless the worker is stopping: then the rows not attempted are left for the dispatcher to give back."""
         reported: set[int] = set()
+        stopped = False
 
         def tracked(outcome: Outcome) -> Receipt:
+            nonlocal stopped
             reported.add(outcome.delivery_id)
-            return report(outcome)
+            receipt = report(outcome)
+            stopped = stopped or receipt.stop
+            return receipt
 
         refusal = self.embargo_refusal(job, rows)
         if refusal is not None:
@@ -145,6 +150,8 @@ class Channel(ABC):
             log.exception("%s: delivery of %s r%d failed", self.name, job.statement_id, job.revision)
             detail = f"internal error: {exc.__class__.__name__}: {exc}"
         else:
+            if stopped:
+                return
             detail = f"{self.name}: no outcome reported"
         for row in rows:
             if row.id not in reported:

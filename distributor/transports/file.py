@@ -30,7 +30,8 @@ class MailFolder:
         for envelope in envelopes:
             folder = self.directory / safe_name(envelope.message_id.strip("<>").split("@")[0].rsplit(".", 1)[0])
             write_atomically(folder / f"{safe_name(envelope.recipient)}.eml", envelope.data)
-            handover(Handed(envelope.key, Result.SENT, None))
+            if handover(Handed(envelope.key, Result.SENT, None)).stop:
+                break
 
 
 class JsonFolder:

@@ -145,6 +145,8 @@ class SmtpPool:
                 raise SessionFault("the delivery record is unavailable; not sending more")
 
         for envelope in envelopes:
+            if previous is not None and previous.stop:
+                break  # the worker is stopping: the rest go back unattempted
             if fault is not None:
                 previous = handover(Handed(envelope.key, Result.TRANSPORT, fault))
                 continue
