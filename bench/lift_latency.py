@@ -117,6 +117,7 @@ def main() -> int:
                         help="recipients of an email send that runs during the loaded lifts (0: idle only)")
     parser.add_argument("--settle", type=float, default=0.5,
                         help="seconds between the start of the send and the first loaded lift")
+    parser.add_argument("--lead", type=float, default=5.0, help="seconds from scheduling to the first embargo")
     parser.add_argument("--keep-log", type=Path, help="copy the scheduler's log here")
     args = parser.parse_args()
     if args.statements < 1:
@@ -165,7 +166,7 @@ def main() -> int:
                 if runner.poll() is not None:
                     raise SystemExit(f"distributor run exited:\n{log_path.read_text()}")
                 time.sleep(0.05)
-            first = datetime.now(timezone.utc) + timedelta(seconds=2)
+            first = datetime.now(timezone.utc) + timedelta(seconds=args.lead)
             embargoes: dict[str, float] = {}
             send_at = None
             with engine.begin() as conn:
@@ -185,13 +186,17 @@ def main() -> int:
                                           channels={"wire": REGISTRY["wire"]})
                         embargoes[sid] = embargo.timestamp()
             if datetime.now(timezone.utc) >= first:
-                raise SystemExit("scheduling took longer than the lead time; use fewer --statements")
+                raise SystemExit("scheduling took longer than the lead time; raise --lead")
             deadline = max(embargoes.values()) + 15
             while time.time() < deadline and len(Arrivals.first) < len(embargoes):
                 time.sleep(0.1)
         finally:
-            runner.terminate()
-            runner.wait(timeout=60)
+            runner.terminate()  # a send in progress is drained before the scheduler exits: do not wait for it
+            try:
+                runner.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                runner.kill()
+                runner.wait(timeout=10)
             engine.dispose()
         log_text = log_path.read_text()
         if args.keep_log:

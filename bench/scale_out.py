@@ -134,7 +134,7 @@ def main() -> int:
                         help="postgresql+psycopg://... (default: $DISTRIBUTOR_BENCH_DATABASE_URL)")
     parser.add_argument("--recipients", type=int, default=20000)
     parser.add_argument("--workers", default="1,2,3", help="comma-separated numbers of worker processes")
-    parser.add_argument("--lead", type=float, default=6.0, help="seconds from scheduling to the copies being due")
+    parser.add_argument("--lead", type=float, default=10.0, help="seconds from scheduling to the copies being due")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the workers of one run")
     args = parser.parse_args()
     if not args.database_url:
