@@ -20,8 +20,12 @@ demo: $(STAMP)
 	sh examples/demo.sh $(BIN)/distributor
 
 bench: $(STAMP)
-	$(BIN)/python bench/email_throughput.py --recipients 20000 --runs 3 --memory-recipients 100000
-	$(BIN)/python bench/lift_latency.py
+	status=0; \
+	$(BIN)/python bench/email_throughput.py --recipients 20000 --runs 3 --memory-recipients 10000,1000000 \
+		--memory-timeout 2400 || status=1; \
+	$(BIN)/python bench/lift_latency.py --statements 100 --spacing 0.3 --concurrent-send 60000 || status=1; \
+	$(BIN)/python bench/scale_out.py --recipients 20000 --workers 1,2,3 || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) var outbox build *.egg-info

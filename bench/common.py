@@ -1,0 +1,141 @@
+"""What the benchmarks share: the SMTP sink process, free ports, percentiles, and bulk recipient lists."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sink:
+    """bench/sink.py in its own process. ``summary`` (count, first, last) is set once the block exits."""
+
+    def __init__(self, record: Path | None = None):
+        self.record = record
+        self.summary: dict | None = None
+
+    def __enter__(self) -> "Sink":
+        self.port = free_port()
+        extra = ["--record", str(self.record)] if self.record else []
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), str(self.port), *extra],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline().strip()
+        if line != "ready":
+            self.process.kill()
+            raise RuntimeError(f"the SMTP sink did not start (said {line!r})")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.stdin.close()
+        out = self.process.stdout.read()
+        self.process.wait(timeout=60)
+        lines = out.strip().splitlines()
+        self.summary = json.loads(lines[-1]) if lines else None
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def address(i: int) -> str:
+    return f"journalist{i}@outlet{i % 97}.example.com"
+
+
+def write_recipients_csv(path: Path, start: int, n: int) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("email,name,outlet,embargo_ok\n")
+        for i in range(start, start + n):
+            handle.write(f"{address(i)},Journalist {i},Outlet {i % 97},yes\n")
+
+
+def recipient_rows(start: int, n: int, list_name: str, now: datetime):
+    """The rows ``recipients.import_csv`` writes for write_recipients_csv(start, n): the addresses are already in
+    email-validator's normal form and lower case, so ``email`` and ``email_key`` are the address itself."""
+    for i in range(start, start + n):
+        email = address(i)
+        yield {"list_name": list_name, "email": email, "email_key": email.lower(), "name": f"Journalist {i}",
+               "outlet": f"Outlet {i % 97}", "embargo_ok": True, "language": "", "tags": "",
+               "created_at": now, "updated_at": now}
+
+
+def bulk_recipients(engine, n: int, list_name: str = "embargo", start: int = 0, chunk: int = 20000) -> None:
+    """Insert n recipients straight into the recipients table, as the CSV importer would write them.
+
+    On SQLite this goes through the sqlite3 module (one transaction, executemany), storing booleans and UTC
+    datetimes exactly as SQLAlchemy's SQLite dialect does; elsewhere through SQLAlchemy Core in chunks."""
+    from sqlalchemy import insert
+
+    from distributor.store.schema import recipients
+
+    now = datetime.now(timezone.utc)
+    if engine.dialect.name == "sqlite":
+        stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        columns = ("list_name", "email", "email_key", "name", "outlet", "embargo_ok", "language", "tags",
+                   "created_at", "updated_at")
+        sql = f"INSERT INTO recipients ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.executemany(sql, ((r["list_name"], r["email"], r["email_key"], r["name"], r["outlet"], 1, "", "",
+                                      stamp, stamp) for r in recipient_rows(start, n, list_name, now)))
+            cursor.execute("COMMIT")
+            cursor.close()
+        finally:
+            raw.close()
+        return
+    rows = recipient_rows(start, n, list_name, now)
+    with engine.begin() as conn:
+        while True:
+            batch = [row for _, row in zip(range(chunk), rows)]
+            if not batch:
+                break
+            conn.execute(insert(recipients), batch)
+
+
+def check_bulk_matches_importer(folder: Path, database_url_for, n: int = 200) -> None:
+    """Import n recipients with the CSV importer into one database and bulk-insert them into another, and fail
+    unless the rows are the same (ids and timestamps aside; timestamps must read back as aware UTC)."""
+    from sqlalchemy import select
+
+    from distributor import recipients as importer
+    from distributor.store import connect, init_schema
+    from distributor.store.schema import recipients
+
+    csv = folder / "check.csv"
+    write_recipients_csv(csv, 0, n)
+    tables = []
+    for how in ("importer", "bulk"):
+        engine = connect(database_url_for(how))
+        init_schema(engine)
+        if how == "importer":
+            with engine.begin() as conn:
+                report = importer.import_csv(conn, csv, "embargo", datetime.now(timezone.utc))
+            assert report.added == n and not report.rejected, report
+        else:
+            bulk_recipients(engine, n)
+        with engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(select(recipients).order_by(recipients.c.id)).mappings()]
+        engine.dispose()
+        for row in rows:
+            for stamp in ("created_at", "updated_at"):
+                assert row.pop(stamp).tzinfo is not None
+            row.pop("id")
+        tables.append(rows)
+    if tables[0] != tables[1]:
+        raise SystemExit("bulk-inserted recipients differ from what the CSV importer writes")
