@@ -73,8 +73,9 @@ def finish_plan(conn: Connection, statement_id: str, revision: int, channel: str
         deliveries.c.statement_id == statement_id, deliveries.c.revision == revision,
         deliveries.c.channel == channel)).scalar_one()
     inserted = conn.execute(_insert_ignoring_duplicates(conn, plans).values(
-        statement_id=statement_id, revision=revision, channel=channel, targets=total, planned_at=now)).rowcount
-    return total if inserted == 1 else None
+        statement_id=statement_id, revision=revision, channel=channel, targets=total, planned_at=now,
+    ).returning(plans.c.channel)).first()  # rowcount is not reliable for ON CONFLICT on every driver
+    return total if inserted is not None else None
 
 
 def _insert_ignoring_duplicates(conn: Connection, table):
