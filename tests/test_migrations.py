@@ -15,7 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import MetaData, func, inspect, select, text
 
 from distributor import deliveries as delivery_queries
 from distributor import workflow
@@ -24,9 +24,17 @@ from distributor.store.engine import alembic_config, schema_is_current
 from distributor.store.schema import UTCDateTime, metadata
 
 
+def empty(engine) -> None:
+    """Drop every table, including any a migration of another branch left behind in a shared database."""
+    found = MetaData()
+    found.reflect(engine)
+    found.drop_all(engine)
+
+
 def test_migrations_build_exactly_the_tables_of_schema_py(db_url):
     engine = connect(db_url)
     try:
+        empty(engine)
         init_schema(engine)
         assert schema_is_current(engine)
         with engine.connect() as conn:
@@ -190,6 +198,7 @@ def fill_first_schema(engine) -> dict[str, list[dict]]:
 def test_rows_written_under_the_first_migration_survive_every_later_one(db_url):
     engine = connect(db_url)
     try:
+        empty(engine)
         config = alembic_config(engine)
         command.upgrade(config, first_revision(engine))
         first_tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
