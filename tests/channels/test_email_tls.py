@@ -26,7 +26,7 @@ SID = "tro-01-001-2026"
 
 @dataclass
 class TlsSinkHandler(SinkHandler):
-    """The sink, noting the TLS version of the session each accepted message came over (None: plaintext)."""
+    """The sink, noting the TLS version of the connection each accepted message came over (None: plaintext)."""
 
     tls_versions: list = field(default_factory=list)
 
