@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from distributor import workflow
 from distributor.clock import FixedClock
+from distributor.errors import StateError
 from tests.channels.conftest import feed, file_wire
 
 SID = "tro-01-001-2026"
@@ -111,3 +113,52 @@ def test_channels_option_selects_and_social_means_every_account(make_system, sta
     assert system.cli("schedule", SID, "--embargo", later).code == 0
     assert json.loads(system.cli("show", SID, "--format", "json").out)["channels"] == [
         "email", "wire", "feed", "mastodon", "bluesky"]
+
+
+def test_embargo_cannot_move_for_a_new_revision_once_journalists_hold_a_copy(make_system, statement_file, tmp_path):
+    clock = FixedClock(utc(2027, 1, 4, 9, 0))
+    system = make_system(clock=clock)
+    csv = tmp_path / "r.csv"
+    csv.write_text("email,name,embargo_ok\nana@paper.example.com,Ana,yes\n")
+    system.cli("recipients", "import", csv, "--list", "embargo")
+    system.cli("import", statement_file())
+    system.cli("approve", SID, "--by", "Maya")
+    held = utc(2027, 1, 6, 0, 1)
+    result = system.cli("schedule", SID, "--embargo", held.isoformat(), "--send-embargoed-at", clock.now().isoformat())
+    assert result.code == 0, result.err
+    system.dispatcher.advance()
+    system.dispatcher.deliver("email")
+    [copy] = json.loads(system.cli("log", SID, "--format", "json").out)
+    assert (copy["revision"], copy["status"], copy["variant"]) == (1, "sent", "embargoed")
+
+    # A corrected file whose own embargo line is a day later becomes revision 2, approved afresh.
+    result = system.cli("import", statement_file(embargo="EMBARGOED FOR: 00:01 GMT Thursday 7 January 2027",
+                                                 body_extra="A correction."))
+    assert result.code == 0 and "approval is revoked" in result.err
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+
+    refusal = f"journalists already hold {SID} under the embargo 2027-01-06 00:01 UTC; it cannot be moved"
+    for moved in ([], ["--embargo", "2027-01-07 00:01 Europe/London"], ["--embargo", "2027-01-05T12:00Z"]):
+        result = system.cli("schedule", SID, *moved, "--send-embargoed-at", clock.now().isoformat())
+        assert result.code == 2, (moved, result.out)
+        assert refusal in result.err
+        shown = json.loads(system.cli("show", SID, "--format", "json").out)
+        assert (shown["revision"], shown["status"], shown["embargo"]) == (2, "approved", "2027-01-06T00:01:00Z")
+    with system.engine.connect() as conn:
+        with pytest.raises(StateError, match="cannot be moved"):
+            workflow.schedule(conn, SID, "test", clock.now(), embargo=utc(2027, 1, 7, 0, 1), send_embargoed_at=None,
+                              channels={})
+    audit = json.loads(system.cli("audit", SID, "--format", "json").out)
+    assert [(e["action"], e["revision"]) for e in audit if e["action"] == "scheduled"] == [("scheduled", 1)]
+
+    # The same instant, however it is written, is no move: the corrected copy goes out under the same embargo.
+    result = system.cli("schedule", SID, "--embargo", "2027-01-06T01:01+01:00", "--send-embargoed-at",
+                        clock.now().isoformat())
+    assert result.code == 0, result.err
+    shown = json.loads(system.cli("show", SID, "--format", "json").out)
+    assert (shown["revision"], shown["status"], shown["embargo"]) == (2, "scheduled", "2027-01-06T00:01:00Z")
+    system.dispatcher.advance()
+    system.dispatcher.deliver("email")
+    rows = json.loads(system.cli("log", SID, "--format", "json").out)
+    assert [(r["revision"], r["status"], r["variant"]) for r in rows] == [(1, "sent", "embargoed"),
+                                                                        (2, "sent", "embargoed")]

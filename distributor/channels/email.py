@@ -77,6 +77,9 @@ class EmailChannel(Channel):
         t = channels.table("email")
         transport = t.get("transport", str, choices=("smtp", "file"))
         s = t.table("smtp")
+        ca_file = s.path("ca_file", "") if s.has("ca_file") else None
+        if ca_file is not None and not ca_file.is_file():
+            raise s.error("ca_file", f"no such file: {ca_file}")
         max_rate = s.get("max_per_second", float, 0.0)
         smtp = SmtpSettings(
             host=s.get("host", str, "localhost"),
@@ -87,6 +90,7 @@ class EmailChannel(Channel):
             connections=s.get("connections", int, 4, check=positive),
             max_per_second=max_rate or None,
             timeout=s.get("timeout_seconds", float, 30.0, check=positive),
+            ca_file=ca_file,
         )
         s.done()
         f = t.table("file")

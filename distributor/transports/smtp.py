@@ -14,6 +14,7 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from distributor.outcomes import Receipt, Result
@@ -34,6 +35,7 @@ class SmtpSettings:
     connections: int = 4
     max_per_second: float | None = None
     timeout: float = 30.0
+    ca_file: Path | None = None   # trust anchors for the server's certificate; None: the system trust store
 
 
 class SessionFault(Exception):
@@ -63,13 +65,16 @@ class SmtpPool:
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
         try:
+            # Certificates and host names are always verified: against ca_file if set, else the system store.
+            tls = (ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
+                   if s.security != "none" else None)
             if s.security == "ssl":
-                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl.create_default_context())
+                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=tls)
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             conn.ehlo_or_helo_if_needed()
             if s.security == "starttls":
-                conn.starttls(context=ssl.create_default_context())
+                conn.starttls(context=tls)
                 conn.ehlo()
             if s.username:
                 conn.login(s.username, self.password or "")
@@ -78,6 +83,11 @@ class SmtpPool:
             raise SessionFault(f"login refused: {_reply(exc.smtp_code, exc.smtp_error)}") from None
         except smtplib.SMTPResponseException as exc:
             raise SessionFault(f"session refused: {_reply(exc.smtp_code, exc.smtp_error)}") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise SessionFault(f"TLS with {s.host}:{s.port}: server certificate not trusted: "
+                               f"{exc.verify_message or exc}") from None
+        except ssl.SSLError as exc:
+            raise SessionFault(f"TLS with {s.host}:{s.port} failed: {exc}") from None
         except (smtplib.SMTPException, OSError) as exc:
             raise SessionFault(f"cannot connect to {s.host}:{s.port}: {exc}") from None
 
