@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def installation(folder: Path, port: int, n: int):
     init_schema(engine)
     csv = folder / "r.csv"
     write_recipients(csv, n)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         recipients.import_csv(conn, csv, "embargo", now)
         sid = workflow.import_statement(conn, parse_file(STATEMENT), str(STATEMENT), "bench", now).id
@@ -105,18 +105,17 @@ def installation(folder: Path, port: int, n: int):
 
 
 def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes]:
+    from distributor import workflow
     from distributor.channels import Context, build
     from distributor.clock import Clock
-    from distributor.outcomes import Result
     from distributor.dispatch import Dispatcher
+    from distributor.outcomes import Result
     from distributor.render import Renderer
-
-    from distributor import workflow
 
     config, engine, sid = installation(folder, port, n)
     context = Context(config, engine, Clock(), Renderer(config.paths.templates, config.office))
     channels = build(context)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         workflow.schedule(conn, sid, "bench", now, embargo=now + timedelta(hours=1), send_embargoed_at=now,
                           channels={"email": channels["email"]})
@@ -135,7 +134,7 @@ def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes]:
         job = Job(sid, 1, workflow.content(conn, sid, 1), row[0]["embargo"], row[0]["send_embargoed_at"])
     rendered = channels["email"].render(job, EMBARGOED)
     sample = rendered.message("journalist0@outlet0.example.com", "Journalist 0", "<x@example.org>",
-                              datetime.now(timezone.utc))
+                              datetime.now(UTC))
     engine.dispose()
     return elapsed, sample
 
@@ -172,7 +171,7 @@ def run_naive(folder: Path, port: int, n: int, sample: bytes) -> float:
         msg.add_alternative(html, subtype="html")
         with smtplib.SMTP("127.0.0.1", port) as conn:
             conn.send_message(msg)
-        db.execute("INSERT INTO status VALUES (?, 'sent', ?)", (to, datetime.now(timezone.utc).isoformat()))
+        db.execute("INSERT INTO status VALUES (?, 'sent', ?)", (to, datetime.now(UTC).isoformat()))
         db.commit()
     elapsed = time.perf_counter() - start
     db.close()

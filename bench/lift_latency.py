@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -113,7 +113,7 @@ def main() -> int:
         # the scheduler is already running when statements are scheduled, as in production
         runner = subprocess.Popen([str(BIN), *([] if os.environ.get("BENCH_VERBOSE") else ["-q"]), "run"], env=env)
         try:
-            first = datetime.now(timezone.utc) + timedelta(seconds=3 + args.statements * 1.0)
+            first = datetime.now(UTC) + timedelta(seconds=3 + args.statements * 1.0)
             embargoes = {}
             for n, sid in enumerate(ids):
                 embargo = first + timedelta(seconds=n * args.spacing)

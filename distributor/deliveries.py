@@ -12,10 +12,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, true, update
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from itertools import groupby, islice
-from typing import Iterable, Iterator
 
 from distributor import deliveries, workflow
 from distributor.channels import Channel, Context, Job

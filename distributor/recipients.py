@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -68,7 +68,7 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
         if len(fields) != len(header):
             yield line, f"{len(fields)} fields, expected {len(header)} ({', '.join(header)})"
             continue
-        raw = dict(zip(header, fields))
+        raw = dict(zip(header, fields, strict=True))
         values = {k: v.strip() for k, v in raw.items()}
         try:
             email = normalise(values["email"])

@@ -20,7 +20,6 @@ from distributor.errors import InputError, StateError
 from distributor.statements.model import Statement, StatementStatus
 from distributor.store.schema import audit, revisions, statements
 
-
 S = StatementStatus
 
 
@@ -165,7 +164,7 @@ def approve(conn: Connection, statement_id: str, by: str, at: datetime) -> dict:
 
 
 def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, embargo: datetime | None,
-             send_embargoed_at: datetime | None, channels: dict[str, "Timed"]) -> dict:
+             send_embargoed_at: datetime | None, channels: dict[str, Timed]) -> dict:
     """``channels`` maps each chosen channel's name to the channel, which says when it is due."""
     row = get(conn, statement_id)
     if row["status"] in (S.RELEASED.value, S.WITHDRAWN.value):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distributor import config
 from distributor.channels.base import Channel, Context, Job
 from distributor.channels.bluesky import BlueskyChannel
 from distributor.channels.email import EmailChannel
 from distributor.channels.feed import FeedChannel
 from distributor.channels.mastodon import MastodonChannel
 from distributor.channels.wire import WireChannel
-from distributor import config
 from distributor.config import Config, Office, Table
 from distributor.errors import InputError
 

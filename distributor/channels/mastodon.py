@@ -6,10 +6,10 @@ read from the instance (GET /api/v2/instance) once it answers, falling back to 5
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Iterable
 
 from sqlalchemy import Connection
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -156,7 +156,7 @@ def parse_embargo_text(text: str) -> datetime:
 def with_abbreviation(local: datetime, abbreviation: str) -> datetime:
     entry = ZONE_ABBREVIATIONS[abbreviation]
     offset = timedelta(hours=entry.offset_hours)
-    instant = (local - offset).replace(tzinfo=timezone.utc)
+    instant = (local - offset).replace(tzinfo=UTC)
     if entry.in_force_zone:
         zone = ZoneInfo(entry.in_force_zone)
         actual = instant.astimezone(zone)
@@ -178,7 +178,7 @@ def parse_instant(text: str) -> datetime:
     if value is not None:
         if value.tzinfo is None:
             raise ValueError(f"{text!r} has no offset or zone; add one, e.g. '{text}+01:00' or '{text} Europe/London'")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     head, _, zone_name = text.rpartition(" ")
     local = _fromiso(head.strip()) if head else None
     if local is None:
@@ -199,11 +199,11 @@ def localize(local: datetime, zone: ZoneInfo) -> datetime:
     first = local.replace(tzinfo=zone, fold=0)
     second = local.replace(tzinfo=zone, fold=1)
     if first.utcoffset() != second.utcoffset():
-        round_trip = first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None)
+        round_trip = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
         if round_trip != local:
             raise ValueError(f"{local:%Y-%m-%d %H:%M} does not exist in {zone.key} (daylight-saving gap)")
         raise ValueError(f"{local:%Y-%m-%d %H:%M} happens twice in {zone.key} (daylight-saving overlap); give an offset")
-    return first.astimezone(timezone.utc)
+    return first.astimezone(UTC)
 
 
 def _fromiso(text: str) -> datetime | None:

@@ -12,12 +12,12 @@ import queue
 import smtplib
 import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
-from distributor.outcomes import Receipt, Result
 from distributor.config import secret
+from distributor.outcomes import Receipt, Result
 from distributor.transports.base import Envelope, Handed, Handover, RateLimit
 
 log = logging.getLogger("distributor.smtp")
