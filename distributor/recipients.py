@@ -169,7 +169,7 @@ def eligible(conn: Connection, list_name: str, embargoed: bool = True) -> Iterat
 def names(conn: Connection, list_name: str, emails: list[str]) -> dict[str, str]:
     rows = conn.execute(select(recipients.c.email, recipients.c.name).where(
         recipients.c.list_name == list_name, recipients.c.email_key.in_([key(e) for e in emails])))
-    return {email: name for email, name in rows}
+    return dict(rows.all())
 
 
 def listing(conn: Connection, list_name: str | None = None) -> list[dict]:

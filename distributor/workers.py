@@ -34,7 +34,7 @@ def db_now(conn: Connection) -> datetime:
     """The database's clock, so that workers on machines with different clocks judge staleness alike."""
     if conn.dialect.name == "postgresql":
         return conn.execute(text("SELECT clock_timestamp()")).scalar_one().astimezone(UTC)
-    raw = conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+    raw: str = conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
     return datetime.fromisoformat(raw).replace(tzinfo=UTC)
 
 

@@ -50,7 +50,7 @@ def choose(requested: str | None, configured: dict[str, Any], from_document: tup
     """``--channels email,wire,social`` → channel names; default: the document's list, else every configured one."""
     if requested is None and from_document is None:
         return [name for name in REGISTRY if name in configured]
-    words = [w.strip() for w in (requested.split(",") if requested is not None else from_document) if w.strip()]
+    words = [w.strip() for w in (requested.split(",") if requested is not None else from_document or ()) if w.strip()]
     chosen: list[str] = []
     for word in words:
         names = GROUPS.get(word, (word,))

@@ -107,7 +107,7 @@ def parse_embargo_text(text: str) -> datetime:
             else:
                 raise ValueError(f"unexpected number {token!r} in embargo time; {EXAMPLE}")
         elif re.fullmatch(r"\d{1,2}(?:st|nd|rd|th)?", token):
-            day = _set_once(day, int(re.match(r"\d+", token).group()), "day")
+            day = _set_once(day, int(re.sub(r"\D", "", token)), "day")
         elif lower in ("am", "pm"):
             meridiem = lower
         elif lower in MONTHS:
@@ -133,6 +133,7 @@ def parse_embargo_text(text: str) -> datetime:
                                         ("time zone", abbreviation)) if value is None]
     if missing:
         raise ValueError(f"embargo time lacks {', '.join(missing)}; {EXAMPLE}")
+    assert clock is not None and year is not None and month is not None and day is not None and abbreviation is not None
     hour, minute = clock
     if meridiem:
         if hour == 12:

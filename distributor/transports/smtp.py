@@ -62,6 +62,7 @@ class SmtpPool:
     # -- connections -----------------------------------------------------------------------------------------
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
+        conn: smtplib.SMTP
         try:
             if s.security == "ssl":
                 conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl.create_default_context())
@@ -170,6 +171,7 @@ class SmtpPool:
             previous.wait()
 
     def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, before_data: Callable[[], None]) -> tuple[Result, str | None]:
+        text: bytes | str
         try:
             code, text = conn.mail(envelope.sender)
             if code == 421:
