@@ -6,7 +6,7 @@ import json
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ class Sink:
         self.record = record
         self.summary: dict | None = None
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         self.port = free_port()
         extra = ["--record", str(self.record)] if self.record else []
         self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), str(self.port), *extra],
@@ -82,7 +82,7 @@ def bulk_recipients(engine, n: int, list_name: str = "embargo", start: int = 0, 
 
     from distributor.store.schema import recipients
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if engine.dialect.name == "sqlite":
         stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
         columns = ("list_name", "email", "email_key", "name", "outlet", "embargo_ok", "language", "tags",
@@ -102,7 +102,7 @@ def bulk_recipients(engine, n: int, list_name: str = "embargo", start: int = 0, 
     rows = recipient_rows(start, n, list_name, now)
     with engine.begin() as conn:
         while True:
-            batch = [row for _, row in zip(range(chunk), rows)]
+            batch = [row for _, row in zip(range(chunk), rows, strict=False)]
             if not batch:
                 break
             conn.execute(insert(recipients), batch)
@@ -125,7 +125,7 @@ def check_bulk_matches_importer(folder: Path, database_url_for, n: int = 200) ->
         init_schema(engine)
         if how == "importer":
             with engine.begin() as conn:
-                report = importer.import_csv(conn, csv, "embargo", datetime.now(timezone.utc))
+                report = importer.import_csv(conn, csv, "embargo", datetime.now(UTC))
             assert report.added == n and not report.rejected, report
         else:
             bulk_recipients(engine, n)

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -84,7 +84,7 @@ def installation(folder: Path, port: int, n: int, schedule: bool = False):
     engine = connect(config.database_url)
     init_schema(engine)
     bulk_recipients(engine, n)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         sid = workflow.import_statement(conn, parse_file(STATEMENT), str(STATEMENT), "bench", now).id
         workflow.approve(conn, sid, "bench", now)
@@ -107,7 +107,7 @@ def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes, int]
     _, config, engine, sid = installation(folder, port, n)
     context = Context(config, engine, Clock(), Renderer(config.paths.templates, config.office))
     channels = build(context)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         workflow.schedule(conn, sid, "bench", now, embargo=now + timedelta(hours=1), send_embargoed_at=now,
                           channels={"email": channels["email"]})
@@ -124,7 +124,7 @@ def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes, int]
         job = Job(sid, row["revision"], workflow.content(conn, sid, row["revision"]), row["embargo"],
                   row["send_embargoed_at"])
     rendered = channels["email"].render(job, EMBARGOED)
-    sample = rendered.message(address(0), "Journalist 0", "<x@example.org>", datetime.now(timezone.utc))
+    sample = rendered.message(address(0), "Journalist 0", "<x@example.org>", datetime.now(UTC))
     engine.dispose()
     return elapsed, sample, channels["email"].settings.smtp.connections
 
@@ -189,7 +189,7 @@ def run_naive(folder: Path, port: int, n: int, sample: bytes) -> float:
         msg.add_alternative(html, subtype="html")
         with smtplib.SMTP("127.0.0.1", port) as conn:
             conn.send_message(msg)
-        db.execute("INSERT INTO status VALUES (?, 'sent', ?)", (to, datetime.now(timezone.utc).isoformat()))
+        db.execute("INSERT INTO status VALUES (?, 'sent', ?)", (to, datetime.now(UTC).isoformat()))
         db.commit()
     elapsed = time.perf_counter() - start
     db.close()

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -140,7 +140,7 @@ def main() -> int:
         config = load_config(config_path)
         engine = connect(config.database_url)
         init_schema(engine)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         phases = {"idle": [], "loaded": []}
         with engine.begin() as conn:
             for n in range(args.statements * (2 if loaded else 1)):
@@ -166,11 +166,11 @@ def main() -> int:
                 if runner.poll() is not None:
                     raise SystemExit(f"distributor run exited:\n{log_path.read_text()}")
                 time.sleep(0.05)
-            first = datetime.now(timezone.utc) + timedelta(seconds=args.lead)
+            first = datetime.now(UTC) + timedelta(seconds=args.lead)
             embargoes: dict[str, float] = {}
             send_at = None
             with engine.begin() as conn:
-                at = datetime.now(timezone.utc)
+                at = datetime.now(UTC)
                 for n, sid in enumerate(phases["idle"]):
                     embargo = first + timedelta(seconds=n * args.spacing)
                     workflow.schedule(conn, sid, "bench", at, embargo=embargo, send_embargoed_at=None,
@@ -185,7 +185,7 @@ def main() -> int:
                         workflow.schedule(conn, sid, "bench", at, embargo=embargo, send_embargoed_at=None,
                                           channels={"wire": REGISTRY["wire"]})
                         embargoes[sid] = embargo.timestamp()
-            if datetime.now(timezone.utc) >= first:
+            if datetime.now(UTC) >= first:
                 raise SystemExit("scheduling took longer than the lead time; raise --lead")
             deadline = max(embargoes.values()) + 15
             while time.time() < deadline and len(Arrivals.first) < len(embargoes):

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -77,7 +77,7 @@ def one_run(url: str, n: int, workers: int, lead: float, timeout: float) -> dict
             reset_schema(engine)
             init_schema(engine)
             bulk_recipients(engine, n)
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             due = now + timedelta(seconds=lead)
             with engine.begin() as conn:
                 sid = workflow.import_statement(conn, parse_file(STATEMENT), str(STATEMENT), "bench", now).id
@@ -96,7 +96,7 @@ def one_run(url: str, n: int, workers: int, lead: float, timeout: float) -> dict
                 if any(p.poll() is not None for p in processes):
                     break
                 time.sleep(0.05)
-            late_start = datetime.now(timezone.utc) > due
+            late_start = datetime.now(UTC) > due
             deadline = time.time() + timeout
             codes = []
             for p in processes:
@@ -112,7 +112,7 @@ def one_run(url: str, n: int, workers: int, lead: float, timeout: float) -> dict
                 per_worker = dict(conn.execute(select(attempts.c.worker, func.count()).where(
                     attempts.c.outcome == "sent").group_by(attempts.c.worker)).all())
             engine.dispose()
-            failures = [log.read_text()[-2000:] for log, code in zip(logs, codes) if code != 0]
+            failures = [log.read_text()[-2000:] for log, code in zip(logs, codes, strict=True) if code != 0]
         received = record.read_text().split()
     counts = collections.Counter(received)
     expected = {address(i) for i in range(n)}
@@ -153,7 +153,7 @@ def main() -> int:
               f"duplicates {r['duplicates']}, missing {r['missing']}; sent per worker {r['per_worker']}; "
               f"statuses {r['statuses']}", flush=True)
         if r["late_start"]:
-            print(f"   note: not every worker was up when the copies fell due; raise --lead")
+            print("   note: not every worker was up when the copies fell due; raise --lead")
         if r["duplicates"] or r["missing"] or r["unexpected"]:
             print(f"FAIL: {r['duplicates']} duplicates, {r['missing']} missing, {r['unexpected']} unexpected")
             ok = False

@@ -16,7 +16,9 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from distributor import __version__, channels as channel_registry, config as config_module, deliveries, recipients, workflow
+from distributor import __version__, deliveries, recipients, workflow
+from distributor import channels as channel_registry
+from distributor import config as config_module
 from distributor import workers as workers_module
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
@@ -335,9 +337,9 @@ def cmd_recipients_list(args) -> int:
 def table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
     out = io.StringIO()
-    out.write("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip() + "\n")
+    out.write("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip() + "\n")
     for row in rows:
-        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() + "\n")
     sys.stdout.write(out.getvalue())
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Clock:
@@ -23,7 +23,7 @@ class FixedClock(Clock):
     def __init__(self, at: datetime):
         if at.tzinfo is None:
             raise ValueError("FixedClock needs an aware datetime")
-        self._at = at.astimezone(timezone.utc)
+        self._at = at.astimezone(UTC)
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -32,7 +32,7 @@ class FixedClock(Clock):
 
     def set(self, at: datetime) -> None:
         with self._lock:
-            self._at = at.astimezone(timezone.utc)
+            self._at = at.astimezone(UTC)
 
     def advance(self, seconds: float) -> None:
         with self._lock:
@@ -42,7 +42,7 @@ class FixedClock(Clock):
 def require_aware(value: datetime, what: str = "time") -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def iso_z(value: datetime | None) -> str | None:

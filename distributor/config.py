@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -77,11 +78,11 @@ class Table:
         raw = self.get(name, str, default)
         return (self.base / raw).resolve() if not os.path.isabs(raw) else Path(raw)
 
-    def table(self, name: str) -> "Table":
+    def table(self, name: str) -> Table:
         self._seen.add(name)
         return Table(self.data.get(name, {}), self.name_of(name), self.source)
 
-    def tables(self, name: str) -> list["Table"]:
+    def tables(self, name: str) -> list[Table]:
         """An array of tables (``[[name]]``); a single table is accepted as a list of one."""
         self._seen.add(name)
         raw = self.data.get(name, [])

@@ -12,10 +12,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, true, update
 
@@ -80,10 +80,10 @@ def finish_plan(conn: Connection, statement_id: str, revision: int, channel: str
 
 def _insert_ignoring_duplicates(conn: Connection, table):
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+        return postgresql_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def planned_channels(conn: Connection, statement_id: str, revision: int) -> set[str]:
@@ -144,7 +144,7 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
         lease_until=now + timedelta(seconds=lease_seconds), updated_at=now,
     ).returning(deliveries.c.id, deliveries.c.statement_id, deliveries.c.revision, deliveries.c.channel,
                 deliveries.c.target, deliveries.c.attempts, deliveries.c.due_at)).all()
-    return Batch(token, sorted((Claimed(*r) for r in rows), key=lambda c: c.id))
+    return Batch(token, sorted((Claimed(*r[:]) for r in rows), key=lambda c: c.id))
 
 
 def release(conn: Connection, batch: Batch, now: datetime) -> int:
@@ -235,7 +235,7 @@ def cancel_target(conn: Connection, channel: str, target: str, now: datetime, re
 
 def sent_embargoed(conn: Connection, statement_id: str) -> list[tuple[int, str]]:
     """(revision, channel) pairs of copies that went out under embargo."""
-    return [tuple(r) for r in conn.execute(select(deliveries.c.revision, deliveries.c.channel).where(
+    return [(r[0], r[1]) for r in conn.execute(select(deliveries.c.revision, deliveries.c.channel).where(
         deliveries.c.statement_id == statement_id, deliveries.c.status == DeliveryStatus.SENT.value,
         deliveries.c.variant == Variant.EMBARGOED.value).distinct())]
 
@@ -280,7 +280,7 @@ def status_counts(conn: Connection, statement_id: str | None = None, revision: i
         query = query.where(deliveries.c.revision == revision)
     if channel is not None:
         query = query.where(deliveries.c.channel == channel)
-    return {status: n for status, n in conn.execute(query)}
+    return dict(conn.execute(query).all())
 
 
 def log_rows(conn: Connection, statement_id: str | None = None) -> Iterator[dict]:

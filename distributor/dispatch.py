@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from itertools import groupby, islice
-from typing import Iterable, Iterator
 
 from distributor import deliveries, workflow
 from distributor.channels import Channel, Context, Job
@@ -109,6 +109,7 @@ class Dispatcher:
         """All targets of a small channel in the caller's transaction."""
         channel = self.channels[name]
         job = self.job(conn, row["id"], row["revision"])
+        assert job.embargo is not None  # only scheduled statements are planned
         planned = deliveries.plan(conn, job.statement_id, job.revision, name, channel.targets(conn, job),
                                   channel.due_at(job.embargo, job.send_embargoed_at), now)
         self.planned(conn, job, name, planned, now)
@@ -118,6 +119,7 @@ class Dispatcher:
         channel = self.channels[name]
         with reading(self.engine) as source:
             job = self.job(source, row["id"], row["revision"])
+            assert job.embargo is not None  # only scheduled statements are planned
             due = channel.due_at(job.embargo, job.send_embargoed_at)
             for chunk in batched(channel.targets(source, job), PLAN_CHUNK):
                 with self.engine.begin() as conn:

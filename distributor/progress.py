@@ -20,7 +20,7 @@ class Progress:
         self._last = 0.0
         self._start = time.monotonic()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def advance(self, n: int = 1) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -68,7 +68,7 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
         if len(fields) != len(header):
             yield line, f"{len(fields)} fields, expected {len(header)} ({', '.join(header)})"
             continue
-        raw = dict(zip(header, fields))
+        raw = dict(zip(header, fields, strict=True))
         values = {k: v.strip() for k, v in raw.items()}
         try:
             email = normalise(values["email"])
@@ -169,7 +169,7 @@ def eligible(conn: Connection, list_name: str, embargoed: bool = True) -> Iterat
 def names(conn: Connection, list_name: str, emails: list[str]) -> dict[str, str]:
     rows = conn.execute(select(recipients.c.email, recipients.c.name).where(
         recipients.c.list_name == list_name, recipients.c.email_key.in_([key(e) for e in emails])))
-    return {email: name for email, name in rows}
+    return dict(rows.all())
 
 
 def listing(conn: Connection, list_name: str | None = None) -> list[dict]:

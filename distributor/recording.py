@@ -38,7 +38,7 @@ class Recorder:
         self._queue: queue.SimpleQueue[tuple[Batch, Outcome, Receipt] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write, name="recorder", daemon=True)
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         self._thread.start()
         return self
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
@@ -60,15 +61,15 @@ def embargo_lines(embargo: datetime, office: Office) -> list[EmbargoLine]:
 HEADING = re.compile(r"^[^.!?:;]{1,80}$")
 
 
-def body_blocks(body: tuple[str, ...]) -> list[tuple[str, object]]:
+def body_blocks(body: tuple[str, ...]) -> list[tuple[str, Any]]:
     """Group plain body elements for HTML: ("p", text), ("h", text), ("ul"/"ol", [items])."""
-    blocks: list[tuple[str, object]] = []
+    blocks: list[tuple[str, Any]] = []
     for index, paragraph in enumerate(body):
         bullet = paragraph.startswith("- ")
         numbered = re.match(r"^\d+[.)] ", paragraph)
         if bullet or numbered:
             kind = "ul" if bullet else "ol"
-            item = paragraph[2:] if bullet else paragraph[numbered.end():]
+            item = paragraph[numbered.end():] if numbered else paragraph[2:]
             if blocks and blocks[-1][0] == kind:
                 blocks[-1][1].append(item)
             else:
@@ -88,7 +89,7 @@ class Renderer:
         self.office = office
         self.env = Environment(
             loader=FileSystemLoader(str(templates)),
-            autoescape=lambda name: bool(name) and name.endswith((".html.j2", ".html", ".xml.j2", ".xml")),
+            autoescape=lambda name: name is not None and name.endswith((".html.j2", ".html", ".xml.j2", ".xml")),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
             trim_blocks=True,

@@ -15,10 +15,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 
-from apscheduler.events import (EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED,
-                                JobEvent, JobExecutionEvent)
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobExecutionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -45,7 +51,7 @@ class Runner:
         self.stop = threading.Event()
         self.exit_when_idle = False
         self.scheduler = BackgroundScheduler(
-            timezone=timezone.utc,
+            timezone=UTC,
             executors={"default": ThreadPoolExecutor(len(dispatcher.channels) + 1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self._running: dict[str, int] = {}

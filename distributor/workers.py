@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, and_, exists, insert, select, text, update
 from sqlalchemy.engine import Engine
@@ -33,9 +33,9 @@ def new_id() -> str:
 def db_now(conn: Connection) -> datetime:
     """The database's clock, so that workers on machines with different clocks judge staleness alike."""
     if conn.dialect.name == "postgresql":
-        return conn.execute(text("SELECT clock_timestamp()")).scalar_one().astimezone(timezone.utc)
-    raw = conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
-    return datetime.fromisoformat(raw).replace(tzinfo=timezone.utc)
+        return conn.execute(text("SELECT clock_timestamp()")).scalar_one().astimezone(UTC)
+    raw: str = conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+    return datetime.fromisoformat(raw).replace(tzinfo=UTC)
 
 
 def alive(cutoff: datetime):

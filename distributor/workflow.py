@@ -20,7 +20,6 @@ from distributor.errors import InputError, StateError
 from distributor.statements.model import Statement, StatementStatus
 from distributor.store.schema import audit, revisions, statements
 
-
 S = StatementStatus
 
 
@@ -79,14 +78,14 @@ def lock(conn: Connection, statement_id: str) -> dict | None:
 
 
 def content(conn: Connection, statement_id: str, revision: int) -> Statement:
-    data = conn.execute(select(revisions.c.content).where(
+    data: dict = conn.execute(select(revisions.c.content).where(
         revisions.c.statement_id == statement_id, revisions.c.number == revision)).scalar_one()
     return Statement.from_dict(data)
 
 
 def imported_at(conn: Connection, statement_id: str) -> dict[int, datetime]:
-    return {n: at for n, at in conn.execute(select(revisions.c.number, revisions.c.imported_at).where(
-        revisions.c.statement_id == statement_id))}
+    return dict(conn.execute(select(revisions.c.number, revisions.c.imported_at).where(
+        revisions.c.statement_id == statement_id)).all())
 
 
 def released(conn: Connection, now: datetime, limit: int) -> list[dict]:
@@ -112,16 +111,16 @@ def _move(conn: Connection, row: dict, to: StatementStatus, at: datetime, **fiel
 def import_statement(conn: Connection, statement: Statement, source: str, actor: str, at: datetime) -> ImportResult:
     statement_id = statement.id
     digest = statement.content_hash()
-    row = conn.execute(select(statements).where(statements.c.id == statement_id)).mappings().first()
-    if row is None:
+    existing = conn.execute(select(statements).where(statements.c.id == statement_id)).mappings().first()
+    if existing is None:
         conn.execute(insert(statements).values(
             id=statement_id, status=S.DRAFT.value, revision=1, created_at=at, updated_at=at))
         _add_revision(conn, statement_id, 1, statement, digest, source, actor, at)
         record(conn, Action.IMPORTED, actor, at, statement_id, 1, source=source, hash=digest)
         return ImportResult(statement_id, 1, created=True, changed=True, approval_revoked=False, cancelled=0)
 
-    row = dict(row)
-    current_hash = conn.execute(select(revisions.c.content_hash).where(
+    row = dict(existing)
+    current_hash: str = conn.execute(select(revisions.c.content_hash).where(
         revisions.c.statement_id == statement_id, revisions.c.number == row["revision"])).scalar_one()
     if current_hash == digest:
         return ImportResult(statement_id, row["revision"], created=False, changed=False, approval_revoked=False,
@@ -156,7 +155,7 @@ def approve(conn: Connection, statement_id: str, by: str, at: datetime) -> dict:
     row = get(conn, statement_id)
     if row["status"] != S.DRAFT.value:
         raise StateError(f"statement {statement_id} is {row['status']}; only a draft can be approved", where=statement_id)
-    digest = conn.execute(select(revisions.c.content_hash).where(
+    digest: str = conn.execute(select(revisions.c.content_hash).where(
         revisions.c.statement_id == statement_id, revisions.c.number == row["revision"])).scalar_one()
     _move(conn, row, S.APPROVED, at, approved_revision=row["revision"], approved_hash=digest, approved_by=by,
           approved_at=at)
@@ -165,7 +164,7 @@ def approve(conn: Connection, statement_id: str, by: str, at: datetime) -> dict:
 
 
 def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, embargo: datetime | None,
-             send_embargoed_at: datetime | None, channels: dict[str, "Timed"]) -> dict:
+             send_embargoed_at: datetime | None, channels: dict[str, Timed]) -> dict:
     """``channels`` maps each chosen channel's name to the channel, which says when it is due."""
     row = get(conn, statement_id)
     if row["status"] in (S.RELEASED.value, S.WITHDRAWN.value):

@@ -7,7 +7,7 @@ import socket
 import threading
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,8 @@ from sqlalchemy import text
 
 from distributor import cli
 from distributor.channels import Context, build
-from distributor.clock import Clock, FixedClock
 from distributor.channels import load_config as load
+from distributor.clock import Clock, FixedClock
 from distributor.dispatch import Dispatcher
 from distributor.render import Renderer
 from distributor.store import connect, init_schema
@@ -243,11 +243,11 @@ def make_system(write_config, run):
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def soon(seconds: float = 3600) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
 STATEMENT = """Press Release

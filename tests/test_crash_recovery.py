@@ -60,7 +60,8 @@ def prepare(system, tmp_path, statement_file, n: int) -> None:
 
 
 def worker(config) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "distributor", "--config", str(config), "-q", "run"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "distributor", "--config", str(config), "-q", "run"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 

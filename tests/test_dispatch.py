@@ -3,18 +3,16 @@
 import json
 import threading
 from collections import Counter
-
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
-from distributor.clock import utcnow
-from distributor.store.schema import deliveries
-
 from distributor.channels.email import EmailChannel
+from distributor.clock import utcnow
 from distributor.outcomes import Outcome, Result
 from distributor.scheduler import Runner
+from distributor.store.schema import deliveries
 from tests.conftest import soon, wait_for
 
 SID = "tro-01-001-2026"

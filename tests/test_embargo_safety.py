@@ -3,7 +3,7 @@
 import email
 import email.policy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ OFFLINE = file_wire() + feed()
 
 
 def utc(*a):
-    return datetime(*a, tzinfo=timezone.utc)
+    return datetime(*a, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("local, zone, instant, subject_time", [
@@ -80,7 +80,7 @@ def test_ambiguous_or_missing_local_times_are_refused(make_system, statement_fil
 
 
 def test_scheduler_down_across_the_embargo_publishes_late_not_never(make_system, statement_file):
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     clock = FixedClock(start)
     system = make_system(clock=clock, extra=OFFLINE)
     system.cli("import", statement_file())
@@ -107,7 +107,7 @@ def test_channels_option_selects_and_social_means_every_account(make_system, sta
     system = make_system(extra=OFFLINE + mastodon("", transport="file") + bluesky("", transport="file"))
     system.cli("import", statement_file())
     system.cli("approve", SID, "--by", "Maya")
-    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert system.cli("schedule", SID, "--embargo", later, "--channels", "email,social").code == 0
     assert json.loads(system.cli("show", SID, "--format", "json").out)["channels"] == ["email", "mastodon", "bluesky"]
     assert system.cli("schedule", SID, "--embargo", later).code == 0

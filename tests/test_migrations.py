@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -59,7 +59,7 @@ def test_a_second_init_is_a_no_op(db_url):
 # -- rows written under the first migration -------------------------------------------------------------------
 
 def at(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 T0 = at(2026, 11, 27, 9, 30, 0, 123456)
@@ -157,7 +157,7 @@ def as_stored(value, column_type, dialect: str):
     """A Python value as plain SQL would write it: SQLite keeps UTC times as naive text, JSON as text."""
     if isinstance(value, datetime):
         if dialect == "sqlite":
-            return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return value
     if value is not None and column_type == "json":
         return json.dumps(value, ensure_ascii=False)
@@ -224,7 +224,7 @@ def test_rows_written_under_the_first_migration_survive_every_later_one(db_url):
                             raw = conn.execute(select(text(column)).select_from(table).where(
                                 *[table.c[k] == row[k] for k in key])).scalar_one()
                             if conn.dialect.name == "sqlite":  # naive text, meaning UTC
-                                assert datetime.fromisoformat(raw).replace(tzinfo=timezone.utc) == row[column]
+                                assert datetime.fromisoformat(raw).replace(tzinfo=UTC) == row[column]
                             else:  # still timestamp with time zone: an aware instant
                                 assert raw.tzinfo is not None and raw == row[column]
 

@@ -3,7 +3,7 @@
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from distributor.scheduler import Runner
 from tests.conftest import soon, wait_for
@@ -22,12 +22,12 @@ def setup_statement(system, tmp_path, statement_file):
 def test_run_exit_when_idle_delivers_and_lifts(make_system, smtp_sink, tmp_path, statement_file):
     system = make_system(transport="smtp", smtp_port=smtp_sink.port)
     setup_statement(system, tmp_path, statement_file)
-    embargo = datetime.now(timezone.utc) + timedelta(seconds=2)
+    embargo = datetime.now(UTC) + timedelta(seconds=2)
     assert system.cli("schedule", SID, "--embargo", embargo.isoformat()).code == 0
     started = time.monotonic()
     result = system.cli("-q", "run", "--exit-when-idle")
     assert result.code == 0
-    assert datetime.now(timezone.utc) >= embargo  # it waited for the lift before exiting
+    assert datetime.now(UTC) >= embargo  # it waited for the lift before exiting
     assert time.monotonic() - started < 10
     assert len(smtp_sink.messages) == 2
     shown = json.loads(system.cli("show", SID, "--format", "json").out)
@@ -62,7 +62,7 @@ def test_statement_scheduled_while_running_is_picked_up_within_a_second(make_sys
 def test_send_time_in_the_future_is_honoured(make_system, smtp_sink, tmp_path, statement_file):
     system = make_system(transport="smtp", smtp_port=smtp_sink.port)
     setup_statement(system, tmp_path, statement_file)
-    send_at = datetime.now(timezone.utc) + timedelta(seconds=3)
+    send_at = datetime.now(UTC) + timedelta(seconds=3)
     system.cli("schedule", SID, "--embargo", soon(3600), "--send-embargoed-at", send_at.isoformat())
     runner = Runner(system.dispatcher)
     thread = threading.Thread(target=runner.run, daemon=True)

@@ -1,6 +1,6 @@
 """The store on every configured database: aware UTC round trips and atomic claims."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -8,7 +8,8 @@ from sqlalchemy import insert, select
 
 from distributor import deliveries
 from distributor.store import connect, init_schema
-from distributor.store.schema import deliveries as deliveries_table, statements, workers
+from distributor.store.schema import deliveries as deliveries_table
+from distributor.store.schema import statements, workers
 
 
 @pytest.fixture
@@ -31,11 +32,11 @@ def test_instants_read_back_aware_utc(engine):
     with engine.connect() as conn:
         created = conn.execute(select(statements.c.created_at)).scalar_one()
     assert created.tzinfo is not None and created.utcoffset() == timedelta(0)
-    assert created == datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc)
+    assert created == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
 
 
 def test_naive_instants_are_refused(engine):
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="naive datetime"):
         with engine.begin() as conn:
             add_statement(conn, datetime(2026, 1, 1))
 
@@ -50,7 +51,7 @@ def claim(conn, now, worker, limit=100, lease=60):
 
 
 def test_claims_never_overlap(engine):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         add_statement(conn, now)
         add_workers(conn, now, "a", "b", "c")
@@ -68,7 +69,7 @@ def test_claims_never_overlap(engine):
 
 
 def test_rows_of_a_worker_whose_heartbeat_stopped_are_taken_over(engine):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         add_statement(conn, now)
         add_workers(conn, now, "live", "taker")
@@ -86,7 +87,7 @@ def test_rows_of_a_worker_whose_heartbeat_stopped_are_taken_over(engine):
 
 
 def test_release_gives_back_unattempted_rows_at_once(engine):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         add_statement(conn, now)
         add_workers(conn, now, "a", "b")
@@ -99,7 +100,7 @@ def test_release_gives_back_unattempted_rows_at_once(engine):
 
 
 def test_plan_is_once_per_revision_and_channel(engine):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         add_statement(conn, now)
         assert deliveries.plan(conn, "s1", 1, "email", ["a@x.example.com", "a@x.example.com"], now, now) == 1
@@ -108,7 +109,7 @@ def test_plan_is_once_per_revision_and_channel(engine):
 
 
 def test_unapproved_or_withdrawn_statements_are_never_claimed(engine):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         add_statement(conn, now, status="withdrawn")
         deliveries.plan(conn, "s1", 1, "email", ["a@x.example.com"], now, now)
@@ -122,7 +123,7 @@ def test_reads_do_not_wait_for_a_writer(engine):
 
     from distributor.store import reading
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         add_statement(conn, now)
     with engine.begin() as writer:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distributor import config
 from distributor.channels.base import Channel, Context, Job
 from distributor.channels.bluesky import BlueskyChannel
 from distributor.channels.email import EmailChannel
 from distributor.channels.feed import FeedChannel
 from distributor.channels.mastodon import MastodonChannel
 from distributor.channels.wire import WireChannel
-from distributor import config
 from distributor.config import Config, Office, Table
 from distributor.errors import InputError
 
@@ -50,7 +50,7 @@ def choose(requested: str | None, configured: dict[str, Any], from_document: tup
     """``--channels email,wire,social`` → channel names; default: the document's list, else every configured one."""
     if requested is None and from_document is None:
         return [name for name in REGISTRY if name in configured]
-    words = [w.strip() for w in (requested.split(",") if requested is not None else from_document) if w.strip()]
+    words = [w.strip() for w in (requested.split(",") if requested is not None else from_document or ()) if w.strip()]
     chosen: list[str] = []
     for word in words:
         names = GROUPS.get(word, (word,))

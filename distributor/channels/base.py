@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
@@ -119,10 +120,10 @@ class Channel(ABC):
     def deliver(self, job: Job, rendered: Any, rows: list[Claimed], report: Report) -> None:
         """Hand the rendered statement to each target and ``report`` each row's outcome as soon as it is known."""
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Open long-lived connections. Channels that hold none need not override it."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Close only what :meth:`open` or :meth:`deliver` opened."""
 
     # -- the one entry point ---------------------------------------------------------------------------------

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -165,7 +166,7 @@ class BlueskyChannel(Channel):
         return render_post(self.context.renderer, "bluesky", job)
 
     def record(self, job: Job, text: str) -> dict:
-        record = {"$type": COLLECTION, "text": text,
+        record: dict[str, Any] = {"$type": COLLECTION, "text": text,
                   "createdAt": self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                   "langs": [job.statement.language or self.context.config.office.language]}
         facets = link_facets(text)
@@ -184,6 +185,7 @@ class BlueskyChannel(Channel):
             except ValueError as exc:
                 report(Outcome(row.id, Result.FAILED, str(exc)))
                 continue
+            assert job.embargo is not None  # public: delivered only after the lift
             rkey = tid(job.embargo, f"{job.statement_id}/r{job.revision}/{account.name}")
             report(self.transports[account.name].post(row, {"rkey": rkey, "record": self.record(job, text)}))
 
@@ -197,6 +199,7 @@ class BlueskyHttp(http.HttpTransport):
         self.session: Session | None = None
 
     def read_secrets(self) -> None:
+        assert self.account.password_env is not None  # required for the http transport
         password = secret(self.account.password_env, f"channels.social ({self.account.name}).password_env")
         self.session = Session(self.account, password, self.client)
 
@@ -205,6 +208,7 @@ class BlueskyHttp(http.HttpTransport):
 
     def send(self, row: Claimed, payload: dict) -> Outcome:
         session, rkey, record = self.session, payload["rkey"], payload["record"]
+        assert session is not None  # made by open(), which post() calls first
         failed = session.ensure()
         if failed is not None:
             return Outcome(row.id, failed.result, f"session: {failed.detail}", retry_after=failed.retry_after)
@@ -225,6 +229,7 @@ class BlueskyHttp(http.HttpTransport):
 
     def existing(self, rkey: str) -> str | None:
         session = self.session
+        assert session is not None
         reply = session.call("GET", "com.atproto.repo.getRecord",
                              params={"repo": session.did or self.account.handle, "collection": COLLECTION,
                                      "rkey": rkey})
@@ -234,7 +239,7 @@ class BlueskyHttp(http.HttpTransport):
         return None
 
 
-TRANSPORTS = {
+TRANSPORTS: dict[str, Callable[..., http.PostTransport]] = {
     "http": BlueskyHttp,
     "file": lambda account, clock: JsonFolder(account.directory),
 }

@@ -6,9 +6,9 @@ embargo has passed. An entry's id is stable and its ``updated`` changes only whe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 from xml.etree import ElementTree as ET
 
 from sqlalchemy import Connection

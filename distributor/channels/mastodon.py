@@ -6,10 +6,10 @@ read from the instance (GET /api/v2/instance) once it answers, falling back to 5
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Iterable
 
 from sqlalchemy import Connection
 
@@ -104,6 +104,7 @@ class MastodonHttp(http.HttpTransport):
         self._limits: tuple[int, int] | None = None
 
     def read_secrets(self) -> None:
+        assert self.account.token_env is not None  # required for the http transport
         self.token = secret(self.account.token_env, f"channels.social ({self.account.name}).token_env")
 
     def forget_secrets(self) -> None:
@@ -141,7 +142,7 @@ class MastodonFile(JsonFolder):
         return DEFAULT_LIMIT, DEFAULT_URL_LENGTH
 
 
-TRANSPORTS = {"http": MastodonHttp, "file": MastodonFile}
+TRANSPORTS: dict[str, type[MastodonHttp | MastodonFile]] = {"http": MastodonHttp, "file": MastodonFile}
 
 
 def _positive_int(value, default: int) -> int:

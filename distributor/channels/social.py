@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import regex
 
@@ -58,9 +58,9 @@ def fit(render: Callable[[str, str], str], title: str, summary: str, limit: int,
                 high = middle - 1
         return found
 
-    text = render(title, summary)
-    if count(text) <= limit:
-        return text
+    whole = render(title, summary)
+    if count(whole) <= limit:
+        return whole
     if summary:
         text = best(summary, lambda s: render(title, s))
         if text is not None:

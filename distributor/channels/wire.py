@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -44,7 +45,7 @@ class WireEndpoint:
 
 def ninjs(job: Job, office: Office, text: str, html: str) -> dict:
     s = job.statement
-    item = {
+    item: dict[str, Any] = {
         "uri": statement_uri(office, job),
         "type": "text",
         "profile": "press-release",
@@ -160,11 +161,12 @@ class WireHttp(http.HttpTransport):
         remote = None
         if reply.result is Result.SENT:
             data = reply.json()
-            remote = str(data.get("id") or data.get("uri") or reply.response.headers.get("Location") or "") or None
+            location = reply.response.headers.get("Location") if reply.response is not None else None
+            remote = str(data.get("id") or data.get("uri") or location or "") or None
         return Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after)
 
 
-TRANSPORTS = {
+TRANSPORTS: dict[str, Callable[..., http.PostTransport]] = {
     "http": WireHttp,
     "file": lambda endpoint, clock: JsonFolder(endpoint.directory),
 }

@@ -16,7 +16,7 @@ def parse_file(path: Path) -> Statement:
     parser = PARSERS.get(path.suffix.lower(), plaintext.parse)
     statement = parser(read_bytes(path, "a statement file (.txt or .md)"), str(path))
     try:
-        statement.id
+        _ = statement.id
     except ValueError as exc:
         raise InputError(str(exc), where=str(path)) from None
     return statement

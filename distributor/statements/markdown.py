@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import frontmatter
 import yaml
@@ -112,7 +112,7 @@ def parse(data: bytes, source: str) -> Statement:
         if embargo.tzinfo is None:
             raise InputError("front matter 'embargo' has no offset; write e.g. 2026-10-15T00:01:00+01:00",
                              where=source)
-        embargo = embargo.astimezone(timezone.utc)
+        embargo = embargo.astimezone(UTC)
     elif isinstance(embargo, str):
         try:
             embargo = parse_instant(embargo)

@@ -66,7 +66,7 @@ class Statement:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Statement":
+    def from_dict(cls, data: dict) -> Statement:
         data = dict(data)
         data["body"] = tuple(data["body"])
         if data.get("channels") is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -107,7 +107,7 @@ def parse_embargo_text(text: str) -> datetime:
             else:
                 raise ValueError(f"unexpected number {token!r} in embargo time; {EXAMPLE}")
         elif re.fullmatch(r"\d{1,2}(?:st|nd|rd|th)?", token):
-            day = _set_once(day, int(re.match(r"\d+", token).group()), "day")
+            day = _set_once(day, int(re.sub(r"\D", "", token)), "day")
         elif lower in ("am", "pm"):
             meridiem = lower
         elif lower in MONTHS:
@@ -133,6 +133,7 @@ def parse_embargo_text(text: str) -> datetime:
                                         ("time zone", abbreviation)) if value is None]
     if missing:
         raise ValueError(f"embargo time lacks {', '.join(missing)}; {EXAMPLE}")
+    assert clock is not None and year is not None and month is not None and day is not None and abbreviation is not None
     hour, minute = clock
     if meridiem:
         if hour == 12:
@@ -156,7 +157,7 @@ def parse_embargo_text(text: str) -> datetime:
 def with_abbreviation(local: datetime, abbreviation: str) -> datetime:
     entry = ZONE_ABBREVIATIONS[abbreviation]
     offset = timedelta(hours=entry.offset_hours)
-    instant = (local - offset).replace(tzinfo=timezone.utc)
+    instant = (local - offset).replace(tzinfo=UTC)
     if entry.in_force_zone:
         zone = ZoneInfo(entry.in_force_zone)
         actual = instant.astimezone(zone)
@@ -178,7 +179,7 @@ def parse_instant(text: str) -> datetime:
     if value is not None:
         if value.tzinfo is None:
             raise ValueError(f"{text!r} has no offset or zone; add one, e.g. '{text}+01:00' or '{text} Europe/London'")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     head, _, zone_name = text.rpartition(" ")
     local = _fromiso(head.strip()) if head else None
     if local is None:
@@ -199,11 +200,11 @@ def localize(local: datetime, zone: ZoneInfo) -> datetime:
     first = local.replace(tzinfo=zone, fold=0)
     second = local.replace(tzinfo=zone, fold=1)
     if first.utcoffset() != second.utcoffset():
-        round_trip = first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None)
+        round_trip = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
         if round_trip != local:
             raise ValueError(f"{local:%Y-%m-%d %H:%M} does not exist in {zone.key} (daylight-saving gap)")
         raise ValueError(f"{local:%Y-%m-%d %H:%M} happens twice in {zone.key} (daylight-saving overlap); give an offset")
-    return first.astimezone(timezone.utc)
+    return first.astimezone(UTC)
 
 
 def _fromiso(text: str) -> datetime | None:

@@ -66,7 +66,7 @@ def alembic_config(engine: Engine):
     return config
 
 
-def init_schema(engine: Engine) -> str:
+def init_schema(engine: Engine) -> str | None:
     """Create or upgrade the schema to the newest revision; safe to repeat. Returns the revision."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext

@@ -25,10 +25,11 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 import requests
 
@@ -83,7 +84,7 @@ def retry_after(value: str | None, now: datetime) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max((when - now).total_seconds(), 0.0)
 
 

@@ -12,13 +12,13 @@ import queue
 import smtplib
 import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from distributor.outcomes import Receipt, Result
 from distributor.config import secret
+from distributor.outcomes import Receipt, Result
 from distributor.transports.base import Envelope, Handed, Handover, RateLimit
 
 log = logging.getLogger("distributor.smtp")
@@ -64,6 +64,7 @@ class SmtpPool:
     # -- connections -----------------------------------------------------------------------------------------
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
+        conn: smtplib.SMTP
         try:
             # Certificates and host names are always verified: against ca_file if set, else the system store.
             tls = (ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
@@ -182,6 +183,7 @@ class SmtpPool:
             previous.wait()
 
     def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, before_data: Callable[[], None]) -> tuple[Result, str | None]:
+        text: bytes | str
         try:
             code, text = conn.mail(envelope.sender)
             if code == 421:

@@ -65,7 +65,7 @@ def test_embargo_guard_in_the_channel_layer(name, make_system, scheduled):
     for before in (timedelta(minutes=10), timedelta(seconds=1), timedelta(microseconds=1)):
         clock.set(embargo - before)
         outcomes = []
-        channel.send(job, channel.render(job, "released"), rows, lambda o: outcomes.append(o) or RECORDED)
+        channel.send(job, channel.render(job, "released"), rows, lambda o, outcomes=outcomes: outcomes.append(o) or RECORDED)
         assert [(o.result, o.detail, o.not_before) for o in outcomes] == [(Result.REFUSED, "refused: embargo", embargo)]
     assert not list((system.config_path.parent / "out").rglob("*.json"))
     assert not (system.config_path.parent / "out" / "feed.atom").exists()

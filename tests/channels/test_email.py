@@ -6,10 +6,9 @@ import hashlib
 import json
 from datetime import timedelta
 
-
-from distributor.clock import FixedClock, utcnow
 from sqlalchemy import update
 
+from distributor.clock import FixedClock, utcnow
 from distributor.outcomes import Outcome, Result
 from distributor.store.schema import workers
 from distributor.workers import Heartbeat, db_now

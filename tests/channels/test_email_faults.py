@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-
 from sqlalchemy import select
 
 from distributor import deliveries

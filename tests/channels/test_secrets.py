@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from distributor.errors import ConfigError
 from tests.channels.conftest import SID, bluesky, by_channel, fixed_now, mastodon, wire
 

@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from werkzeug import Response
@@ -51,8 +51,8 @@ def test_mastodon_counts_every_url_as_23():
 
 
 def test_tid_is_deterministic_and_well_formed():
-    from datetime import datetime, timezone
-    at = datetime(2026, 10, 15, 0, 1, tzinfo=timezone.utc)
+    from datetime import datetime
+    at = datetime(2026, 10, 15, 0, 1, tzinfo=UTC)
     first = tid(at, "s/r1/account")
     assert first == tid(at, "s/r1/account") and first != tid(at, "s/r2/account")
     assert len(first) == 13 and set(first) <= set(TID_ALPHABET) and first[0] in "234567abcdefghij"

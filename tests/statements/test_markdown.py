@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -35,7 +35,7 @@ def test_markdown_statement():
     s = parse(GOOD.encode(), "s.md")
     assert s.title == "Release Zoë now"
     assert s.id == "xyz-11-001-2026"
-    assert s.embargo == datetime(2026, 5, 4, 23, 1, tzinfo=timezone.utc)
+    assert s.embargo == datetime(2026, 5, 4, 23, 1, tzinfo=UTC)
     assert s.body[:4] == ("Intro with bold and a link.", "Demands", "- First demand", "- Second demand")
     assert s.body[4:6] == ("1. One", "2. Two")
     assert s.channels == ("email",)
@@ -61,4 +61,4 @@ def test_markdown_errors(text, message):
 
 def test_embargo_with_iana_zone():
     s = parse(GOOD.replace("2026-05-05T00:01:00+01:00", "'2026-05-05 00:01 Europe/London'").encode(), "s.md")
-    assert s.embargo == datetime(2026, 5, 4, 23, 1, tzinfo=timezone.utc)
+    assert s.embargo == datetime(2026, 5, 4, 23, 1, tzinfo=UTC)
