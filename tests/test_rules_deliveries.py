@@ -574,3 +574,55 @@ def test_status_names_and_groups():
     assert d.ACTIVE == ("pending", "sending", "retrying")
     assert d.CLAIMABLE == ("pending", "retrying")
     assert d.Batch("t").rows == [] and d.Batch("t").rows is not d.Batch("t").rows
+
+
+# -- rules found by mutation testing -----------------------------------------------------------------------------------
+def test_retry_without_retry_after_waits_the_backoff_alone_even_below_a_second(planned):
+    quick = DeliveryPolicy(retry_first_seconds=0.25, retry_max_seconds=900, max_attempts=3)
+    with planned.begin() as conn:
+        batch = claim(conn, limit=1)
+        d.record(conn, batch, [Outcome(batch.rows[0].id, Result.RETRY, "451")], quick, NOW, "w1")
+        assert one(conn, "a@x")["next_attempt_at"] == NOW + timedelta(seconds=0.25)
+
+
+def test_attempt_rows_at_the_same_instant_keep_the_order_they_were_written(planned):
+    with planned.begin() as conn:
+        batch = claim(conn)
+        a, b, c = batch.rows
+        record(conn, batch, Outcome(c.id, Result.SENT), Outcome(a.id, Result.SENT), Outcome(b.id, Result.SENT))
+        assert [h["target"] for h in d.attempt_rows(conn, "s1")] == ["c@x", "a@x", "b@x"]
+
+
+def test_complete_plans_judge_each_statement_and_revision_alone(planned):
+    with planned.begin() as conn:
+        add_statement(conn, "s2")
+        d.plan(conn, "s2", 1, "email", ["a@x"], NOW, NOW)  # s2 r1 email: still pending
+        d.plan(conn, "s1", 2, "email", ["a@x"], NOW, NOW)  # s1 r2 email: still pending
+        conn.execute(update(deliveries).where(deliveries.c.statement_id == "s1", deliveries.c.revision == 1)
+                     .values(status="sent"))
+        done = d.complete_plans(conn, NOW)
+        assert sorted((p["statement_id"], p["revision"], p["channel"]) for p in done) == \
+            [("s1", 1, "email"), ("s1", 1, "wire")]
+        assert {p["channel"]: p["counts"] for p in done} == {"email": {"sent": 3}, "wire": {"sent": 1}}
+        open_plans = conn.execute(select(plans.c.statement_id, plans.c.revision).where(
+            plans.c.completed_at.is_(None)).order_by(plans.c.statement_id, plans.c.revision)).all()
+        assert [tuple(p) for p in open_plans] == [("s1", 2), ("s2", 1)]
+
+
+def test_next_attempts_lists_each_instant_once(planned):
+    with planned.begin() as conn:
+        assert d.next_attempts(conn) == [NOW, NOW + timedelta(hours=1)]  # three rows due at NOW
+
+
+def test_reschedule_gives_each_channel_its_own_due_time(planned):
+    with planned.begin() as conn:
+        d.reschedule_unsent(conn, "s1", 1, {"email": NOW + timedelta(minutes=5), "wire": NOW + timedelta(hours=2)},
+                            NOW)
+        assert {r["channel"]: r["due_at"] for r in rows(conn)} == {"email": NOW + timedelta(minutes=5),
+                                                                   "wire": NOW + timedelta(hours=2)}
+
+
+def test_copies_sent_released_are_not_embargoed_copies(planned):
+    with planned.begin() as conn:
+        conn.execute(update(deliveries).values(status="sent", variant="released"))
+        assert d.sent_embargoed(conn, "s1") == []
