@@ -6,6 +6,7 @@ Real parts only: pytest-httpserver for HTTP, aiosmtpd on loopback for SMTP, the 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -752,3 +753,335 @@ def test_smtp_rate_limit_spaces_messages(sink):
 
 def test_paths_are_under_the_given_folder(tmp_path):
     assert isinstance(MailFolder(tmp_path).directory, Path)
+
+
+# -- rules found by mutation testing -----------------------------------------------------------------------------------
+TLS = Path(__file__).resolve().parent / "channels" / "tls"
+
+
+@pytest.mark.parametrize("error, result, detail", [
+    (requests.ConnectTimeout("x"), Result.RETRY, "timeout: no connection in time"),
+    (requests.ReadTimeout("x"), Result.RETRY, "timeout: no reply in time"),
+    (requests.exceptions.SSLError("handshake cut"), Result.RETRY, "connection failed: TLS handshake failed"),
+    (requests.ConnectionError("x"), Result.RETRY, "connection failed: ConnectionError"),
+    (requests.exceptions.ProxyError("x"), Result.RETRY, "connection failed: ProxyError"),
+    (requests.exceptions.InvalidURL("x"), Result.FAILED, "request failed: InvalidURL"),
+    (requests.exceptions.MissingSchema("x"), Result.FAILED, "request failed: MissingSchema"),
+])
+def test_every_kind_of_network_error(error, result, detail):
+    reply = http.classify_error(error)
+    assert (reply.result, reply.detail, reply.retry_after, reply.response) == (result, detail, None, None)
+
+
+def test_causes_goes_on_past_an_exception_already_seen():
+    a, b = KeyError("a"), KeyError("b")
+    outer = ValueError(b, a, a)
+    assert list(http.causes(outer)) == [outer, a, b]
+
+
+def test_retry_after_date_now_or_past_is_zero():
+    assert http.retry_after("Tue, 01 Jan 2030 00:00:00 GMT", NOW) == 0.0
+    assert http.retry_after("Mon, 31 Dec 2029 23:59:59 GMT", NOW) == 0.0
+
+
+def test_request_options_are_passed_on(httpserver):
+    httpserver.expect_request("/opts", method="POST", json={"a": 1}, headers={"X-Key": "k"}).respond_with_data("ok")
+    client = http.Client(FixedClock(NOW))
+    try:
+        reply = client.send("POST", httpserver.url_for("/opts"), json={"a": 1}, headers={"X-Key": "k"})
+    finally:
+        client.close()
+    assert reply.result is Result.SENT
+
+
+class Posting(http.HttpTransport):
+    def __init__(self, url):
+        super().__init__(FixedClock(NOW))
+        self.url = url
+
+    def send(self, row, payload):
+        reply = self.client.send("POST", self.url, json=payload)
+        from distributor.outcomes import Outcome
+        return Outcome(row.id, reply.result, reply.detail, retry_after=reply.retry_after)
+
+
+def test_transport_reads_retry_after_dates_with_its_clock(httpserver):
+    httpserver.expect_request("/p").respond_with_data("", status=503,
+                                                      headers={"Retry-After": "Tue, 01 Jan 2030 00:00:42 GMT"})
+    transport = Posting(httpserver.url_for("/p"))
+    try:
+        outcome = transport.post(row(), {"x": 1})
+    finally:
+        transport.close()
+    assert (outcome.result, outcome.detail, outcome.retry_after) == (Result.RETRY, "HTTP 503", 42.0)
+
+
+def test_write_atomically_on_another_file_system(tmp_path):
+    import os
+    import tempfile
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tempfile.gettempdir()).st_dev:
+        pytest.skip("needs /dev/shm on a file system of its own")
+    folder = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        write_atomically(folder / "x.json", b"data")  # the temporary is made beside the file, so rename works
+        assert (folder / "x.json").read_bytes() == b"data"
+        assert [p.name for p in folder.iterdir()] == ["x.json"]
+    finally:
+        import shutil
+        shutil.rmtree(folder)
+
+
+def test_mail_folder_open_makes_parents_and_may_be_repeated(tmp_path):
+    folder = MailFolder(tmp_path / "a" / "b" / "outbox")
+    folder.open()
+    folder.open()
+    assert (tmp_path / "a" / "b" / "outbox").is_dir()
+
+
+def test_mail_folder_strips_only_the_angle_brackets(tmp_path):
+    folder = MailFolder(tmp_path)
+    folder.send_many([Envelope(1, "s@x", "r@x", b"D", "<Xs.r1.ab12X@office.example.org>")], lambda h: RECORDED)
+    assert (tmp_path / "Xs.r1" / "r@x.eml").read_bytes() == b"D"
+
+
+def test_smtp_missing_password_error_names_the_key(monkeypatch):
+    monkeypatch.delenv("TEST_SMTP_PASSWORD", raising=False)
+    with pytest.raises(ConfigError) as error:
+        smtp.SmtpPool(smtp.SmtpSettings(username="u", password_env="TEST_SMTP_PASSWORD"))
+    assert str(error.value) == "channels.email.smtp.password_env: environment variable TEST_SMTP_PASSWORD is not set"
+
+
+def test_smtp_username_without_password_logs_in_with_an_empty_one():
+    from aiosmtpd.smtp import AuthResult
+    import warnings
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=getattr(auth_data, "password", None) == b"", handled=False)
+
+    handler = SinkHandler()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        controller = _start_sink(handler, authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1, username="press"))
+    try:
+        assert send(pool, envelopes(1))[0] == Handed(0, Result.SENT, None)
+    finally:
+        pool.close()
+        controller.stop()
+
+
+def test_smtp_refused_greeting_is_a_session_fault_with_the_reply():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def greet():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"554 no  service\r\n")
+                conn.recv(1024)
+
+    threading.Thread(target=greet, daemon=True).start()
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1, timeout=5))
+    try:
+        handed = send(pool, envelopes(2))
+    finally:
+        pool.close()
+        server.close()
+    assert handed == {i: Handed(i, Result.TRANSPORT, "session refused: 554 no service") for i in range(2)}
+
+
+@pytest.fixture
+def trusted_tls(monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS / "cert.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+    return context
+
+
+def test_smtp_over_implicit_tls(trusted_tls):
+    handler = SinkHandler()
+    controller = _start_sink(handler, ssl_context=trusted_tls)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1, security="ssl"))
+    try:
+        handed = send(pool, envelopes(2))
+    finally:
+        pool.close()
+        controller.stop()
+    assert handed == {0: Handed(0, Result.SENT, None), 1: Handed(1, Result.SENT, None)}
+    assert len(handler.messages) == 2
+
+
+def test_smtp_with_starttls(trusted_tls):
+    handler = SinkHandler()
+    controller = _start_sink(handler, tls_context=trusted_tls, require_starttls=True)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1,
+                                           security="starttls"))
+    try:
+        handed = send(pool, envelopes(1))
+    finally:
+        pool.close()
+        controller.stop()
+    assert handed == {0: Handed(0, Result.SENT, None)}
+    plain = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=9, connections=1))
+    plain.close()
+
+
+def test_smtp_starttls_required_but_not_used_is_refused(trusted_tls):
+    handler = SinkHandler()
+    controller = _start_sink(handler, tls_context=trusted_tls, require_starttls=True)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1))
+    try:
+        handed = send(pool, envelopes(1))
+    finally:
+        pool.close()
+        controller.stop()
+    assert handed[0].result is Result.TRANSPORT and handed[0].detail.startswith("MAIL FROM refused: 530 ")
+
+
+def test_smtp_threads_are_named_and_close_waits_for_them(sink):
+    handler, port = sink
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=2))
+    names: list[str] = []
+    pool.send_many(envelopes(2), lambda h: names.append(threading.current_thread().name) or RECORDED)
+    threads = [t for t in threading.enumerate() if t.name.startswith("smtp_")]
+    pool.close()
+    assert names and all(n.startswith("smtp_") for n in names)
+    assert threads and not any(t.is_alive() for t in threads)
+
+
+class NoRecipientHandler(SinkHandler):
+    """Says 251 but keeps no recipient, so the server refuses the DATA command itself."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return "251 noted"
+
+
+def test_smtp_data_command_refused_is_classified():
+    controller = _start_sink(NoRecipientHandler())
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1))
+    try:
+        handed = send(pool, envelopes(2))
+    finally:
+        pool.close()
+        controller.stop()
+    assert handed[0] == Handed(0, Result.FAILED, "DATA: 503 Error: need RCPT command")
+    assert handed[1].result is Result.FAILED
+
+
+def scripted_server(replies: dict[bytes, bytes | None]):
+    """A line-by-line SMTP server: the reply for each command word, or None to hang up."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"220 scripted\r\n")
+                buffer = b""
+                while True:
+                    data = conn.recv(4096)
+                    if not data:
+                        break
+                    buffer += data
+                    hung_up = False
+                    while b"\r\n" in buffer:
+                        line, buffer = buffer.split(b"\r\n", 1)
+                        word = line.split(b" ")[0].split(b":")[0].upper()
+                        reply = replies.get(word, b"250 ok")
+                        if reply is None:
+                            hung_up = True
+                            break
+                        conn.sendall(reply + b"\r\n")
+                    if hung_up:
+                        break
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_smtp_connection_lost_mid_message_is_retried_on_a_new_connection():
+    server = scripted_server({b"MAIL": None})
+    port = server.getsockname()[1]
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1, timeout=5))
+    try:
+        handed = send(pool, envelopes(2))
+    finally:
+        pool.close()
+        server.close()
+    assert {h.result for h in handed.values()} == {Result.RETRY}
+    assert all(h.detail.startswith("connection lost: ") for h in handed.values())
+
+
+def test_smtp_failed_reset_drops_the_connection():
+    server = scripted_server({b"RCPT": b"550 no such user", b"RSET": None})
+    port = server.getsockname()[1]
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1, timeout=5))
+    try:
+        handed = send(pool, envelopes(1))
+    finally:
+        pool.close()
+        server.close()
+    assert handed[0].result is Result.RETRY and handed[0].detail.startswith("RSET failed: ")
+
+
+class QuitCounting(SinkHandler):
+    quits = 0
+
+    async def handle_QUIT(self, server, session, envelope):
+        QuitCounting.quits += 1
+        return "221 bye"
+
+
+def test_smtp_session_fault_closes_the_connection_and_is_logged(caplog):
+    QuitCounting.quits = 0
+    handler = QuitCounting(mail_reply="550 sender not allowed")
+    controller = _start_sink(handler)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1))
+    try:
+        with caplog.at_level(logging.WARNING, logger="distributor.smtp"):
+            send(pool, envelopes(2))
+        assert pool._idle.empty()
+        deadline = time.monotonic() + 5
+        while QuitCounting.quits < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert QuitCounting.quits == 1
+    finally:
+        pool.close()
+        controller.stop()
+    assert [r.getMessage() for r in caplog.records] == ["SMTP transport fault: MAIL FROM refused: 550 sender not allowed"]
+
+
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+def test_smtp_421_gives_up_the_connection(sink, stage):
+    handler, port = sink
+    getattr(handler, f"{stage}_replies")["r0@paper.example.com"] = "421 closing"
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1))
+    try:
+        handed = send(pool, envelopes(1))
+        assert handed[0].result is Result.RETRY
+        assert pool._idle.empty()  # not given back to the pool
+    finally:
+        pool.close()
+
+
+def test_smtp_refused_recipient_keeps_the_connection(sink):
+    handler, port = sink
+    handler.rcpt_replies["r0@paper.example.com"] = "550 no such user"
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1))
+    try:
+        send(pool, envelopes(1))
+        assert pool._idle.qsize() == 1
+    finally:
+        pool.close()
