@@ -55,6 +55,8 @@ class Probe(Channel):
         return embargo if self.public or send_embargoed_at is None else send_embargoed_at
 
     def targets(self, conn, job):
+        # like a real channel: read with the connection given, for the job given
+        conn.execute(select(statements.c.id).where(statements.c.id == job.statement_id)).all()
         return iter(self._targets)
 
     def render(self, job, variant):

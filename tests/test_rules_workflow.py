@@ -492,3 +492,26 @@ def test_lock_returns_the_row(engine):
     imported(engine)
     with engine.begin() as conn:
         assert workflow.lock(conn, SID)["status"] == "draft"
+
+
+# -- rules found by mutation testing -----------------------------------------------------------------------------------
+def test_released_shows_the_current_revision_once(engine):
+    imported(engine)
+    imported(engine, replace(DOC, body=("Changed.",)), actor="bob")
+    with engine.begin() as conn:
+        workflow.approve(conn, SID, "Maya", NOW)
+        workflow.schedule(conn, SID, "ana", NOW, embargo=NOW + HOUR, send_embargoed_at=None, channels=CHANNELS)
+        workflow.release(conn, workflow.get(conn, SID), "s", NOW + HOUR)
+        rows = workflow.released(conn, NOW + HOUR, 10)
+    assert [(r["id"], r["revision"], r["content"]["body"]) for r in rows] == [(SID, 2, ["Changed."])]
+
+
+def test_released_at_the_same_instant_are_ordered_by_id(engine):
+    with engine.begin() as conn:
+        for ref in ("TRO 01/009/2030", "TRO 01/002/2030"):
+            doc = replace(DOC, reference=ref)
+            workflow.import_statement(conn, doc, "f", "ana", NOW)
+            workflow.approve(conn, doc.id, "Maya", NOW)
+            workflow.schedule(conn, doc.id, "ana", NOW, embargo=NOW + HOUR, send_embargoed_at=None, channels=CHANNELS)
+            workflow.release(conn, workflow.get(conn, doc.id), "s", NOW + HOUR)
+        assert [r["id"] for r in workflow.released(conn, NOW + HOUR, 10)] == ["tro-01-002-2030", "tro-01-009-2030"]
