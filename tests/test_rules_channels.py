@@ -84,7 +84,8 @@ def test_public_channel_refuses_every_row_before_the_embargo(caplog):
     assert outcomes == [Outcome(1, Result.REFUSED, "refused: embargo", not_before=EMBARGO),
                         Outcome(2, Result.REFUSED, "refused: embargo", not_before=EMBARGO)]
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
-    assert "plain: refused 2 deliveries of tro-01-001-2030" in caplog.records[0].getMessage()
+    assert caplog.records[0].getMessage() == (f"plain: refused 2 deliveries of tro-01-001-2030: embargo until {EMBARGO} "
+                                              f"(now {EMBARGO - timedelta(microseconds=1)})")
 
 
 def test_public_channel_acts_at_the_embargo_instant():
