@@ -67,7 +67,7 @@ class Probe(Channel):
 
     def deliver(self, job, rendered, rows, report):
         self.sent.append((rendered, [r.target for r in rows], job))
-        if isinstance(self.answer, Exception):
+        if isinstance(self.answer, BaseException):
             raise self.answer
         for row in rows:
             result = self.answer.get(row.target, Result.SENT) if isinstance(self.answer, dict) else self.answer
@@ -518,3 +518,61 @@ def test_idle_when_nothing_is_scheduled_or_active(env):
     with env.engine.begin() as conn:
         deliveries.plan(conn, SID, 1, "late", ["x"], NOW, NOW)
     assert not d.idle()
+
+
+# -- rules found by mutation testing -----------------------------------------------------------------------------------
+class Stop(BaseException):
+    """A stop that no channel catches (as a signal would be)."""
+
+
+def test_a_pass_stops_after_a_batch_of_only_transport_faults_and_refusals(env):
+    env.statement()
+    targets = [f"r{i}@x" for i in range(5)]
+    probe = env.probe(targets=targets, answer={"r2@x": Result.TRANSPORT, "r3@x": Result.REFUSED})
+    d = env.dispatcher(probe)
+    d.advance()
+    assert d.deliver("probe") == {Result.SENT: 2, Result.TRANSPORT: 1, Result.REFUSED: 1}
+    assert [rows for _, rows, _ in probe.sent] == [["r0@x", "r1@x"], ["r2@x", "r3@x"]]
+    assert env.status()["probe:r4@x"] == "pending"  # left for the next pass
+
+
+def test_deliver_claims_only_its_channel_in_this_workers_name(env):
+    env.statement(channels=("probe", "other"))
+    probe, other = env.probe(), env.probe(name="other", targets=["o@x"])
+    holders: list = []
+
+    def deliver(job, rendered, rows, report, original=probe.deliver):
+        with env.engine.connect() as conn:
+            holders.extend(conn.execute(select(delivery_rows.c.worker_id, delivery_rows.c.channel).where(
+                delivery_rows.c.status == "sending")).all())
+        original(job, rendered, rows, report)
+
+    probe.deliver = deliver
+    d = env.dispatcher(probe, other)
+    d.advance()
+    assert d.deliver("probe") == {Result.SENT: 3}
+    assert env.status()["other:o@x"] == "pending" and other.sent == []
+    assert {tuple(h) for h in holders} == {("w1", "probe")}
+
+
+def test_rows_of_a_pass_stopped_hard_go_back_at_once(env):
+    env.statement()
+    probe = env.probe(answer=Stop())
+    d = env.dispatcher(probe)
+    d.advance()
+    env.clock.set(NOW + timedelta(seconds=3))
+    with pytest.raises(Stop):
+        d.deliver("probe")
+    rows = env.rows()
+    assert {(r["status"], r["claimed_by"], r["updated_at"]) for r in rows.values()} == \
+        {("pending", None, NOW + timedelta(seconds=3))}
+
+
+def test_the_delivered_record_names_the_revision(env):
+    env.statement()
+    d = env.dispatcher(env.probe(targets=["a@x"]))
+    d.advance()
+    d.deliver("probe")
+    with env.engine.connect() as conn:
+        last = workflow.audit_trail(conn, SID)[-1]
+    assert (last["action"], last["revision"], last["statement_id"]) == ("delivered", 1, SID)

@@ -1085,3 +1085,90 @@ def test_smtp_refused_recipient_keeps_the_connection(sink):
         assert pool._idle.qsize() == 1
     finally:
         pool.close()
+
+
+def silent_server():
+    """Accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, held
+
+
+@pytest.mark.parametrize("security", ["none", "ssl"])
+def test_smtp_silent_server_times_out(security):
+    server, held = silent_server()
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=server.getsockname()[1], connections=1,
+                                           timeout=0.5, security=security))
+    started = time.monotonic()
+    try:
+        handed = send(pool, envelopes(1))
+    finally:
+        pool.close()
+        server.close()
+        for s in held:
+            s.close()
+    assert handed[0].result is Result.TRANSPORT and handed[0].detail.startswith("cannot connect to ")
+    assert time.monotonic() - started < 5
+
+
+def test_http_default_timeout_applies(monkeypatch):
+    server, held = silent_server()
+    monkeypatch.setattr(http, "TIMEOUT", (0.5, 0.5))
+    client = http.Client(FixedClock(NOW))
+    started = time.monotonic()
+    try:
+        reply = client.send("GET", f"http://127.0.0.1:{server.getsockname()[1]}/")
+    finally:
+        client.close()
+        server.close()
+        for s in held:
+            s.close()
+    assert (reply.result, reply.detail) == (Result.RETRY, "timeout: no reply in time")
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_smtp_untrusted_certificate_is_refused(monkeypatch, security):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+    handler = SinkHandler()
+    options = {"ssl_context": context} if security == "ssl" else {"tls_context": context}
+    controller = _start_sink(handler, **options)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1,
+                                           security=security, timeout=5))
+    try:
+        handed = send(pool, envelopes(1))
+    finally:
+        pool.close()
+        controller.stop()
+    assert handed[0].result is Result.TRANSPORT and "CERTIFICATE_VERIFY_FAILED" in handed[0].detail
+    assert handler.messages == []
+
+
+def test_smtp_dropped_connection_is_closed():
+    QuitCounting.quits = 0
+    handler = QuitCounting()
+    handler.rcpt_replies["r0@paper.example.com"] = "421 closing"
+    controller = _start_sink(handler)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1))
+    try:
+        send(pool, envelopes(1))
+        deadline = time.monotonic() + 5
+        while QuitCounting.quits < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert QuitCounting.quits == 1
+    finally:
+        pool.close()
+        controller.stop()
