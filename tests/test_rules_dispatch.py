@@ -557,7 +557,7 @@ def test_deliver_claims_only_its_channel_in_this_workers_name(env):
 
 def test_rows_of_a_pass_stopped_hard_go_back_at_once(env):
     env.statement()
-    probe = env.probe(answer=Stop())
+    probe = env.probe(targets=["a@x", "b@x"], answer=Stop())
     d = env.dispatcher(probe)
     d.advance()
     env.clock.set(NOW + timedelta(seconds=3))
