@@ -67,9 +67,16 @@ def planned(engine):
         add_statement(conn)
         add_worker(conn, "w1")
         add_worker(conn, "w2")
-        assert d.plan(conn, "s1", 1, "email", ["a@x", "b@x", "c@x"], NOW, NOW - timedelta(minutes=1)) == 3
-        assert d.plan(conn, "s1", 1, "wire", ["newswire"], NOW + timedelta(hours=1), NOW) == 1
+        d.plan(conn, "s1", 1, "email", ["a@x", "b@x", "c@x"], NOW, NOW - timedelta(minutes=1))
+        d.plan(conn, "s1", 1, "wire", ["newswire"], NOW + timedelta(hours=1), NOW)
     return engine
+
+
+def test_plan_returns_the_number_of_rows_planned(engine):
+    with engine.begin() as conn:
+        add_statement(conn)
+        assert d.plan(conn, "s1", 1, "email", ["a@x", "b@x", "c@x"], NOW, NOW) == 3
+        assert d.plan(conn, "s1", 1, "wire", ["newswire"], NOW, NOW) == 1
 
 
 # -- planning -------------------------------------------------------------------------------------------------------
