@@ -576,3 +576,65 @@ def test_the_delivered_record_names_the_revision(env):
     with env.engine.connect() as conn:
         last = workflow.audit_trail(conn, SID)[-1]
     assert (last["action"], last["revision"], last["statement_id"]) == ("delivered", 1, SID)
+
+
+def test_a_statement_with_nothing_due_does_not_hold_up_the_next(env):
+    env.statement(send_at=NOW + timedelta(minutes=10))
+    env.statement(doc=replace(DOC, reference="TRO 01/002/2030"))
+    d = env.dispatcher(env.probe(targets=["a@x"]))
+    d.advance()
+    assert env.status("tro-01-002-2030") == {"probe:a@x": "pending"}
+
+
+def test_two_lifts_in_one_advance_are_counted(env):
+    env.statement()
+    env.statement(doc=replace(DOC, reference="TRO 01/002/2030"))
+    env.clock.set(NOW + HOUR)
+    assert env.dispatcher(env.probe()).advance() == 2
+
+
+def test_the_planned_record_names_the_revision(env):
+    env.statement()
+    env.dispatcher(env.probe()).advance()
+    with env.engine.connect() as conn:
+        last = workflow.audit_trail(conn, SID)[-1]
+    assert (last["action"], last["revision"]) == ("planned", 1)
+
+
+def test_a_plan_is_made_once_and_later_targets_are_not_added(env):
+    env.statement()
+    probe = env.probe(targets=["a@x"])
+    d = env.dispatcher(probe)
+    d.advance()
+    probe._targets.append("late@x")
+    d.advance()
+    assert env.status() == {"probe:a@x": "pending"}
+
+
+def test_an_unconfigured_channel_listed_first_does_not_hold_up_the_others(env):
+    env.statement(channels=("missing", "probe"))
+    env.dispatcher(env.probe(targets=["a@x"])).advance()
+    assert env.status() == {"probe:a@x": "pending"}
+
+
+class Racing(Dispatcher):
+    """Withdraws the first statement it reads, as another command would between the read and the lock."""
+
+    def unplanned(self, conn, row, now):
+        names = super().unplanned(conn, row, now)
+        if row["id"] == SID:
+            with self.engine.begin() as other:
+                other.execute(update(statements).where(statements.c.id == SID).values(status="withdrawn"))
+        return names
+
+
+def test_a_statement_withdrawn_between_the_read_and_the_lock_is_skipped(env):
+    env.statement()
+    env.statement(doc=replace(DOC, reference="TRO 01/002/2030"))
+    env.clock.set(NOW + HOUR)
+    d = Racing(env.context, {"probe": env.probe(targets=["a@x"])}, "w1")
+    assert d.advance() == 1
+    assert env.status() == {}
+    assert env.status("tro-01-002-2030") == {"probe:a@x": "pending"}
+    with env.engine.connect() as conn:
+        assert workflow.get(conn, SID)["status"] == "withdrawn"

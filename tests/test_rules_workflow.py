@@ -515,3 +515,32 @@ def test_released_at_the_same_instant_are_ordered_by_id(engine):
             workflow.schedule(conn, doc.id, "ana", NOW, embargo=NOW + HOUR, send_embargoed_at=None, channels=CHANNELS)
             workflow.release(conn, workflow.get(conn, doc.id), "s", NOW + HOUR)
         assert [r["id"] for r in workflow.released(conn, NOW + HOUR, 10)] == ["tro-01-002-2030", "tro-01-009-2030"]
+
+
+def test_approve_without_a_name_says_so(engine):
+    imported(engine)
+    with engine.begin() as conn, pytest.raises(InputError) as error:
+        workflow.approve(conn, SID, " ", NOW)
+    assert error.value.message == "--by needs the approver's name"
+
+
+def test_schedule_without_an_embargo_says_how_to_give_one(engine):
+    approved(engine)
+    error = schedule_error(engine, embargo=None)
+    assert error.message == "no embargo given and none found in the statement; use --embargo TIME"
+
+
+def test_unchanged_import_of_a_later_revision_is_a_no_op(engine):
+    imported(engine)
+    changed = replace(DOC, body=("Changed.",))
+    imported(engine, changed)
+    result = imported(engine, changed)
+    assert (result.revision, result.changed, result.created) == (2, False, False)
+
+
+def test_schedule_again_moves_public_channels_to_the_new_embargo(engine):
+    scheduled(engine)
+    with engine.begin() as conn:
+        deliveries.plan(conn, SID, 1, "wire", ["newswire"], NOW + HOUR, NOW)
+        workflow.schedule(conn, SID, "bob", NOW, embargo=NOW + 2 * HOUR, send_embargoed_at=None, channels=CHANNELS)
+        assert conn.execute(select(delivery_rows.c.due_at)).scalar_one() == NOW + 2 * HOUR
