@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install bench mutate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,5 +31,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/scale_out.py --recipients 20000 --workers 1,2,3 || status=1; \
 	exit $$status
 
+# Mutation testing of the delivery core ([tool.mutmut] in pyproject.toml); SQLite only, not part of CI.
+mutate: $(STAMP)
+	rm -rf mutants
+	env -u DISTRIBUTOR_TEST_DATABASE_URL $(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2}
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) var outbox build *.egg-info
+	rm -rf $(VENV) var outbox build *.egg-info mutants

@@ -179,6 +179,7 @@ def test_config_option_wins_over_environment(tmp_path, run, write_config, monkey
     assert run(good, "init").code == 0
 
 
+@pytest.mark.subprocess
 def test_console_script_and_module_entry_points(write_config):
     path = write_config()
     env = {**os.environ, "DISTRIBUTOR_CONFIG": str(path)}

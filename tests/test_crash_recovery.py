@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pytest
 from aiosmtpd.controller import Controller
 
 from distributor.dispatch import Dispatcher
@@ -69,6 +70,7 @@ def sent(system) -> int:
     return Counter(r["status"] for r in json.loads(system.cli("log", SID, "--format", "json").out))["sent"]
 
 
+@pytest.mark.subprocess
 def test_kill_9_mid_send_then_restart_loses_no_one(make_system, tmp_path, statement_file):
     n, connections = 3000, 4
     sink = CountingSink()
@@ -111,6 +113,7 @@ def test_kill_9_mid_send_then_restart_loses_no_one(make_system, tmp_path, statem
     assert all(sink.ids[r["target"]][0] == r["remote_id"] for r in rows)
 
 
+@pytest.mark.subprocess
 def test_sigterm_stops_a_send_within_seconds_and_gives_back_the_rest(make_system, tmp_path, statement_file):
     n = 1500
     sink = CountingSink(delay=0.002)
@@ -147,6 +150,7 @@ def test_sigterm_stops_a_send_within_seconds_and_gives_back_the_rest(make_system
     assert all(len(ids) == 1 for ids in sink.ids.values())
 
 
+@pytest.mark.slow
 def test_live_workers_keep_their_rows_with_short_leases_and_a_slow_relay(make_system, tmp_path, statement_file):
     """Leases of 3 s, a relay taking 50 ms a message: the heartbeat renews the claim, so nobody sends twice."""
     n = 240

@@ -5,6 +5,8 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from distributor.scheduler import Runner
 from tests.conftest import soon, wait_for
 
@@ -79,6 +81,7 @@ def test_send_time_in_the_future_is_honoured(make_system, smtp_sink, tmp_path, s
                for r in rows)
 
 
+@pytest.mark.subprocess
 def test_run_stops_cleanly_on_sigterm(write_config, run):
     import signal
     import subprocess

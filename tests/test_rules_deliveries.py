@@ -1,0 +1,635 @@
+"""The delivery state machine, rule by rule, on a real database (SQLite, and PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from distributor import deliveries as d
+from distributor.config import DeliveryPolicy
+from distributor.outcomes import Claimed, Outcome, Result, Variant
+from distributor.store import connect, init_schema
+from distributor.store.schema import attempts, deliveries, plans, statements, workers
+
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+POLICY = DeliveryPolicy(retry_first_seconds=30, retry_max_seconds=900, max_attempts=3)
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = connect(db_url)
+    init_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def add_statement(conn, sid="s1", status="scheduled", revision=1, approved=1, embargo=NOW + timedelta(hours=1)):
+    conn.execute(insert(statements).values(id=sid, status=status, revision=revision, approved_revision=approved,
+                                           created_at=NOW, updated_at=NOW, embargo=embargo))
+
+
+def add_worker(conn, wid, seen_ago: float = 0, stopped: bool = False):
+    conn.execute(insert(workers).values(id=wid, host="h", pid=1, started_at=NOW,
+                                        last_seen=NOW - timedelta(seconds=seen_ago),
+                                        stopped_at=NOW if stopped else None))
+
+
+def rows(conn, **where) -> list[dict]:
+    query = select(deliveries).order_by(deliveries.c.id)
+    for key, value in where.items():
+        query = query.where(deliveries.c[key] == value)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def one(conn, target) -> dict:
+    [r] = rows(conn, target=target)
+    return r
+
+
+def set_row(conn, target, **values):
+    conn.execute(update(deliveries).where(deliveries.c.target == target).values(**values))
+
+
+CUTOFF = NOW - timedelta(seconds=15)
+
+
+def claim(conn, worker="w1", channel="email", now=NOW, limit=100, lease=60.0, cutoff=CUTOFF):
+    return d.claim(conn, channel, now, worker, limit, lease, cutoff)
+
+
+@pytest.fixture
+def planned(engine):
+    """s1 r1: three email rows due at NOW, one wire row; a live worker w1 and w2."""
+    with engine.begin() as conn:
+        add_statement(conn)
+        add_worker(conn, "w1")
+        add_worker(conn, "w2")
+        d.plan(conn, "s1", 1, "email", ["a@x", "b@x", "c@x"], NOW, NOW - timedelta(minutes=1))
+        d.plan(conn, "s1", 1, "wire", ["newswire"], NOW + timedelta(hours=1), NOW)
+    return engine
+
+
+def test_plan_returns_the_number_of_rows_planned(engine):
+    with engine.begin() as conn:
+        add_statement(conn)
+        assert d.plan(conn, "s1", 1, "email", ["a@x", "b@x", "c@x"], NOW, NOW) == 3
+        assert d.plan(conn, "s1", 1, "wire", ["newswire"], NOW, NOW) == 1
+
+
+# -- planning -------------------------------------------------------------------------------------------------------
+def test_planned_rows_start_pending_and_due(planned):
+    with planned.connect() as conn:
+        r = one(conn, "a@x")
+        plan = dict(conn.execute(select(plans).where(plans.c.channel == "email")).mappings().one())
+    assert (r["statement_id"], r["revision"], r["channel"], r["status"], r["attempts"]) == \
+        ("s1", 1, "email", "pending", 0)
+    assert r["due_at"] == r["next_attempt_at"] == NOW
+    assert r["updated_at"] == NOW - timedelta(minutes=1)
+    assert (r["last_error"], r["claimed_by"], r["worker_id"], r["lease_until"], r["sent_at"]) == (None,) * 5
+    assert (plan["targets"], plan["planned_at"], plan["completed_at"]) == (3, NOW - timedelta(minutes=1), None)
+
+
+def test_plan_with_no_targets_is_planned_with_zero(engine):
+    with engine.begin() as conn:
+        add_statement(conn)
+        assert d.plan(conn, "s1", 1, "email", [], NOW, NOW) == 0
+        assert d.planned_channels(conn, "s1", 1) == {"email"}
+        assert rows(conn) == []
+        assert d.plan(conn, "s1", 1, "email", ["late@x"], NOW, NOW) is None
+
+
+def test_finish_plan_counts_only_its_own_rows_and_is_done_once(planned):
+    with planned.begin() as conn:
+        add_statement(conn, "s2")
+        d.plan_chunk(conn, "s2", 1, "email", ["a@x", "b@x"], NOW, NOW)
+        d.plan_chunk(conn, "s2", 1, "email", ["b@x", "c@x"], NOW, NOW)  # an interrupted plan resumed
+        d.plan_chunk(conn, "s2", 2, "email", ["z@x"], NOW, NOW)
+        d.plan_chunk(conn, "s2", 1, "wire", ["newswire"], NOW, NOW)
+        assert d.finish_plan(conn, "s2", 1, "email", NOW) == 3
+        assert d.finish_plan(conn, "s2", 1, "email", NOW) is None
+        assert d.planned_channels(conn, "s2", 1) == {"email"}
+        assert d.planned_channels(conn, "s2", 2) == set()
+        assert d.planned_channels(conn, "s1", 1) == {"email", "wire"}
+
+
+# -- rescheduling and cancelling ------------------------------------------------------------------------------------
+def test_reschedule_moves_unsent_rows_and_cancels_dropped_channels(planned):
+    later = NOW + timedelta(hours=5)
+    with planned.begin() as conn:
+        set_row(conn, "b@x", status="sent")
+        set_row(conn, "c@x", status="retrying")
+        add_statement(conn, "s2")
+        d.plan(conn, "s2", 1, "email", ["other@x"], NOW, NOW)
+        d.plan(conn, "s2", 1, "wire", ["newswire"], NOW, NOW)
+        d.reschedule_unsent(conn, "s1", 1, {"email": later}, NOW + timedelta(seconds=1))
+        a, b, c = one(conn, "a@x"), one(conn, "b@x"), one(conn, "c@x")
+        wire = rows(conn, statement_id="s1", channel="wire")[0]
+        others = rows(conn, statement_id="s2")
+    assert (a["due_at"], a["next_attempt_at"], a["updated_at"]) == (later, later, NOW + timedelta(seconds=1))
+    assert (c["due_at"], c["status"]) == (later, "retrying")
+    assert (b["due_at"], b["status"]) == (NOW, "sent")
+    assert (wire["status"], wire["last_error"]) == ("cancelled", "channel dropped by reschedule")
+    assert wire["updated_at"] == NOW + timedelta(seconds=1)
+    assert a["status"] == "pending"
+    assert [(r["status"], r["due_at"]) for r in others] == [("pending", NOW), ("pending", NOW)]
+
+
+def test_reschedule_of_one_revision_leaves_the_other(planned):
+    with planned.begin() as conn:
+        d.plan(conn, "s1", 2, "wire", ["newswire"], NOW, NOW)
+        d.reschedule_unsent(conn, "s1", 1, {"email": NOW}, NOW)
+        assert [r["status"] for r in rows(conn, channel="wire")] == ["cancelled", "pending"]
+
+
+def test_cancel_unsent_by_revision_channel_and_target(planned):
+    with planned.begin() as conn:
+        d.plan(conn, "s1", 2, "email", ["a@x"], NOW, NOW)
+        d.plan(conn, "s1", 3, "email", ["a@x"], NOW, NOW)
+        set_row(conn, "b@x", status="sending")
+        assert d.cancel_unsent(conn, "s1", NOW, "superseded", before_revision=2) == 3  # a, c by email; the wire row
+        assert [r["status"] for r in rows(conn, target="a@x")] == ["cancelled", "pending", "pending"]
+        assert one(conn, "b@x")["status"] == "sending"  # being sent: it finishes
+        assert one(conn, "c@x")["last_error"] == "superseded"
+        assert d.cancel_unsent(conn, "s1", NOW, "x", channel="wire") == 0
+        assert d.cancel_unsent(conn, "s1", NOW, "only a", target="a@x", channel="email") == 2
+        assert [r["last_error"] for r in rows(conn, target="a@x")] == ["superseded", "only a", "only a"]
+
+
+def test_cancel_unsent_touches_only_its_statement_and_channel(planned):
+    with planned.begin() as conn:
+        add_statement(conn, "s2")
+        d.plan(conn, "s2", 1, "email", ["a@x"], NOW, NOW)
+        assert d.cancel_unsent(conn, "s1", NOW, "withdrawn", channel="email") == 3
+        assert rows(conn, statement_id="s2")[0]["status"] == "pending"
+        assert rows(conn, channel="wire")[0]["status"] == "pending"
+        stamped = one(conn, "b@x")
+        assert (stamped["status"], stamped["updated_at"]) == ("cancelled", NOW)
+
+
+def test_cancel_target_across_statements_on_one_channel(planned):
+    with planned.begin() as conn:
+        add_statement(conn, "s2")
+        d.plan(conn, "s2", 1, "email", ["a@x", "b@x"], NOW, NOW)
+        d.plan(conn, "s2", 1, "wire", ["a@x"], NOW, NOW)
+        set_row(conn, "b@x", status="failed")
+        assert d.cancel_target(conn, "email", "a@x", NOW + timedelta(seconds=2), "unsubscribed") == 2
+        cancelled = [r for r in rows(conn) if r["status"] == "cancelled"]
+        assert {(r["statement_id"], r["channel"], r["target"]) for r in cancelled} == \
+            {("s1", "email", "a@x"), ("s2", "email", "a@x")}
+        assert {(r["last_error"], r["updated_at"]) for r in cancelled} == {("unsubscribed", NOW + timedelta(seconds=2))}
+        assert d.cancel_target(conn, "email", "b@x", NOW, "x") == 0  # failed and sent rows stay as they are
+
+
+# -- claiming --------------------------------------------------------------------------------------------------------
+def test_claim_takes_due_rows_in_order_and_marks_them(planned):
+    with planned.begin() as conn:
+        set_row(conn, "a@x", next_attempt_at=NOW - timedelta(seconds=1))  # due first
+        set_row(conn, "c@x", attempts=2)
+        batch = claim(conn, "w1", limit=2, lease=90)
+        assert re.fullmatch(r"w1/[0-9a-f]{12}", batch.token)
+        assert [c.target for c in batch.rows] == ["a@x", "b@x"]
+        first = batch.rows[0]
+        assert first == Claimed(first.id, "s1", 1, "email", "a@x", 0, NOW)
+        r = one(conn, "a@x")
+        assert (r["status"], r["claimed_by"], r["worker_id"], r["lease_until"], r["updated_at"]) == \
+            ("sending", batch.token, "w1", NOW + timedelta(seconds=90), NOW)
+        assert one(conn, "c@x")["status"] == "pending"
+        rest = claim(conn, "w2")
+        assert [(c.target, c.attempts) for c in rest.rows] == [("c@x", 2)]
+        assert rest.token != batch.token
+        assert claim(conn, "w2").rows == []
+        assert conn.execute(select(attempts)).all() == []  # nothing was abandoned
+
+
+def test_claim_orders_by_next_attempt_then_id(planned):
+    with planned.begin() as conn:
+        set_row(conn, "c@x", next_attempt_at=NOW - timedelta(seconds=5))
+        set_row(conn, "b@x", next_attempt_at=NOW - timedelta(seconds=3))
+        batch = claim(conn, limit=1)
+        assert [c.target for c in batch.rows] == ["c@x"]
+        assert [c.target for c in claim(conn, limit=1).rows] == ["b@x"]
+
+
+def test_claim_returns_rows_sorted_by_id(planned):
+    with planned.begin() as conn:
+        set_row(conn, "c@x", next_attempt_at=NOW - timedelta(seconds=5))
+        assert [c.target for c in claim(conn).rows] == ["a@x", "b@x", "c@x"]
+
+
+def test_claim_due_boundary_is_inclusive(planned):
+    with planned.begin() as conn:
+        assert claim(conn, now=NOW - timedelta(microseconds=1)).rows == []
+        assert len(claim(conn, now=NOW).rows) == 3
+
+
+def test_claim_only_its_channel(planned):
+    with planned.begin() as conn:
+        assert claim(conn, channel="wire").rows == []  # due at the embargo, an hour on
+        batch = claim(conn, channel="wire", now=NOW + timedelta(hours=1))
+        assert [(c.channel, c.target) for c in batch.rows] == [("wire", "newswire")]
+
+
+@pytest.mark.parametrize("status, claimable", [("pending", True), ("retrying", True), ("sent", False),
+                                               ("failed", False), ("cancelled", False)])
+def test_claimable_statuses(planned, status, claimable):
+    with planned.begin() as conn:
+        set_row(conn, "a@x", status=status)
+        assert ("a@x" in [c.target for c in claim(conn).rows]) is claimable
+
+
+@pytest.mark.parametrize("status, approved, revision, claimable", [
+    ("scheduled", 1, 1, True), ("released", 1, 1, True), ("approved", 1, 1, False), ("draft", None, 1, False),
+    ("withdrawn", 1, 1, False), ("scheduled", 2, 2, False),
+])
+def test_only_rows_of_a_live_approved_revision_are_claimed(engine, status, approved, revision, claimable):
+    with engine.begin() as conn:
+        add_statement(conn, "s1", status=status, revision=revision, approved=approved)
+        add_statement(conn, "s2")  # a live statement whose id must match
+        add_worker(conn, "w1")
+        d.plan(conn, "s1", 1, "email", ["a@x"], NOW, NOW)
+        assert d.due_channels(conn, NOW, CUTOFF) == (["email"] if claimable else [])
+        assert bool(claim(conn).rows) is claimable
+
+
+def test_a_sending_row_is_taken_over_when_its_lease_ran_out(planned):
+    with planned.begin() as conn:
+        held = claim(conn, "w1", lease=60)
+        at_lease_end = NOW + timedelta(seconds=60)
+        assert claim(conn, "w2", now=at_lease_end, cutoff=CUTOFF).rows == []  # the lease still holds at its end
+        taken = claim(conn, "w2", now=at_lease_end + timedelta(microseconds=1), cutoff=CUTOFF)
+        assert [c.id for c in taken.rows] == [c.id for c in held.rows]
+        history = conn.execute(select(attempts).order_by(attempts.c.delivery_id)).mappings().all()
+        assert [(h["delivery_id"], h["outcome"], h["worker"], h["detail"], h["at"]) for h in history] == \
+            [(c.id, "abandoned", "w2", f"{held.token} stopped; taken over", at_lease_end + timedelta(microseconds=1))
+             for c in held.rows]
+        assert {r["worker_id"] for r in rows(conn, channel="email")} == {"w2"}
+
+
+@pytest.mark.parametrize("seen_ago, stopped, taken", [(0, False, False), (14, False, False), (15, False, False),
+                                                      (16, False, True), (0, True, True)])
+def test_a_sending_row_of_a_silent_or_stopped_worker_is_taken_over(planned, seen_ago, stopped, taken):
+    with planned.begin() as conn:
+        add_worker(conn, "w3", seen_ago=seen_ago, stopped=stopped)
+        held = claim(conn, "w3", lease=3600)
+        assert len(held.rows) == 3
+        assert d.due_channels(conn, NOW, CUTOFF) == (["email"] if taken else [])
+        assert bool(claim(conn, "w1").rows) is taken
+
+
+def test_a_sending_row_without_a_worker_row_is_taken_over(planned):
+    with planned.begin() as conn:
+        claim(conn, "ghost", lease=3600)
+        assert len(claim(conn, "w1").rows) == 3
+
+
+# -- release ---------------------------------------------------------------------------------------------------------
+def test_release_gives_back_pending_or_retrying_and_only_its_own_rows(planned):
+    with planned.begin() as conn:
+        set_row(conn, "b@x", attempts=1, status="retrying")
+        batch = claim(conn, "w1", limit=2)
+        other = claim(conn, "w2")
+        assert d.release(conn, batch, NOW + timedelta(seconds=3)) == 2
+        a, b, c = one(conn, "a@x"), one(conn, "b@x"), one(conn, "c@x")
+        assert (a["status"], b["status"], c["status"]) == ("pending", "retrying", "sending")
+        assert (a["claimed_by"], a["worker_id"], a["lease_until"], a["updated_at"]) == \
+            (None, None, None, NOW + timedelta(seconds=3))
+        assert c["claimed_by"] == other.token
+        assert d.release(conn, batch, NOW) == 0
+
+
+def test_release_leaves_recorded_rows(planned):
+    with planned.begin() as conn:
+        batch = claim(conn)
+        d.record(conn, batch, [Outcome(batch.rows[0].id, Result.SENT)], POLICY, NOW, "w1")
+        assert d.release(conn, batch, NOW) == 2
+        assert [r["status"] for r in rows(conn, channel="email")] == ["sent", "pending", "pending"]
+
+
+# -- recording outcomes ----------------------------------------------------------------------------------------------
+def record(conn, batch, *outcomes, now=NOW, policy=POLICY, worker="w1"):
+    return d.record(conn, batch, outcomes, policy, now, worker)
+
+
+def test_sent_is_recorded_with_its_remote_id_and_variant(planned):
+    later = NOW + timedelta(seconds=7)
+    with planned.begin() as conn:
+        batch = claim(conn)
+        a, b, c = batch.rows
+        counts = record(conn, batch, Outcome(a.id, Result.SENT, remote_id="<m1@x>", variant=Variant.EMBARGOED),
+                        Outcome(b.id, Result.SENT, detail="ignored"), now=later, worker="w9")
+        assert counts == {Result.SENT: 2}
+        ra, rb = one(conn, "a@x"), one(conn, "b@x")
+        assert (ra["status"], ra["attempts"], ra["sent_at"], ra["remote_id"], ra["variant"], ra["last_error"]) == \
+            ("sent", 1, later, "<m1@x>", "embargoed", None)
+        assert (ra["lease_until"], ra["claimed_by"], ra["worker_id"], ra["updated_at"], ra["next_attempt_at"]) == \
+            (None, None, None, later, later)
+        assert (rb["status"], rb["variant"], rb["remote_id"], rb["last_error"]) == ("sent", None, None, None)
+        history = conn.execute(select(attempts).order_by(attempts.c.id)).mappings().all()
+        assert [(h["delivery_id"], h["at"], h["outcome"], h["detail"], h["worker"]) for h in history] == \
+            [(a.id, later, "sent", None, "w9"), (b.id, later, "sent", "ignored", "w9")]
+        assert one(conn, "c@x")["status"] == "sending"
+
+
+def test_refused_goes_back_to_pending_at_the_embargo_without_counting_an_attempt(planned):
+    embargo = NOW + timedelta(hours=1)
+    with planned.begin() as conn:
+        set_row(conn, "b@x", attempts=2)
+        batch = claim(conn)
+        a, b, c = batch.rows
+        counts = record(conn, batch, Outcome(a.id, Result.REFUSED, "refused: embargo", not_before=embargo),
+                        Outcome(b.id, Result.REFUSED, "refused: embargo"))
+        assert counts == {Result.REFUSED: 2}
+        ra, rb = one(conn, "a@x"), one(conn, "b@x")
+        assert (ra["status"], ra["attempts"], ra["next_attempt_at"], ra["last_error"], ra["sent_at"]) == \
+            ("pending", 0, embargo, "refused: embargo", None)
+        assert (ra["claimed_by"], ra["worker_id"], ra["lease_until"]) == (None, None, None)
+        assert (rb["status"], rb["attempts"], rb["next_attempt_at"]) == ("pending", 2, NOW)
+        assert [h.outcome for h in conn.execute(select(attempts.c.outcome))] == ["refused", "refused"]
+
+
+def test_cancelled_keeps_the_attempt_count(planned):
+    with planned.begin() as conn:
+        set_row(conn, "a@x", attempts=1)
+        batch = claim(conn, limit=1)
+        assert record(conn, batch, Outcome(batch.rows[0].id, Result.CANCELLED, "suppressed")) == {Result.CANCELLED: 1}
+        r = one(conn, "a@x")
+        assert (r["status"], r["attempts"], r["last_error"], r["claimed_by"]) == ("cancelled", 1, "suppressed", None)
+        assert conn.execute(select(attempts.c.outcome)).scalar_one() == "cancelled"
+
+
+def test_failed_is_final_with_its_reason(planned):
+    with planned.begin() as conn:
+        batch = claim(conn, limit=1)
+        assert record(conn, batch, Outcome(batch.rows[0].id, Result.FAILED, "550 no such user")) == {Result.FAILED: 1}
+        r = one(conn, "a@x")
+        assert (r["status"], r["attempts"], r["last_error"], r["sent_at"], r["lease_until"]) == \
+            ("failed", 1, "550 no such user", None, None)
+        assert conn.execute(select(attempts.c.outcome)).scalar_one() == "failed"
+
+
+def test_retry_backs_off_and_gives_up_at_max_attempts(planned):
+    with planned.begin() as conn:
+        set_row(conn, "a@x", attempts=0)
+        set_row(conn, "b@x", attempts=1)
+        set_row(conn, "c@x", attempts=2)  # the third attempt is the last (max_attempts = 3)
+        batch = claim(conn)
+        a, b, c = batch.rows
+        counts = record(conn, batch, *(Outcome(r.id, Result.RETRY, "451 later") for r in batch.rows))
+        assert counts == {Result.RETRY: 3}
+        ra, rb, rc = one(conn, "a@x"), one(conn, "b@x"), one(conn, "c@x")
+        assert (ra["status"], ra["attempts"], ra["next_attempt_at"], ra["last_error"]) == \
+            ("retrying", 1, NOW + timedelta(seconds=30), "451 later")
+        assert (rb["status"], rb["attempts"], rb["next_attempt_at"]) == ("retrying", 2, NOW + timedelta(seconds=60))
+        assert (rc["status"], rc["attempts"], rc["last_error"]) == ("failed", 3, "gave up after 3 attempts: 451 later")
+        assert (ra["claimed_by"], ra["worker_id"], ra["lease_until"], ra["sent_at"]) == (None, None, None, None)
+        assert [h.outcome for h in conn.execute(select(attempts.c.outcome))] == ["retry"] * 3
+
+
+def test_retry_after_longer_than_the_backoff_is_followed_and_shorter_is_not(planned):
+    with planned.begin() as conn:
+        batch = claim(conn, limit=2)
+        a, b = batch.rows
+        record(conn, batch, Outcome(a.id, Result.RETRY, "429", retry_after=120.5),
+               Outcome(b.id, Result.RETRY, "429", retry_after=5))
+        assert one(conn, "a@x")["next_attempt_at"] == NOW + timedelta(seconds=120.5)
+        assert one(conn, "b@x")["next_attempt_at"] == NOW + timedelta(seconds=30)
+
+
+def test_transport_faults_never_exhaust_the_attempts(planned):
+    with planned.begin() as conn:
+        set_row(conn, "a@x", attempts=10)
+        batch = claim(conn, limit=1)
+        assert record(conn, batch, Outcome(batch.rows[0].id, Result.TRANSPORT, "relay down")) == {Result.TRANSPORT: 1}
+        r = one(conn, "a@x")
+        assert (r["status"], r["attempts"], r["last_error"], r["next_attempt_at"]) == \
+            ("retrying", 11, "relay down", NOW + timedelta(seconds=900))
+        assert conn.execute(select(attempts.c.outcome)).scalar_one() == "transport"
+
+
+def test_outcomes_for_rows_not_in_the_batch_are_ignored(planned):
+    with planned.begin() as conn:
+        batch = claim(conn, limit=1)
+        counts = record(conn, batch, Outcome(9999, Result.SENT), Outcome(batch.rows[0].id, Result.SENT))
+        assert counts == {Result.SENT: 1}
+        assert len(conn.execute(select(attempts)).all()) == 1
+        assert record(conn, batch) == {}
+
+
+def test_outcome_for_a_row_taken_over_by_another_claim_is_not_written(planned):
+    with planned.begin() as conn:
+        stale = claim(conn, "w1", limit=1, lease=1)
+        fresh = claim(conn, "w2", now=NOW + timedelta(seconds=2), limit=1)
+        assert [c.id for c in fresh.rows] == [c.id for c in stale.rows]
+        record(conn, stale, Outcome(stale.rows[0].id, Result.FAILED, "late answer"))
+        r = one(conn, "a@x")
+        assert (r["status"], r["claimed_by"]) == ("sending", fresh.token)
+
+
+def test_outcome_for_a_row_no_longer_sending_is_not_written(planned):
+    with planned.begin() as conn:
+        batch = claim(conn, limit=1)
+        set_row(conn, "a@x", status="cancelled")
+        record(conn, batch, Outcome(batch.rows[0].id, Result.SENT))
+        assert one(conn, "a@x")["status"] == "cancelled"
+
+
+def test_counts_add_up_per_result(planned):
+    with planned.begin() as conn:
+        batch = claim(conn)
+        a, b, c = batch.rows
+        counts = record(conn, batch, Outcome(a.id, Result.SENT), Outcome(b.id, Result.FAILED, "x"),
+                        Outcome(c.id, Result.SENT))
+        assert counts == {Result.SENT: 2, Result.FAILED: 1}
+
+
+# -- what the scheduler reads ----------------------------------------------------------------------------------------
+def test_sent_embargoed_lists_revision_and_channel_once(planned):
+    with planned.begin() as conn:
+        d.plan(conn, "s1", 2, "email", ["a@x"], NOW, NOW)
+        set_row(conn, "a@x", status="sent", variant="embargoed")
+        set_row(conn, "b@x", status="sent", variant="embargoed")
+        set_row(conn, "c@x", status="sent", variant="released")
+        conn.execute(update(deliveries).where(deliveries.c.channel == "wire").values(status="pending",
+                                                                                     variant="embargoed"))
+        assert d.sent_embargoed(conn, "s1") == [(1, "email"), (2, "email")] or \
+            sorted(d.sent_embargoed(conn, "s1")) == [(1, "email"), (2, "email")]
+        assert d.sent_embargoed(conn, "s2") == []
+        set_row(conn, "a@x", status="failed")
+        assert d.sent_embargoed(conn, "s1") == [(1, "email")]
+
+
+def test_due_channels_and_active_count(planned):
+    with planned.begin() as conn:
+        assert d.due_channels(conn, NOW, CUTOFF) == ["email"]
+        assert sorted(d.due_channels(conn, NOW + timedelta(hours=1), CUTOFF)) == ["email", "wire"]
+        assert d.due_channels(conn, NOW - timedelta(seconds=1), CUTOFF) == []
+        assert d.active_count(conn) == 4
+        set_row(conn, "a@x", status="sending")
+        set_row(conn, "b@x", status="retrying")
+        assert d.active_count(conn) == 4
+        for status in ("sent", "failed", "cancelled"):
+            set_row(conn, "c@x", status=status)
+            assert d.active_count(conn) == 3
+
+
+def test_next_attempts_are_distinct_ordered_claimable_and_limited(planned):
+    with planned.begin() as conn:
+        set_row(conn, "a@x", next_attempt_at=NOW + timedelta(seconds=30), status="retrying")
+        set_row(conn, "c@x", status="sending")
+        assert d.next_attempts(conn) == [NOW, NOW + timedelta(seconds=30), NOW + timedelta(hours=1)]
+        assert d.next_attempts(conn, limit=2) == [NOW, NOW + timedelta(seconds=30)]
+        set_row(conn, "b@x", status="sent")
+        assert d.next_attempts(conn) == [NOW + timedelta(seconds=30), NOW + timedelta(hours=1)]
+
+
+def test_next_attempts_default_limit_is_100(engine):
+    with engine.begin() as conn:
+        add_statement(conn)
+        d.plan(conn, "s1", 1, "email", [f"r{i}@x" for i in range(120)], NOW, NOW)
+        for i in range(120):
+            set_row(conn, f"r{i}@x", next_attempt_at=NOW + timedelta(seconds=i))
+        assert len(d.next_attempts(conn)) == 100
+
+
+def test_complete_plans_once_nothing_is_active(planned):
+    with planned.begin() as conn:
+        assert d.complete_plans(conn, NOW) == []
+        set_row(conn, "a@x", status="sent")
+        set_row(conn, "b@x", status="failed")
+        assert d.complete_plans(conn, NOW) == []
+        set_row(conn, "c@x", status="sent")
+        done = d.complete_plans(conn, NOW + timedelta(seconds=4))
+        assert [(p["statement_id"], p["revision"], p["channel"], p["targets"], p["counts"]) for p in done] == \
+            [("s1", 1, "email", 3, {"sent": 2, "failed": 1})]
+        completed = conn.execute(select(plans.c.channel, plans.c.completed_at).order_by(plans.c.channel)).all()
+        assert [tuple(r) for r in completed] == [("email", NOW + timedelta(seconds=4)), ("wire", None)]
+        assert d.complete_plans(conn, NOW + timedelta(seconds=5)) == []
+
+
+@pytest.mark.parametrize("status", ["pending", "sending", "retrying"])
+def test_a_plan_with_any_active_row_is_not_complete(planned, status):
+    with planned.begin() as conn:
+        conn.execute(update(deliveries).values(status="sent"))
+        set_row(conn, "b@x", status=status)
+        assert [p["channel"] for p in d.complete_plans(conn, NOW)] == ["wire"]
+
+
+def test_status_counts_filter_by_statement_revision_and_channel(planned):
+    with planned.begin() as conn:
+        add_statement(conn, "s2")
+        d.plan(conn, "s2", 1, "email", ["a@x"], NOW, NOW)
+        d.plan(conn, "s1", 2, "email", ["a@x"], NOW, NOW)
+        set_row(conn, "a@x", status="sent")
+        assert d.status_counts(conn) == {"sent": 3, "pending": 3}
+        assert d.status_counts(conn, "s1") == {"sent": 2, "pending": 3}
+        assert d.status_counts(conn, "s1", 1) == {"sent": 1, "pending": 3}
+        assert d.status_counts(conn, "s1", 1, "email") == {"sent": 1, "pending": 2}
+        assert d.status_counts(conn, revision=2) == {"sent": 1}
+        assert d.status_counts(conn, channel="wire") == {"pending": 1}
+
+
+def test_log_rows_carry_the_embargo_in_order_and_filter(planned):
+    with planned.begin() as conn:
+        add_statement(conn, "s0", embargo=NOW)
+        d.plan(conn, "s0", 1, "email", ["z@x"], NOW, NOW)
+        set_row(conn, "b@x", status="failed", last_error="550")
+        log = list(d.log_rows(conn))
+        assert [(r["statement"], r["channel"], r["target"]) for r in log] == \
+            [("s0", "email", "z@x"), ("s1", "email", "a@x"), ("s1", "email", "b@x"), ("s1", "email", "c@x"),
+             ("s1", "wire", "newswire")]
+        b = log[2]
+        assert (b["status"], b["error"], b["attempts"], b["revision"], b["embargo"], b["due_at"]) == \
+            ("failed", "550", 0, 1, NOW + timedelta(hours=1), NOW)
+        assert set(b) == {"statement", "revision", "channel", "target", "status", "attempts", "error", "due_at",
+                          "sent_at", "remote_id", "variant", "next_attempt_at", "embargo"}
+        assert [r["target"] for r in d.log_rows(conn, "s0")] == ["z@x"]
+
+
+def test_log_rows_order_by_revision_before_channel(engine):
+    with engine.begin() as conn:
+        add_statement(conn)
+        d.plan(conn, "s1", 2, "email", ["a@x"], NOW, NOW)
+        d.plan(conn, "s1", 1, "wire", ["w"], NOW, NOW)
+        d.plan(conn, "s1", 1, "email", ["b@x", "a@x"], NOW, NOW)
+        assert [(r["revision"], r["channel"], r["target"]) for r in d.log_rows(conn)] == \
+            [(1, "email", "b@x"), (1, "email", "a@x"), (1, "wire", "w"), (2, "email", "a@x")]
+
+
+def test_attempt_rows_in_order_of_time_for_one_statement(planned):
+    with planned.begin() as conn:
+        add_statement(conn, "s2")
+        d.plan(conn, "s2", 1, "email", ["o@x"], NOW, NOW)
+        batch = claim(conn, limit=3)
+        a, b, c = batch.rows
+        record(conn, batch, Outcome(b.id, Result.RETRY, "451"), now=NOW + timedelta(seconds=2))
+        record(conn, batch, Outcome(a.id, Result.SENT), Outcome(c.id, Result.FAILED, "550"),
+               now=NOW + timedelta(seconds=1))
+        history = d.attempt_rows(conn, "s1")
+        assert [(h["target"], h["outcome"], h["detail"], h["at"]) for h in history] == \
+            [("a@x", "sent", None, NOW + timedelta(seconds=1)), ("c@x", "failed", "550", NOW + timedelta(seconds=1)),
+             ("b@x", "retry", "451", NOW + timedelta(seconds=2))]
+        assert set(history[0]) == {"channel", "target", "at", "outcome", "detail", "worker"}
+        assert history[0]["channel"] == "email" and history[0]["worker"] == "w1"
+        assert d.attempt_rows(conn, "s2") == []
+
+
+def test_status_names_and_groups():
+    assert [s.value for s in d.DeliveryStatus] == ["pending", "sending", "sent", "retrying", "failed", "cancelled"]
+    assert d.ACTIVE == ("pending", "sending", "retrying")
+    assert d.CLAIMABLE == ("pending", "retrying")
+    assert d.Batch("t").rows == [] and d.Batch("t").rows is not d.Batch("t").rows
+
+
+# -- rules found by mutation testing -----------------------------------------------------------------------------------
+def test_retry_without_retry_after_waits_the_backoff_alone_even_below_a_second(planned):
+    quick = DeliveryPolicy(retry_first_seconds=0.25, retry_max_seconds=900, max_attempts=3)
+    with planned.begin() as conn:
+        batch = claim(conn, limit=1)
+        d.record(conn, batch, [Outcome(batch.rows[0].id, Result.RETRY, "451")], quick, NOW, "w1")
+        assert one(conn, "a@x")["next_attempt_at"] == NOW + timedelta(seconds=0.25)
+
+
+def test_attempt_rows_at_the_same_instant_keep_the_order_they_were_written(planned):
+    with planned.begin() as conn:
+        batch = claim(conn)
+        a, b, c = batch.rows
+        record(conn, batch, Outcome(c.id, Result.SENT), Outcome(a.id, Result.SENT), Outcome(b.id, Result.SENT))
+        assert [h["target"] for h in d.attempt_rows(conn, "s1")] == ["c@x", "a@x", "b@x"]
+
+
+def test_complete_plans_judge_each_statement_and_revision_alone(planned):
+    with planned.begin() as conn:
+        add_statement(conn, "s2")
+        d.plan(conn, "s2", 1, "email", ["a@x"], NOW, NOW)  # s2 r1 email: still pending
+        d.plan(conn, "s1", 2, "email", ["a@x"], NOW, NOW)  # s1 r2 email: still pending
+        conn.execute(update(deliveries).where(deliveries.c.statement_id == "s1", deliveries.c.revision == 1)
+                     .values(status="sent"))
+        done = d.complete_plans(conn, NOW)
+        assert sorted((p["statement_id"], p["revision"], p["channel"]) for p in done) == \
+            [("s1", 1, "email"), ("s1", 1, "wire")]
+        assert {p["channel"]: p["counts"] for p in done} == {"email": {"sent": 3}, "wire": {"sent": 1}}
+        open_plans = conn.execute(select(plans.c.statement_id, plans.c.revision).where(
+            plans.c.completed_at.is_(None)).order_by(plans.c.statement_id, plans.c.revision)).all()
+        assert [tuple(p) for p in open_plans] == [("s1", 2), ("s2", 1)]
+
+
+def test_next_attempts_lists_each_instant_once(planned):
+    with planned.begin() as conn:
+        assert d.next_attempts(conn) == [NOW, NOW + timedelta(hours=1)]  # three rows due at NOW
+
+
+def test_reschedule_gives_each_channel_its_own_due_time(planned):
+    with planned.begin() as conn:
+        d.reschedule_unsent(conn, "s1", 1, {"email": NOW + timedelta(minutes=5), "wire": NOW + timedelta(hours=2)},
+                            NOW)
+        assert {r["channel"]: r["due_at"] for r in rows(conn)} == {"email": NOW + timedelta(minutes=5),
+                                                                   "wire": NOW + timedelta(hours=2)}
+
+
+def test_copies_sent_released_are_not_embargoed_copies(planned):
+    with planned.begin() as conn:
+        conn.execute(update(deliveries).values(status="sent", variant="released"))
+        assert d.sent_embargoed(conn, "s1") == []
