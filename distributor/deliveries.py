@@ -103,21 +103,43 @@ def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: d
         status=DeliveryStatus.CANCELLED.value, last_error="channel dropped by reschedule", updated_at=now))
 
 
-def _claimable(channel: str | None, now: datetime, cutoff: datetime):
-    """Rows a worker may take now: due and unsent, or being sent by a worker that stopped beating (heartbeat
-    older than ``cutoff``) or whose lease ran out; of a live, approved statement."""
-    live = select(statements.c.id).where(
+def _live():
+    """SQL condition: the row belongs to the approved revision of a statement that is scheduled or released."""
+    return select(statements.c.id).where(
         statements.c.status.in_((StatementStatus.SCHEDULED.value, StatementStatus.RELEASED.value)),
         statements.c.approved_revision == deliveries.c.revision,
         statements.c.id == deliveries.c.statement_id,
     ).exists()
+
+
+def _claimable(channel: str | None, now: datetime, cutoff: datetime):
+    """Rows a worker may take now: due and unsent, or being sent by a worker that stopped beating (heartbeat
+    older than ``cutoff``) or whose lease ran out; of a live, approved statement."""
     return and_(
         deliveries.c.channel == channel if channel is not None else true(),
         or_(and_(deliveries.c.status.in_(CLAIMABLE), deliveries.c.next_attempt_at <= now),
             and_(deliveries.c.status == DeliveryStatus.SENDING.value,
                  or_(deliveries.c.lease_until < now, ~alive(cutoff)))),
-        live,
+        _live(),
     )
+
+
+def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime, limit: int) -> list[int]:
+    """Ids of up to ``limit`` claimable rows, soonest due first. One query per status, each an ordered walk of
+    the (status, channel, next_attempt_at) index that stops at ``limit``: the cost does not grow with the list."""
+    found: list[tuple[datetime, int]] = []
+    for status in (*CLAIMABLE, DeliveryStatus.SENDING.value):
+        condition = [deliveries.c.status == status, deliveries.c.channel == channel, _live()]
+        if status == DeliveryStatus.SENDING.value:
+            condition.append(or_(deliveries.c.lease_until < now, ~alive(cutoff)))
+        else:
+            condition.append(deliveries.c.next_attempt_at <= now)
+        query = select(deliveries.c.next_attempt_at, deliveries.c.id).where(*condition).order_by(
+            deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=deliveries)
+        found += [(at, i) for at, i in conn.execute(query)]
+    return [i for _, i in sorted(found)[:limit]]
 
 
 def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int, lease_seconds: float,
@@ -127,11 +149,7 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
     ``cutoff`` is the database's now less the worker timeout: rows of a worker not seen since are taken over.
     """
     token = f"{worker}/{uuid.uuid4().hex[:12]}"
-    candidates = select(deliveries.c.id).where(_claimable(channel, now, cutoff)).order_by(
-        deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=deliveries)
-    ids = [r[0] for r in conn.execute(candidates)]
+    ids = _candidates(conn, channel, now, cutoff, limit)
     if not ids:
         return Batch(token)
     abandoned = conn.execute(select(deliveries.c.id, deliveries.c.claimed_by).where(
@@ -240,8 +258,11 @@ def sent_embargoed(conn: Connection, statement_id: str) -> list[tuple[int, str]]
         deliveries.c.variant == Variant.EMBARGOED.value).distinct())]
 
 
-def due_channels(conn: Connection, now: datetime, cutoff: datetime) -> list[str]:
-    return [r[0] for r in conn.execute(select(deliveries.c.channel).where(_claimable(None, now, cutoff)).distinct())]
+def due_channels(conn: Connection, now: datetime, cutoff: datetime, channels: Iterable[str] | None = None) -> list[str]:
+    """The channels with a row to claim now. Give the channel names to keep this cheap on a long list."""
+    if channels is None:
+        channels = sorted(conn.execute(select(plans.c.channel).distinct()).scalars())
+    return [name for name in channels if _candidates(conn, name, now, cutoff, 1)]
 
 
 def active_count(conn: Connection) -> int:
@@ -249,11 +270,24 @@ def active_count(conn: Connection) -> int:
         deliveries.c.status.in_(ACTIVE))).scalar_one()
 
 
-def next_attempts(conn: Connection, limit: int = 100) -> list[datetime]:
-    """The soonest instants at which a pending or retrying row becomes due (for precise date jobs)."""
-    return [r[0] for r in conn.execute(select(deliveries.c.next_attempt_at).where(
-        deliveries.c.status.in_(CLAIMABLE)).group_by(deliveries.c.next_attempt_at)
-        .order_by(deliveries.c.next_attempt_at).limit(limit))]
+def any_active(conn: Connection) -> bool:
+    return conn.execute(select(deliveries.c.id).where(deliveries.c.status.in_(ACTIVE)).limit(1)).first() is not None
+
+
+def next_attempts(conn: Connection, after: datetime, channels: Iterable[str] | None = None) -> list[datetime]:
+    """For each channel, the soonest instant after ``after`` at which a pending or retrying row becomes due (for a
+    precise wake-up). One index seek per status and channel."""
+    if channels is None:
+        channels = sorted(conn.execute(select(plans.c.channel).distinct()).scalars())
+    instants = set()
+    for channel in channels:
+        for status in CLAIMABLE:
+            soonest = conn.execute(select(func.min(deliveries.c.next_attempt_at)).where(
+                deliveries.c.status == status, deliveries.c.channel == channel,
+                deliveries.c.next_attempt_at > after)).scalar()
+            if soonest is not None:
+                instants.add(soonest)
+    return sorted(instants)
 
 
 def complete_plans(conn: Connection, now: datetime) -> list[dict]:
@@ -261,6 +295,11 @@ def complete_plans(conn: Connection, now: datetime) -> list[dict]:
     open_plans = conn.execute(select(plans).where(plans.c.completed_at.is_(None))).mappings().all()
     done = []
     for p in open_plans:
+        active = conn.execute(select(deliveries.c.id).where(
+            deliveries.c.status.in_(ACTIVE), deliveries.c.channel == p["channel"],
+            deliveries.c.statement_id == p["statement_id"], deliveries.c.revision == p["revision"]).limit(1)).first()
+        if active is not None:
+            continue  # cheap while a long send is under way; counted once, when it is done
         counts = status_counts(conn, p["statement_id"], p["revision"], p["channel"])
         if not any(counts.get(s, 0) for s in ACTIVE):
             marked = conn.execute(update(plans).where(

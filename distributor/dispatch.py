@@ -232,15 +232,14 @@ class Dispatcher:
         now = self.clock.now()
         with reading(self.engine) as conn:
             instants = {t for r in workflow.scheduled(conn) for t in (r["send_embargoed_at"], r["embargo"]) if t}
-            instants.update(deliveries.next_attempts(conn))
+            instants.update(deliveries.next_attempts(conn, now, self.channels))
         return sorted(t for t in instants if t > now)
 
     def due_channels(self) -> list[str]:
         """Channels with rows to claim now (pending or retrying and due, or sending past their lease)."""
         with reading(self.engine) as conn:
-            return [name for name in deliveries.due_channels(conn, self.clock.now(), self.cutoff(conn))
-                    if name in self.channels]
+            return deliveries.due_channels(conn, self.clock.now(), self.cutoff(conn), self.channels)
 
     def idle(self) -> bool:
         with reading(self.engine) as conn:
-            return not workflow.scheduled(conn) and deliveries.active_count(conn) == 0
+            return not workflow.scheduled(conn) and not deliveries.any_active(conn)

@@ -475,23 +475,26 @@ def test_due_channels_and_active_count(planned):
             assert d.active_count(conn) == 3
 
 
-def test_next_attempts_are_distinct_ordered_claimable_and_limited(planned):
+def test_next_attempts_are_the_soonest_future_instant_per_channel_of_claimable_rows(planned):
+    early = NOW - timedelta(seconds=1)
     with planned.begin() as conn:
         set_row(conn, "a@x", next_attempt_at=NOW + timedelta(seconds=30), status="retrying")
-        set_row(conn, "c@x", status="sending")
-        assert d.next_attempts(conn) == [NOW, NOW + timedelta(seconds=30), NOW + timedelta(hours=1)]
-        assert d.next_attempts(conn, limit=2) == [NOW, NOW + timedelta(seconds=30)]
+        set_row(conn, "c@x", status="sending", next_attempt_at=NOW + timedelta(seconds=10))
+        assert d.next_attempts(conn, early) == [NOW, NOW + timedelta(seconds=30), NOW + timedelta(hours=1)]
+        assert d.next_attempts(conn, early, ["email"]) == [NOW, NOW + timedelta(seconds=30)]
+        assert d.next_attempts(conn, NOW) == [NOW + timedelta(seconds=30), NOW + timedelta(hours=1)]
         set_row(conn, "b@x", status="sent")
-        assert d.next_attempts(conn) == [NOW + timedelta(seconds=30), NOW + timedelta(hours=1)]
+        assert d.next_attempts(conn, early, ["email"]) == [NOW + timedelta(seconds=30)]
+        assert d.next_attempts(conn, early, ["nothing"]) == []
 
 
-def test_next_attempts_default_limit_is_100(engine):
-    with engine.begin() as conn:
-        add_statement(conn)
-        d.plan(conn, "s1", 1, "email", [f"r{i}@x" for i in range(120)], NOW, NOW)
-        for i in range(120):
-            set_row(conn, f"r{i}@x", next_attempt_at=NOW + timedelta(seconds=i))
-        assert len(d.next_attempts(conn)) == 100
+def test_any_active(planned):
+    with planned.begin() as conn:
+        assert d.any_active(conn)
+        conn.execute(update(deliveries).values(status="sent"))
+        assert not d.any_active(conn)
+        set_row(conn, "a@x", status="retrying")
+        assert d.any_active(conn)
 
 
 def test_complete_plans_once_nothing_is_active(planned):
@@ -618,7 +621,7 @@ def test_complete_plans_judge_each_statement_and_revision_alone(planned):
 
 def test_next_attempts_lists_each_instant_once(planned):
     with planned.begin() as conn:
-        assert d.next_attempts(conn) == [NOW, NOW + timedelta(hours=1)]  # three rows due at NOW
+        assert d.next_attempts(conn, NOW - timedelta(seconds=1)) == [NOW, NOW + timedelta(hours=1)]  # three due at NOW
 
 
 def test_reschedule_gives_each_channel_its_own_due_time(planned):
