@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, true, update
 
@@ -127,7 +128,7 @@ def _claimable(channel: str | None, now: datetime, cutoff: datetime):
 def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime, limit: int) -> list[int]:
     """Ids of up to ``limit`` claimable rows, soonest due first. One query per status, each an ordered walk of
     the (status, channel, next_attempt_at) index that stops at ``limit``: the cost does not grow with the list."""
-    found: list[tuple[datetime, int]] = []
+    found: list[tuple[Any, Any]] = []  # (next_attempt_at, id)
     for status in (*CLAIMABLE, DeliveryStatus.SENDING.value):
         condition = [deliveries.c.status == status, deliveries.c.channel == channel, _live()]
         if status == DeliveryStatus.SENDING.value:
@@ -138,7 +139,7 @@ def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime,
             deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=deliveries)
-        found += [(at, i) for at, i in conn.execute(query)]
+        found.extend((row[0], row[1]) for row in conn.execute(query))
     return [i for _, i in sorted(found)[:limit]]
 
 
