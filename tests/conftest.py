@@ -50,6 +50,15 @@ def db_url(request, tmp_path) -> str:
     return url
 
 
+@pytest.fixture
+def engine(db_url):
+    """An initialised database on every configured backend."""
+    engine = connect(db_url)
+    init_schema(engine)
+    yield engine
+    engine.dispose()
+
+
 @dataclass
 class Received:
     mail_from: str

@@ -11,19 +11,10 @@ from sqlalchemy import insert, select, update
 from distributor import deliveries as d
 from distributor.config import DeliveryPolicy
 from distributor.outcomes import Claimed, Outcome, Result, Variant
-from distributor.store import connect, init_schema
 from distributor.store.schema import attempts, deliveries, plans, statements, workers
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 POLICY = DeliveryPolicy(retry_first_seconds=30, retry_max_seconds=900, max_attempts=3)
-
-
-@pytest.fixture
-def engine(db_url):
-    engine = connect(db_url)
-    init_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def add_statement(conn, sid="s1", status="scheduled", revision=1, approved=1, embargo=NOW + timedelta(hours=1)):

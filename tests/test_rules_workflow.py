@@ -12,7 +12,6 @@ from sqlalchemy import select, update
 from distributor import deliveries, workflow
 from distributor.errors import InputError, StateError
 from distributor.statements.model import Statement, StatementStatus
-from distributor.store import connect, init_schema
 from distributor.store.schema import deliveries as delivery_rows
 from distributor.store.schema import statements
 from distributor.workflow import Action
@@ -33,14 +32,6 @@ class Timed:
 
 
 CHANNELS = {"email": Timed(False), "wire": Timed(True)}
-
-
-@pytest.fixture
-def engine(db_url):
-    engine = connect(db_url)
-    init_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def trail(conn, sid=SID) -> list[tuple]:

@@ -7,17 +7,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from distributor import deliveries
-from distributor.store import connect, init_schema
 from distributor.store.schema import deliveries as deliveries_table
 from distributor.store.schema import statements, workers
-
-
-@pytest.fixture
-def engine(db_url):
-    engine = connect(db_url)
-    init_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def add_statement(conn, now, status="scheduled"):
