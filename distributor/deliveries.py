@@ -193,18 +193,20 @@ def record(conn: Connection, batch: Batch, outcomes: Iterable[Outcome], policy: 
         attempt_rows.append({"delivery_id": row.id, "at": now, "outcome": _attempt_label(outcome),
                              "detail": outcome.detail, "worker": worker})
     if updates:
-        statement = update(deliveries).where(
-            deliveries.c.id == bindparam("b_id"), deliveries.c.claimed_by == batch.token,
-            deliveries.c.status == DeliveryStatus.SENDING.value,
-        ).values({key: bindparam(key) for key in _COLUMNS})
-        conn.execute(statement, [{**_EMPTY, **u} for u in updates])
-        conn.execute(insert(attempts), attempt_rows)
+        conn.execute(_RECORD, [{**_EMPTY, **u, "b_token": batch.token} for u in updates])
+        conn.execute(_ATTEMPT, attempt_rows)
     return counts
 
 
 _COLUMNS = ("status", "attempts", "last_error", "next_attempt_at", "sent_at", "remote_id", "variant",
             "lease_until", "claimed_by", "worker_id", "updated_at")
 _EMPTY = dict.fromkeys(_COLUMNS)
+# Built once: the statements of the hottest path, each outcome as it arrives.
+_RECORD = update(deliveries).where(
+    deliveries.c.id == bindparam("b_id"), deliveries.c.claimed_by == bindparam("b_token"),
+    deliveries.c.status == DeliveryStatus.SENDING.value,
+).values({key: bindparam(key) for key in _COLUMNS})
+_ATTEMPT = insert(attempts)
 
 
 def _attempt_label(outcome: Outcome) -> str:

@@ -22,7 +22,7 @@ from distributor.clock import FixedClock
 from distributor.errors import ConfigError
 from distributor.outcomes import RECORDED, Claimed, Result
 from distributor.transports import http, smtp
-from distributor.transports.base import Envelope, Handed, RateLimit, write_atomically
+from distributor.transports.base import Envelope, Handed, RateLimit, SharedBody, dot_stuffed, write_atomically
 from distributor.transports.file import JsonFolder, MailFolder, safe_name
 from tests.conftest import SinkHandler, _start_sink
 
@@ -447,6 +447,45 @@ def test_smtp_sends_each_envelope_once_over_the_configured_connections(sink):
     assert all(h.detail is None for h in handed.values())
     assert sorted(m.rcpt_tos[0] for m in handler.messages) == sorted(f"r{i}@paper.example.com" for i in range(7))
     assert all(m.mail_from == "press@office.example.org" for m in handler.messages)
+
+
+def test_smtp_lines_starting_with_a_dot_arrive_intact(sink):
+    handler, port = sink
+    shared = SharedBody(b"Subject: s\r\n\r\n.\r\n..two\r\n.end")
+    items = [Envelope(1, "press@office.example.org", "ana@paper.example.com", b"To: ana@paper.example.com\r\n",
+                      "<m1@o>", shared),
+             Envelope(2, "press@office.example.org", "bo@paper.example.com", b"Subject: t\r\n\r\n.lone\r\n", "<m2@o>")]
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1))
+    try:
+        assert {h.result for h in send(pool, items).values()} == {Result.SENT}
+    finally:
+        pool.close()
+    got = {m.rcpt_tos[0]: m.data for m in handler.messages}
+    assert got["ana@paper.example.com"] == b"To: ana@paper.example.com\r\nSubject: s\r\n\r\n.\r\n..two\r\n.end\r\n"
+    assert got["bo@paper.example.com"] == b"Subject: t\r\n\r\n.lone\r\n"
+    assert items[0].message == b"To: ana@paper.example.com\r\n" + shared.raw
+
+
+def test_dot_stuffing_doubles_a_leading_dot_on_every_line_and_nothing_else():
+    assert dot_stuffed(b".a\r\nb.c\r\n.\r\n") == b"..a\r\nb.c\r\n..\r\n"
+    assert Envelope(1, "s@x", "r@x", b"a\r\n", "<m@x>").smtp_data() == b"a\r\n.\r\n"
+    assert Envelope(1, "s@x", "r@x", b"a", "<m@x>").smtp_data() == b"a\r\n.\r\n"
+
+
+@pytest.mark.parametrize("recipient", ["Bob <bob@x.example>", "bob @x.example", "bob@x.example\r\nRCPT TO:<e@x>",
+                                       "jo@b\u00fccher.example", "tab\t@x.example"])
+def test_smtp_an_address_that_cannot_go_in_rcpt_to_fails_alone(sink, recipient):
+    handler, port = sink
+    items = [Envelope(9, "press@office.example.org", recipient, b"Subject: a\r\n\r\nx\r\n", "<m9@o>"),
+             *envelopes(2)[1:]]
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1))
+    try:
+        handed = send(pool, items)
+    finally:
+        pool.close()
+    assert handed[9].result is Result.FAILED and "not a deliverable address" in (handed[9].detail or "")
+    assert handed[1].result is Result.SENT
+    assert [m.rcpt_tos for m in handler.messages] == [["r1@paper.example.com"]]
 
 
 def test_smtp_nothing_to_send_opens_nothing():

@@ -23,7 +23,7 @@ from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, positive
 from distributor.outcomes import Claimed, Outcome, Receipt, Report, Result, Variant
 from distributor.store import reading
-from distributor.transports.base import Envelope, Handed, MailTransport
+from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody
 from distributor.transports.file import MailFolder
 from distributor.transports.smtp import SmtpPool, SmtpSettings
 
@@ -45,16 +45,19 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
-    head: bytes   # From, Subject, Reply-To, List-Unsubscribe, MIME-Version, Content-Type: same for everyone
-    body: bytes   # the encoded multipart body
+    shared: SharedBody  # From, Subject, Reply-To, List-Unsubscribe, MIME headers and the encoded body
+
+    @staticmethod
+    def own_headers(to: str, name: str, message_id: str, date: datetime) -> bytes:
+        """The three headers of one recipient's copy; everything after them is ``shared``."""
+        display = _CONTROL.sub(" ", name).strip()[:100]
+        return (f"To: {formataddr((display, to), charset='utf-8')}\r\n"
+                f"Date: {format_datetime(date)}\r\n"
+                f"Message-ID: {message_id}\r\n").encode("ascii")
 
     def message(self, to: str, name: str, message_id: str, date: datetime) -> bytes:
-        """The whole message for one recipient: three headers of its own, the rest shared."""
-        display = _CONTROL.sub(" ", name).strip()[:100]
-        own = (f"To: {formataddr((display, to), charset='utf-8')}\r\n"
-               f"Date: {format_datetime(date)}\r\n"
-               f"Message-ID: {message_id}\r\n").encode("ascii")
-        return own + self.head + b"\r\n" + self.body
+        """The whole message for one recipient."""
+        return self.own_headers(to, name, message_id, date) + self.shared.raw
 
 
 def one_line(text: str) -> str:
@@ -138,7 +141,7 @@ class EmailChannel(Channel):
                 + SMTP.fold("Reply-To", office.reply_to)
                 + SMTP.fold("List-Unsubscribe", f"<mailto:{office.unsubscribe_mailto}?subject=unsubscribe>")
                 ).encode("ascii") + mime_head + b"\r\n"
-        return RenderedEmail(variant, subject, text, html, head, encoded)
+        return RenderedEmail(variant, subject, text, html, SharedBody(head + b"\r\n" + encoded))
 
     def open(self) -> None:
         self.transport.open()
@@ -161,8 +164,8 @@ class EmailChannel(Channel):
                 continue
             mid = message_id(job, row.target, self.office.domain)
             ids[row.id] = mid
-            data = rendered.message(row.target, names.get(row.target, ""), mid, now)
-            envelopes.append(Envelope(row.id, self.office.from_addr, row.target, data, mid))
+            own = rendered.own_headers(row.target, names.get(row.target, ""), mid, now)
+            envelopes.append(Envelope(row.id, self.office.from_addr, row.target, own, mid, rendered.shared))
 
         def handed(result: Handed) -> Receipt:
             return report(Outcome(result.key, result.result, result.detail, remote_id=ids[result.key],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 import time
@@ -14,13 +15,50 @@ from typing import Protocol
 from distributor.outcomes import Receipt, Result
 
 
+_LINE_START_DOT = re.compile(rb"(?m)^\.")
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """SMTP DATA form of CRLF-ended lines (RFC 5321 4.5.2): a line that starts with "." gets another."""
+    return _LINE_START_DOT.sub(b"..", data)
+
+
+class SharedBody:
+    """The bytes every recipient of one message shares; their SMTP form is made once, on first use."""
+
+    __slots__ = ("raw", "_stuffed")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._stuffed: bytes | None = None
+
+    @property
+    def stuffed(self) -> bytes:
+        if self._stuffed is None:
+            self._stuffed = dot_stuffed(self.raw)
+        return self._stuffed
+
+
+NO_BODY = SharedBody(b"")
+
+
 @dataclass(frozen=True)
 class Envelope:
     key: int              # the delivery row
     sender: str
     recipient: str
-    data: bytes           # the whole message, CRLF line ends
+    data: bytes           # this recipient's own part: whole lines, CRLF line ends (all of it without ``body``)
     message_id: str
+    body: SharedBody = NO_BODY  # what follows ``data``, the same for every recipient
+
+    @property
+    def message(self) -> bytes:
+        return self.data + self.body.raw
+
+    def smtp_data(self) -> bytes:
+        """The message as DATA sends it: dot-stuffed, ended by CRLF "." CRLF."""
+        stuffed = dot_stuffed(self.data) + self.body.stuffed
+        return stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ class MailFolder:
     def send_many(self, envelopes: list[Envelope], handover: Handover) -> None:
         for envelope in envelopes:
             folder = self.directory / safe_name(envelope.message_id.strip("<>").split("@")[0].rsplit(".", 1)[0])
-            write_atomically(folder / f"{safe_name(envelope.recipient)}.eml", envelope.data)
+            write_atomically(folder / f"{safe_name(envelope.recipient)}.eml", envelope.message)
             if handover(Handed(envelope.key, Result.SENT, None)).stop:
                 break
 

@@ -183,25 +183,27 @@ class SmtpPool:
             previous.wait()
 
     def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, before_data: Callable[[], None]) -> tuple[Result, str | None]:
+        if not _plain_address(envelope.recipient):
+            return Result.FAILED, f"not a deliverable address: {envelope.recipient!r}"
         text: bytes | str
         try:
-            code, text = conn.mail(envelope.sender)
+            code, text = conn.docmd("mail", f"FROM:<{envelope.sender}>")
             if code == 421:
                 raise Dropped(f"MAIL FROM: {_reply(code, text)}")
             if code != 250:
                 self._reset(conn)
                 raise SessionFault(f"MAIL FROM refused: {_reply(code, text)}")
-            code, text = conn.rcpt(envelope.recipient)
+            code, text = conn.docmd("rcpt", f"TO:<{envelope.recipient}>")
             if code == 421:
                 raise Dropped(f"RCPT TO: {_reply(code, text)}")
             if code not in (250, 251):
                 self._reset(conn)
                 return _classify(code), f"RCPT TO: {_reply(code, text)}"
             before_data()
-            try:
-                code, text = conn.data(envelope.data)
-            except smtplib.SMTPDataError as exc:
-                code, text = exc.smtp_code, exc.smtp_error
+            code, text = conn.docmd("data")
+            if code == 354:
+                conn.send(envelope.smtp_data())
+                code, text = conn.getreply()
             if code == 250:
                 return Result.SENT, None
             if code == 421:
@@ -217,6 +219,11 @@ class SmtpPool:
             conn.rset()
         except (smtplib.SMTPException, OSError) as exc:
             raise Dropped(f"RSET failed: {exc}") from None
+
+
+def _plain_address(address: str) -> bool:
+    """An address that can go in MAIL FROM / RCPT TO as it is: printable ASCII, no brackets or spaces."""
+    return address.isascii() and address.isprintable() and not any(c in address for c in " <>")
 
 
 def _classify(code: int) -> Result:
