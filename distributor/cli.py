@@ -189,7 +189,8 @@ def cmd_schedule(args) -> int:
         document = workflow.content(conn, args.id, row["revision"])
         chosen = channel_registry.choose(args.channels, app.config.channels, document.channels)
         row = workflow.schedule(conn, args.id, actor(args), app.clock.now(), embargo=embargo,
-                                send_embargoed_at=send_at, channels={n: channel_registry.REGISTRY[n] for n in chosen})
+                                send_embargoed_at=send_at, channels={n: channel_registry.REGISTRY[n] for n in chosen},
+                                override_embargo=args.override_embargo)
     office = app.config.office
     print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
           f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}")
@@ -231,11 +232,39 @@ def log_record(row: dict) -> dict:
     }
 
 
+ATTEMPT_FIELDS = ["at", "statement", "channel", "target", "worker", "outcome", "reply"]
+
+
+def print_attempts(conn, args) -> None:
+    """``log ID --attempts``: every attempt of every row, when, by which worker, its outcome and the reply."""
+    items = [{"at": iso_z(a["at"]), "statement": args.id, "channel": a["channel"], "target": a["target"],
+              "worker": a["worker"], "outcome": a["outcome"], "reply": a["detail"]}
+             for a in deliveries.attempt_rows(conn, args.id)
+             if (not args.channel or a["channel"] == args.channel) and (not args.status or a["status"] == args.status)]
+    if args.format == "json":
+        print(json.dumps(items, ensure_ascii=False, indent=2))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=ATTEMPT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(items)
+    else:
+        table(["at", "channel", "target", "worker", "outcome", "reply"],
+              [[i["at"], i["channel"], i["target"], i["worker"], i["outcome"], (i["reply"] or "")[:70]]
+               for i in items])
+        print()
+        print(f"{len(items)} attempts" if items else "no attempts")
+
+
 def cmd_log(args) -> int:
     app = open_app(args)
     with reading(app.engine) as conn:
         if args.id:
             workflow.get(conn, args.id)
+        if args.attempts:
+            if not args.id:
+                raise InputError("--attempts needs a statement ID", where="--attempts")
+            print_attempts(conn, args)
+            return 0
         records = (log_record(r) for r in deliveries.log_rows(conn, args.id)
                    if (not args.status or r["status"] == args.status) and (not args.channel or r["channel"] == args.channel))
         if args.format == "json":
@@ -377,6 +406,8 @@ def build_parser() -> Parser:
     p.add_argument("id")
     p.add_argument("--embargo", metavar="TIME", help="2026-10-15T00:01+01:00 or '2026-10-15 00:01 Europe/London' "
                                                     "(default: the embargo in the document)")
+    p.add_argument("--override-embargo", action="store_true",
+                   help="use --embargo although it differs from the statement's own embargo (recorded in the audit)")
     p.add_argument("--send-embargoed-at", metavar="TIME", help="when embargoed copies go out (default: now)")
     p.add_argument("--channels", help="comma-separated channels (default: every configured channel)")
     p.add_argument("--by", help="who schedules (default: the login name)")
@@ -398,6 +429,8 @@ def build_parser() -> Parser:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--status", choices=[s.value for s in deliveries.DeliveryStatus], help="only rows in this status")
     p.add_argument("--channel", help="only rows of this channel")
+    p.add_argument("--attempts", action="store_true",
+                   help="list every attempt (when, worker, outcome, the relay's reply) instead of one row per target")
     p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("audit", help="the audit trail: who imported, approved, scheduled, withdrew what")

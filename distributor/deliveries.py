@@ -158,11 +158,15 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
     if abandoned:  # a worker died or stalled holding these rows: say so in their history
         conn.execute(insert(attempts), [{"delivery_id": i, "at": now, "outcome": "abandoned", "worker": worker,
                                          "detail": f"{holder} stopped; taken over"} for i, holder in abandoned])
+    taken_over = case((deliveries.c.status == DeliveryStatus.SENDING.value, 1), else_=0)  # an abandoned attempt
     rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now, cutoff)).values(
         status=DeliveryStatus.SENDING.value, claimed_by=token, worker_id=worker,
         lease_until=now + timedelta(seconds=lease_seconds), updated_at=now,
+        attempts=deliveries.c.attempts + taken_over,
+        attempts_since_requeue=deliveries.c.attempts_since_requeue + taken_over,
     ).returning(deliveries.c.id, deliveries.c.statement_id, deliveries.c.revision, deliveries.c.channel,
-                deliveries.c.target, deliveries.c.attempts, deliveries.c.due_at)).all()
+                deliveries.c.target, deliveries.c.attempts, deliveries.c.due_at,
+                deliveries.c.attempts_since_requeue)).all()
     return Batch(token, sorted((Claimed(*r[:]) for r in rows), key=lambda c: c.id))
 
 
@@ -198,7 +202,7 @@ def record(conn: Connection, batch: Batch, outcomes: Iterable[Outcome], policy: 
     return counts
 
 
-_COLUMNS = ("status", "attempts", "last_error", "next_attempt_at", "sent_at", "remote_id", "variant",
+_COLUMNS = ("status", "attempts", "attempts_since_requeue", "last_error", "next_attempt_at", "sent_at", "remote_id", "variant",
             "lease_until", "claimed_by", "worker_id", "updated_at")
 _EMPTY = dict.fromkeys(_COLUMNS)
 # Built once: the statements of the hottest path, each outcome as it arrives.
@@ -214,8 +218,9 @@ def _attempt_label(outcome: Outcome) -> str:
 
 
 def _transition(row: Claimed, outcome: Outcome, policy: DeliveryPolicy, now: datetime) -> dict:
-    attempts_made = row.attempts + 1
-    base = {"attempts": attempts_made, "updated_at": now, "lease_until": None, "claimed_by": None, "worker_id": None,
+    attempts_made = row.since_requeue + 1  # what max_attempts and the backoff count
+    base = {"attempts": row.attempts + 1, "attempts_since_requeue": attempts_made, "updated_at": now,
+            "lease_until": None, "claimed_by": None, "worker_id": None,
             "next_attempt_at": now, "last_error": outcome.detail, "sent_at": None, "remote_id": None,
             "variant": None}
     result = outcome.result
@@ -224,9 +229,10 @@ def _transition(row: Claimed, outcome: Outcome, policy: DeliveryPolicy, now: dat
                 "last_error": None, "variant": outcome.variant.value if outcome.variant else None}
     if result is Result.REFUSED:
         return {**base, "status": DeliveryStatus.PENDING.value, "attempts": row.attempts,
-                "next_attempt_at": outcome.not_before or now}
+                "attempts_since_requeue": row.since_requeue, "next_attempt_at": outcome.not_before or now}
     if result is Result.CANCELLED:
-        return {**base, "status": DeliveryStatus.CANCELLED.value, "attempts": row.attempts}
+        return {**base, "status": DeliveryStatus.CANCELLED.value, "attempts": row.attempts,
+                "attempts_since_requeue": row.since_requeue}
     if result is Result.FAILED or (result is Result.RETRY and attempts_made >= policy.max_attempts):
         detail = outcome.detail if result is Result.FAILED else f"gave up after {attempts_made} attempts: {outcome.detail}"
         return {**base, "status": DeliveryStatus.FAILED.value, "last_error": detail}
@@ -341,8 +347,8 @@ def log_rows(conn: Connection, statement_id: str | None = None) -> Iterator[dict
 
 def attempt_rows(conn: Connection, statement_id: str) -> list[dict]:
     return [dict(r) for r in conn.execute(select(
-        deliveries.c.channel, deliveries.c.target, attempts.c.at, attempts.c.outcome, attempts.c.detail,
-        attempts.c.worker).join(deliveries, deliveries.c.id == attempts.c.delivery_id).where(
+        deliveries.c.channel, deliveries.c.target, deliveries.c.status, attempts.c.at, attempts.c.outcome,
+        attempts.c.detail, attempts.c.worker).join(deliveries, deliveries.c.id == attempts.c.delivery_id).where(
         deliveries.c.statement_id == statement_id).order_by(attempts.c.at, attempts.c.id)).mappings()]
 
 

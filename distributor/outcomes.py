@@ -36,8 +36,9 @@ class Claimed:
     revision: int
     channel: str
     target: str
-    attempts: int
+    attempts: int            # every attempt ever made, abandoned ones included
     due_at: datetime
+    since_requeue: int = 0   # attempts since it was last put back in the queue by hand; max_attempts counts these
 
 
 @dataclass(frozen=True)

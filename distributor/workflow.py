@@ -45,6 +45,7 @@ class Action(str, Enum):
     PLANNED = "planned"
     DELIVERED = "delivered"
     UNSUBSCRIBED = "unsubscribed"
+    EMBARGO_OVERRIDDEN = "embargo_overridden"
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,12 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
     if row["status"] == S.RELEASED.value:
         raise StateError(f"statement {statement_id} is already released; a changed file cannot replace it "
                          f"(issue a correction under a new reference)", where=source)
+    if (row["embargo_source"] == EmbargoSource.SET.value and statement.embargo is not None
+            and statement.embargo != row["embargo"]):
+        raise StateError(
+            f"the embargo line says {_utc(statement.embargo)} but the embargo of {statement_id} was set to "
+            f"{_utc(row['embargo'])}; make the line say that, or import it unchanged and move the embargo with "
+            f"'distributor schedule {statement_id} --embargo TIME --override-embargo'", where=source)
     revision = row["revision"] + 1
     was_approved = row["approved_revision"] is not None
     _add_revision(conn, statement_id, revision, statement, digest, source, actor, at)
@@ -163,9 +170,24 @@ def approve(conn: Connection, statement_id: str, by: str, at: datetime) -> dict:
     return get(conn, statement_id)
 
 
+class EmbargoSource(str, Enum):
+    DOCUMENT = "document"   # the statement's own embargo line
+    SET = "set"             # set by a person (an override, or no line in the document): it is the statement's own now
+
+
+def own_embargo(row: dict, document: Statement) -> datetime | None:
+    """The statement's own embargo: the one a person set, once set; else the one its document states."""
+    if row.get("embargo_source") == EmbargoSource.SET.value:
+        return row["embargo"]
+    return document.embargo
+
+
 def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, embargo: datetime | None,
-             send_embargoed_at: datetime | None, channels: dict[str, Timed]) -> dict:
-    """``channels`` maps each chosen channel's name to the channel, which says when it is due."""
+             send_embargoed_at: datetime | None, channels: dict[str, Timed], override_embargo: bool = False) -> dict:
+    """``channels`` maps each chosen channel's name to the channel, which says when it is due.
+
+    ``embargo`` must be the statement's own embargo unless ``override_embargo``: a typed time never silently beats
+    the date printed in the document."""
     row = get(conn, statement_id)
     if row["status"] in (S.RELEASED.value, S.WITHDRAWN.value):
         raise StateError(f"statement {statement_id} is {row['status']}; it cannot be scheduled", where=statement_id)
@@ -173,7 +195,12 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
         raise StateError(f"statement {statement_id} is {row['status']}; approve it first "
                          f"('distributor approve {statement_id} --by NAME')", where=statement_id)
     document = content(conn, statement_id, row["revision"])
-    embargo = embargo or document.embargo
+    own = own_embargo(row, document)
+    if embargo is None:
+        embargo = own
+    elif own is not None and embargo != own and not override_embargo:
+        raise InputError(f"{_utc(embargo)} is not the statement's own embargo ({_utc(own)}); "
+                         f"add --override-embargo to move it", where="--embargo")
     if embargo is None:
         raise InputError("no embargo given and none found in the statement; use --embargo TIME", where="--embargo")
     if embargo <= at:
@@ -192,10 +219,19 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
     if row["status"] == S.SCHEDULED.value:
         due = {name: channel.due_at(embargo, send_at) for name, channel in channels.items()}
         deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at)
-    _move(conn, row, S.SCHEDULED, at, embargo=embargo, send_embargoed_at=send_at, channels=list(channels))
+    source = EmbargoSource.DOCUMENT if embargo == document.embargo else EmbargoSource.SET
+    _move(conn, row, S.SCHEDULED, at, embargo=embargo, embargo_source=source.value, send_embargoed_at=send_at,
+          channels=list(channels))
+    if own is not None and embargo != own:
+        record(conn, Action.EMBARGO_OVERRIDDEN, actor, at, statement_id, row["revision"], embargo=embargo,
+               statement_embargo=own)
     record(conn, Action.SCHEDULED, actor, at, statement_id, row["revision"], embargo=embargo,
            send_embargoed_at=send_at, channels=list(channels))
     return get(conn, statement_id)
+
+
+def _utc(instant: datetime) -> str:
+    return f"{instant:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def withdraw(conn: Connection, statement_id: str, actor: str, at: datetime, reason: str) -> dict:

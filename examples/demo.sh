@@ -10,7 +10,7 @@ rm -rf var outbox
 id=$("$distributor" import examples/statements/nhrn-12-004-2026.txt)
 "$distributor" approve "$id" --by "Demo Approver"
 embargo=$(python3 -c 'from datetime import datetime, timedelta, timezone; print((datetime.now(timezone.utc) + timedelta(seconds=6)).isoformat(timespec="seconds"))')
-"$distributor" schedule "$id" --embargo "$embargo" --by "Demo Scheduler"
+"$distributor" schedule "$id" --embargo "$embargo" --override-embargo --by "Demo Scheduler"
 "$distributor" run --exit-when-idle
 echo
 "$distributor" show "$id" | head -n 12

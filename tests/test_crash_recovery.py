@@ -111,6 +111,14 @@ def test_kill_9_mid_send_then_restart_loses_no_one(make_system, tmp_path, statem
     rows = json.loads(system.cli("log", SID, "--format", "json").out)
     assert Counter(r["status"] for r in rows) == {"sent": n}
     assert all(sink.ids[r["target"]][0] == r["remote_id"] for r in rows)
+    # the abandoned attempts are counted and listed: every copy the relay got twice shows both attempts
+    history = json.loads(system.cli("log", SID, "--attempts", "--format", "json").out)
+    abandoned = {a["target"] for a in history if a["outcome"] == "abandoned"}
+    assert set(duplicates) <= abandoned
+    attempts_of = {r["target"]: r["attempts"] for r in rows}
+    assert all(attempts_of[target] == 2 for target in abandoned)
+    assert all(attempts_of[target] == 1 for target in attempts_of if target not in abandoned)
+    assert {a["worker"] for a in history if a["outcome"] == "abandoned"} != {None}
 
 
 @pytest.mark.subprocess

@@ -131,14 +131,19 @@ def test_embargo_cannot_move_for_a_new_revision_once_journalists_hold_a_copy(mak
     [copy] = json.loads(system.cli("log", SID, "--format", "json").out)
     assert (copy["revision"], copy["status"], copy["variant"]) == (1, "sent", "embargoed")
 
-    # A corrected file whose own embargo line is a day later becomes revision 2, approved afresh.
+    # A corrected file whose own embargo line is a day later is refused: the embargo was set when scheduling.
     result = system.cli("import", statement_file(embargo="EMBARGOED FOR: 00:01 GMT Thursday 7 January 2027",
                                                  body_extra="A correction."))
+    assert result.code == 2 and "the embargo line says 2027-01-07 00:01:00 UTC" in result.err
+    assert "--override-embargo" in result.err and result.err.count("\n") == 1
+    # Without the line it becomes revision 2, approved afresh.
+    result = system.cli("import", statement_file(body_extra="A correction."))
     assert result.code == 0 and "approval is revoked" in result.err
     assert system.cli("approve", SID, "--by", "Maya").code == 0
 
     refusal = f"journalists already hold {SID} under the embargo 2027-01-06 00:01 UTC; it cannot be moved"
-    for moved in ([], ["--embargo", "2027-01-07 00:01 Europe/London"], ["--embargo", "2027-01-05T12:00Z"]):
+    for moved in (["--embargo", "2027-01-07 00:01 Europe/London", "--override-embargo"],
+                  ["--embargo", "2027-01-05T12:00Z", "--override-embargo"]):
         result = system.cli("schedule", SID, *moved, "--send-embargoed-at", clock.now().isoformat())
         assert result.code == 2, (moved, result.out)
         assert refusal in result.err
@@ -147,7 +152,7 @@ def test_embargo_cannot_move_for_a_new_revision_once_journalists_hold_a_copy(mak
     with system.engine.connect() as conn:
         with pytest.raises(StateError, match="cannot be moved"):
             workflow.schedule(conn, SID, "test", clock.now(), embargo=utc(2027, 1, 7, 0, 1), send_embargoed_at=None,
-                              channels={})
+                              channels={}, override_embargo=True)
     audit = json.loads(system.cli("audit", SID, "--format", "json").out)
     assert [(e["action"], e["revision"]) for e in audit if e["action"] == "scheduled"] == [("scheduled", 1)]
 

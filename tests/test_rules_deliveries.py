@@ -257,6 +257,33 @@ def test_a_sending_row_is_taken_over_when_its_lease_ran_out(planned):
             [(c.id, "abandoned", "w2", f"{held.token} stopped; taken over", at_lease_end + timedelta(microseconds=1))
              for c in held.rows]
         assert {r["worker_id"] for r in rows(conn, channel="email")} == {"w2"}
+        assert {(r["attempts"], r["attempts_since_requeue"]) for r in rows(conn, channel="email")} == {(1, 1)}
+        assert {(c.attempts, c.since_requeue) for c in taken.rows} == {(1, 1)}
+
+
+def test_max_attempts_counts_the_attempts_since_the_last_requeue_and_attempts_counts_all(planned):
+    with planned.begin() as conn:
+        set_row(conn, "a@x", attempts=7, attempts_since_requeue=1)  # requeued by hand after 6 attempts
+        set_row(conn, "b@x", attempts=2, attempts_since_requeue=2)
+        batch = claim(conn, limit=2)
+        assert {(c.target, c.attempts, c.since_requeue) for c in batch.rows} == {("a@x", 7, 1), ("b@x", 2, 2)}
+        record(conn, batch, *(Outcome(r.id, Result.RETRY, "451") for r in batch.rows))
+        ra, rb = one(conn, "a@x"), one(conn, "b@x")
+        assert (ra["status"], ra["attempts"], ra["attempts_since_requeue"]) == ("retrying", 8, 2)
+        assert ra["next_attempt_at"] == NOW + timedelta(seconds=60)  # the backoff after the second attempt
+        assert (rb["status"], rb["attempts"], rb["attempts_since_requeue"]) == ("failed", 3, 3)
+
+
+def test_refused_and_cancelled_outcomes_count_no_attempt(planned):
+    with planned.begin() as conn:
+        set_row(conn, "a@x", attempts=2, attempts_since_requeue=1)
+        set_row(conn, "b@x", attempts=2, attempts_since_requeue=1)
+        batch = claim(conn, limit=2)
+        a, b = sorted(batch.rows, key=lambda r: r.target)
+        record(conn, batch, Outcome(a.id, Result.REFUSED, "embargo", not_before=NOW + timedelta(hours=1)),
+               Outcome(b.id, Result.CANCELLED, "unsubscribed"))
+        assert (one(conn, "a@x")["attempts"], one(conn, "a@x")["attempts_since_requeue"]) == (2, 1)
+        assert (one(conn, "b@x")["attempts"], one(conn, "b@x")["attempts_since_requeue"]) == (2, 1)
 
 
 @pytest.mark.parametrize("seen_ago, stopped, taken", [(0, False, False), (14, False, False), (15, False, False),
@@ -364,8 +391,8 @@ def test_failed_is_final_with_its_reason(planned):
 def test_retry_backs_off_and_gives_up_at_max_attempts(planned):
     with planned.begin() as conn:
         set_row(conn, "a@x", attempts=0)
-        set_row(conn, "b@x", attempts=1)
-        set_row(conn, "c@x", attempts=2)  # the third attempt is the last (max_attempts = 3)
+        set_row(conn, "b@x", attempts=1, attempts_since_requeue=1)
+        set_row(conn, "c@x", attempts=2, attempts_since_requeue=2)  # the third attempt is the last (max_attempts = 3)
         batch = claim(conn)
         a, b, c = batch.rows
         counts = record(conn, batch, *(Outcome(r.id, Result.RETRY, "451 later") for r in batch.rows))
@@ -391,7 +418,7 @@ def test_retry_after_longer_than_the_backoff_is_followed_and_shorter_is_not(plan
 
 def test_transport_faults_never_exhaust_the_attempts(planned):
     with planned.begin() as conn:
-        set_row(conn, "a@x", attempts=10)
+        set_row(conn, "a@x", attempts=10, attempts_since_requeue=10)
         batch = claim(conn, limit=1)
         assert record(conn, batch, Outcome(batch.rows[0].id, Result.TRANSPORT, "relay down")) == {Result.TRANSPORT: 1}
         r = one(conn, "a@x")
@@ -565,7 +592,7 @@ def test_attempt_rows_in_order_of_time_for_one_statement(planned):
         assert [(h["target"], h["outcome"], h["detail"], h["at"]) for h in history] == \
             [("a@x", "sent", None, NOW + timedelta(seconds=1)), ("c@x", "failed", "550", NOW + timedelta(seconds=1)),
              ("b@x", "retry", "451", NOW + timedelta(seconds=2))]
-        assert set(history[0]) == {"channel", "target", "at", "outcome", "detail", "worker"}
+        assert set(history[0]) == {"channel", "target", "status", "at", "outcome", "detail", "worker"}
         assert history[0]["channel"] == "email" and history[0]["worker"] == "w1"
         assert d.attempt_rows(conn, "s2") == []
 

@@ -184,12 +184,46 @@ def test_schedule_takes_the_embargo_from_the_statement(engine):
     assert row["embargo"] == NOW + 2 * HOUR
 
 
-def test_schedule_given_embargo_wins_over_the_statements(engine):
+def test_schedule_embargo_other_than_the_statements_needs_an_override_and_is_audited(engine):
     imported(engine, replace(DOC, embargo=NOW + 2 * HOUR))
     with engine.begin() as conn:
         workflow.approve(conn, SID, "Maya", NOW)
-        row = workflow.schedule(conn, SID, "ana", NOW, embargo=NOW + HOUR, send_embargoed_at=None, channels=CHANNELS)
-    assert row["embargo"] == NOW + HOUR
+    error = schedule_error(engine, embargo=NOW + HOUR)
+    assert isinstance(error, InputError) and error.where == "--embargo"
+    assert error.message == ("2030-01-01 13:00:00 UTC is not the statement's own embargo (2030-01-01 14:00:00 UTC); "
+                             "add --override-embargo to move it")
+    with engine.begin() as conn:
+        row = workflow.schedule(conn, SID, "ana", NOW, embargo=NOW + 2 * HOUR, send_embargoed_at=None,
+                                channels=CHANNELS)  # its own embargo, typed: no override needed
+        assert (row["embargo"], row["embargo_source"]) == (NOW + 2 * HOUR, "document")
+        assert [t[0] for t in trail(conn)][-1] == "scheduled"
+        row = workflow.schedule(conn, SID, "ana", NOW, embargo=NOW + HOUR, send_embargoed_at=None, channels=CHANNELS,
+                                override_embargo=True)
+        assert (row["embargo"], row["embargo_source"]) == (NOW + HOUR, "set")
+        overridden = [t for t in trail(conn) if t[0] == "embargo_overridden"]
+        assert overridden == [("embargo_overridden", "ana", 1, {"embargo": str(NOW + HOUR),
+                                                                "statement_embargo": str(NOW + 2 * HOUR)})]
+        # the time set by the override is the statement's own now: scheduling again keeps it without a flag
+        row = workflow.schedule(conn, SID, "ana", NOW, embargo=None, send_embargoed_at=None, channels=CHANNELS)
+        assert row["embargo"] == NOW + HOUR
+
+
+def test_a_new_revision_must_agree_with_an_embargo_set_by_a_person(engine):
+    imported(engine, replace(DOC, embargo=NOW + 2 * HOUR))
+    with engine.begin() as conn:
+        workflow.approve(conn, SID, "Maya", NOW)
+        workflow.schedule(conn, SID, "ana", NOW, embargo=NOW + HOUR, send_embargoed_at=None, channels=CHANNELS,
+                          override_embargo=True)
+    with engine.begin() as conn, pytest.raises(StateError) as err:
+        workflow.import_statement(conn, replace(DOC, embargo=NOW + 2 * HOUR, body=("Changed.",)), "b.txt", "ana", NOW)
+    assert err.value.where == "b.txt"
+    assert "the embargo line says 2030-01-01 14:00:00 UTC but the embargo of" in err.value.message
+    assert "--override-embargo" in err.value.message
+    with engine.begin() as conn:  # a line that agrees, or none, is fine
+        assert workflow.import_statement(conn, replace(DOC, embargo=NOW + HOUR, body=("Changed.",)), "b.txt", "ana",
+                                         NOW).revision == 2
+        assert workflow.import_statement(conn, replace(DOC, embargo=None, body=("Again.",)), "c.txt", "ana",
+                                         NOW).revision == 3
 
 
 def schedule_error(engine, **kwargs):
@@ -252,7 +286,8 @@ def test_schedule_again_moves_unsent_rows_and_drops_channels(engine):
         deliveries.plan(conn, SID, 1, "email", ["a@x"], NOW, NOW)
         deliveries.plan(conn, SID, 1, "wire", ["newswire"], NOW + HOUR, NOW)
         row = workflow.schedule(conn, SID, "bob", NOW + timedelta(minutes=1), embargo=NOW + 2 * HOUR,
-                                send_embargoed_at=NOW + HOUR, channels={"email": CHANNELS["email"]})
+                                send_embargoed_at=NOW + HOUR, channels={"email": CHANNELS["email"]},
+                                override_embargo=True)
         assert (row["status"], row["embargo"], row["channels"]) == ("scheduled", NOW + 2 * HOUR, ["email"])
         moved = dict(conn.execute(select(delivery_rows.c.channel, delivery_rows.c.next_attempt_at)).all())
         statuses = dict(conn.execute(select(delivery_rows.c.channel, delivery_rows.c.status)).all())
@@ -287,7 +322,7 @@ def test_copies_of_an_earlier_revision_pin_the_embargo(engine):
     imported(engine, replace(DOC, body=("Changed.",)))
     with engine.begin() as conn:
         workflow.approve(conn, SID, "Maya", NOW)
-    error = schedule_error(engine, embargo=NOW + 2 * HOUR)
+    error = schedule_error(engine, embargo=NOW + 2 * HOUR, override_embargo=True)
     assert isinstance(error, StateError) and error.where == "--embargo"
     assert error.message == (f"journalists already hold {SID} under the embargo "
                              f"{NOW + HOUR:%Y-%m-%d %H:%M} UTC; it cannot be moved")
@@ -301,7 +336,8 @@ def test_released_copies_do_not_pin_the_embargo(engine):
     with engine.begin() as conn:
         deliveries.plan(conn, SID, 1, "email", ["a@x"], NOW, NOW)
         conn.execute(update(delivery_rows).values(status="sent", variant="released"))
-        row = workflow.schedule(conn, SID, "ana", NOW, embargo=NOW + 2 * HOUR, send_embargoed_at=None,
+        row = workflow.schedule(conn, SID, "ana", NOW, embargo=NOW + 2 * HOUR, override_embargo=True,
+                                send_embargoed_at=None,
                                 channels=CHANNELS)
     assert row["embargo"] == NOW + 2 * HOUR
 
@@ -477,7 +513,8 @@ def test_audit_detail_is_sorted_json_keeping_unicode(engine):
 
 def test_action_names():
     assert [a.value for a in Action] == ["imported", "revised", "approval_revoked", "approved", "scheduled",
-                                         "released", "withdrawn", "planned", "delivered", "unsubscribed"]
+                                         "released", "withdrawn", "planned", "delivered", "unsubscribed",
+                                         "embargo_overridden"]
 
 
 def test_lock_returns_the_row(engine):
@@ -534,5 +571,6 @@ def test_schedule_again_moves_public_channels_to_the_new_embargo(engine):
     scheduled(engine)
     with engine.begin() as conn:
         deliveries.plan(conn, SID, 1, "wire", ["newswire"], NOW + HOUR, NOW)
-        workflow.schedule(conn, SID, "bob", NOW, embargo=NOW + 2 * HOUR, send_embargoed_at=None, channels=CHANNELS)
+        workflow.schedule(conn, SID, "bob", NOW, embargo=NOW + 2 * HOUR, send_embargoed_at=None, channels=CHANNELS,
+                          override_embargo=True)
         assert conn.execute(select(delivery_rows.c.due_at)).scalar_one() == NOW + 2 * HOUR

@@ -57,6 +57,8 @@ MONTHS["sept"] = 9
 WEEKDAYS = {d: i for i, d in enumerate(["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])}
 WEEKDAYS.update({name[:3]: i for name, i in list(WEEKDAYS.items())})
 WEEKDAYS.update({"tues": 1, "wed": 2, "thur": 3, "thurs": 3})
+HOURS_WORDS = ("hrs", "hours", "hr", "h")
+YEARS = (1970, 2199)  # an embargo outside these years is a typing error
 FILLER = {"on", "at", "the", "of", "for", "until", "till", "hrs", "hours", "hr", "h"}
 
 EMBARGO_LINE = re.compile(
@@ -86,13 +88,13 @@ def parse_embargo_line(line: str) -> datetime | None:
 def parse_embargo_text(text: str) -> datetime:
     text = _MERIDIEM.sub(lambda m: f" {m.group(1).lower()}m ", text)
     tokens = _TOKEN.findall(text)
+    clock_at = _four_digit_clock(tokens)
     year = month = day = weekday = None
     clock: tuple[int, int] | None = None
     meridiem = None
     abbreviation = None
     for i, token in enumerate(tokens):
         lower = token.lower()
-        following = tokens[i + 1].lower() if i + 1 < len(tokens) else ""
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", token):
             year, month, day = (int(x) for x in token.split("-"))
         elif re.fullmatch(r"\d{1,2}[:.]\d{2}", token):
@@ -100,7 +102,7 @@ def parse_embargo_text(text: str) -> datetime:
             clock = _set_once(clock, (int(hours), int(minutes)), "time")
         elif re.fullmatch(r"\d{4}", token):
             value = int(token)
-            if following in ("hrs", "hours", "hr", "h") or (clock is None and year is not None):
+            if i == clock_at:
                 clock = _set_once(clock, (value // 100, value % 100), "time")
             elif year is None:
                 year = value
@@ -134,6 +136,8 @@ def parse_embargo_text(text: str) -> datetime:
     if missing:
         raise ValueError(f"embargo time lacks {', '.join(missing)}; {EXAMPLE}")
     assert clock is not None and year is not None and month is not None and day is not None and abbreviation is not None
+    if not YEARS[0] <= year <= YEARS[1]:
+        raise ValueError(f"year {year} is out of range; expected {YEARS[0]} to {YEARS[1]}")
     hour, minute = clock
     if meridiem:
         if hour == 12:
@@ -152,6 +156,43 @@ def parse_embargo_text(text: str) -> datetime:
         actual = local.strftime("%A")
         raise ValueError(f"weekday does not match the date: {local:%d %B %Y} is a {actual}")
     return with_abbreviation(local, abbreviation)
+
+
+def _four_digit_clock(tokens: list[str]) -> int | None:
+    """Which four-digit token, if any, is a time such as ``1200 GMT``.
+
+    A number from 0000 to 2359 is a time when it stands directly before a zone or ``hrs`` and a year (from
+    1970 to 2199) is given elsewhere in the line; one four-digit number on its own before ``hrs`` is a time too.
+    Any other pair of four-digit numbers cannot be told apart and is an error.
+    """
+    fours = [i for i, t in enumerate(tokens) if re.fullmatch(r"\d{4}", t)]
+    iso_dates = sum(1 for t in tokens if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t))
+    if not fours:
+        return None
+    if len(fours) + iso_dates > 2:
+        raise ValueError(f"too many four-digit numbers in embargo time; {EXAMPLE}")
+
+    def before(i: int) -> str:
+        return tokens[i + 1] if i + 1 < len(tokens) else ""
+
+    def clock_like(i: int) -> bool:
+        value, following = int(tokens[i]), before(i)
+        return (value // 100 <= 23 and value % 100 <= 59
+                and (following.lower() in HOURS_WORDS or following.upper() in ZONE_ABBREVIATIONS
+                     or following.upper() in AMBIGUOUS_ABBREVIATIONS))
+
+    def year_like(i: int) -> bool:
+        return YEARS[0] <= int(tokens[i]) <= YEARS[1]
+
+    # a time needs a year elsewhere: the other four-digit number, or an ISO date
+    candidates = [i for i in fours if clock_like(i) and all(year_like(j) for j in fours if j != i)]
+    if len(fours) + iso_dates == 2:  # one time and one year, or an error
+        if len(candidates) != 1:
+            pair = " and ".join(repr(tokens[i]) for i in fours) if len(fours) == 2 else repr(tokens[fours[0]])
+            raise ValueError(f"cannot tell the time from the year in {pair}; write the time as HH:MM, {EXAMPLE}")
+        return candidates[0]
+    only = fours[0]
+    return only if before(only).lower() in HOURS_WORDS else None
 
 
 def with_abbreviation(local: datetime, abbreviation: str) -> datetime:

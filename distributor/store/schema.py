@@ -43,6 +43,7 @@ statements = Table(
     Column("approved_by", String(200)),
     Column("approved_at", UTCDateTime),
     Column("embargo", UTCDateTime),
+    Column("embargo_source", String(16)),  # "document": its embargo line; "override": set by a person since
     Column("send_embargoed_at", UTCDateTime),
     Column("channels", JSON),
     Column("released_at", UTCDateTime),
@@ -104,7 +105,8 @@ deliveries = Table(
     Column("channel", String(80), nullable=False),
     Column("target", String(500), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),            # every attempt, for ever
+    Column("attempts_since_requeue", Integer, nullable=False, default=0, server_default="0"),
     Column("last_error", Text),
     Column("due_at", UTCDateTime, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=False),

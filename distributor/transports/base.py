@@ -14,7 +14,6 @@ from typing import Protocol
 
 from distributor.outcomes import Receipt, Result
 
-
 _LINE_START_DOT = re.compile(rb"(?m)^\.")
 
 

@@ -323,7 +323,7 @@ def test_schedule_again_after_copies_went_out_is_refused(make_system, smtp_sink,
     prepare(system, tmp_path, statement_file)
     system.dispatcher.advance()
     system.dispatcher.deliver("email")
-    result = system.cli("schedule", SID, "--embargo", soon(7200))
+    result = system.cli("schedule", SID, "--embargo", soon(7200), "--override-embargo")
     assert result.code == 2
     assert "already gone out" in result.err
 

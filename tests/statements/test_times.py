@@ -18,6 +18,17 @@ def utc(*a):
     ("Embargoed until: 2026-01-10 08:00 JST", utc(2026, 1, 9, 23, 0)),
     ("EMBARGO: 15:00 PST 3rd December 2026", utc(2026, 12, 3, 23, 0)),
     ("EMBARGOED: 00:01 Z 1 Jan 2027", utc(2027, 1, 1, 0, 1)),
+    # four-digit times as wire desks write them
+    ("EMBARGOED UNTIL 1200 GMT 15 December 2026", utc(2026, 12, 15, 12, 0)),
+    ("EMBARGOED UNTIL 15 December 2026 1200 GMT", utc(2026, 12, 15, 12, 0)),
+    ("EMBARGOED UNTIL 2026 GMT 15 December 2027", utc(2027, 12, 15, 20, 26)),  # the number before the zone
+    ("EMBARGOED UNTIL 2026 15 December 2027 GMT", utc(2026, 12, 15, 20, 27)),
+    ("EMBARGOED UNTIL 0001 HRS 15 December 2026 GMT", utc(2026, 12, 15, 0, 1)),
+    ("EMBARGOED UNTIL 2359 CET Tuesday 15 December 2026", utc(2026, 12, 15, 22, 59)),
+    ("Embargoed until: 2026-12-15 0930 GMT", utc(2026, 12, 15, 9, 30)),
+    ("EMBARGOED UNTIL 00:01 hrs GMT, Tues 15th Dec 2026", utc(2026, 12, 15, 0, 1)),
+    ("EMBARGO: 9.30pm BST Friday 5 June 2026", utc(2026, 6, 5, 20, 30)),
+    ("**EMBARGOED UNTIL 00:01 GMT 1 January 2027**", utc(2027, 1, 1, 0, 1)),
 ])
 def test_embargo_lines(line, expected):
     assert parse_embargo_line(line) == expected
@@ -34,6 +45,21 @@ def test_embargo_lines(line, expected):
     ("EMBARGOED UNTIL 12:00 p.m. GMT 1 May 2026", "ambiguous"),
     ("EMBARGOED UNTIL 10:00 1 May 2026", "lacks time zone"),
     ("EMBARGOED UNTIL 10:00 GMT 31 April 2026", "not a real date"),
+    # four-digit numbers that cannot be told apart, and years no embargo has
+    ("EMBARGOED UNTIL 2030 GMT 15 December 2031 GMT", "cannot tell the time from the year"),
+    ("EMBARGOED UNTIL 2100 GMT 2026 HRS 15 December", "cannot tell the time from the year"),
+    ("EMBARGOED UNTIL 2400 GMT 15 December 2026", "cannot tell the time from the year"),
+    ("EMBARGOED UNTIL 1260 GMT 15 December 2026", "cannot tell the time from the year"),
+    ("EMBARGOED UNTIL 1200 GMT 2026-12-15 2026", "too many four-digit numbers"),
+    ("EMBARGOED UNTIL 1200 1300 GMT 15 December 2026", "too many four-digit numbers"),
+    ("EMBARGOED UNTIL 1200 GMT 15 December", "lacks time"),
+    ("EMBARGOED UNTIL 0001 HRS GMT 15 December", "lacks year"),
+    ("EMBARGOED UNTIL 00:01 GMT 15 December 0001", "out of range"),
+    ("EMBARGOED UNTIL 00:01 GMT 15 December 9999", "out of range"),
+    ("EMBARGOED UNTIL 00:01 GMT 15 December 1969", "out of range"),
+    ("EMBARGOED UNTIL noon GMT 15 December 2026", "unexpected word"),
+    ("EMBARGOED UNTIL 00:01 GMT 15 Decembre 2026", "unexpected word"),
+    ("EMBARGOED UNTIL 00:01 GMT 15/12/2026", "gives the day twice"),
 ])
 def test_embargo_errors_are_errors_not_guesses(line, message):
     with pytest.raises(ValueError) as err:
