@@ -330,7 +330,11 @@ def cmd_recipients_import(args) -> int:
     app = open_app(args)
     path = Path(args.file)
     with app.engine.begin() as conn:
-        report = recipients.import_csv(conn, path, args.list, app.clock.now(), strict=args.strict)
+        report = recipients.import_csv(conn, path, args.list, app.clock.now(), strict=args.strict,
+                                       replace=args.replace)
+        workflow.record(conn, workflow.Action.RECIPIENTS_IMPORTED, actor(args), app.clock.now(), file=str(path),
+                        list=args.list, added=report.added, updated=report.updated, replace=args.replace,
+                        removed=report.removed, rejected=len(report.rejected))
     for line in report.rejected:
         print(line, file=sys.stderr)
     print(report.summary(path, args.list))
@@ -344,6 +348,18 @@ def cmd_recipients_unsubscribe(args) -> int:
         if changed:
             workflow.record(conn, workflow.Action.UNSUBSCRIBED, actor(args), app.clock.now(), email=args.email)
     print(f"{args.email}: " + ("suppressed for all future mail" if changed else "was already suppressed"))
+    return 0
+
+
+def cmd_recipients_remove(args) -> int:
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        removed = recipients.remove(conn, args.list, args.email)
+        if not removed:
+            raise InputError(f"{args.email} is not on the list {args.list!r}", where="EMAIL")
+        workflow.record(conn, workflow.Action.RECIPIENT_REMOVED, actor(args), app.clock.now(), email=args.email,
+                        list=args.list)
+    print(f"{args.email}: removed from the list {args.list}; embargoed copies not yet sent to it will not go out")
     return 0
 
 
@@ -448,7 +464,15 @@ def build_parser() -> Parser:
     p.add_argument("file", metavar="FILE.csv")
     p.add_argument("--list", required=True, help="the list's name")
     p.add_argument("--strict", action="store_true", help="reject the whole file if any row is rejected")
+    p.add_argument("--replace", action="store_true",
+                   help="make the list exactly the file: members not in it leave the list (any bad row fails it all)")
+    p.add_argument("--by", help="who imports (default: the login name)")
     p.set_defaults(func=cmd_recipients_import)
+    p = r.add_parser("remove", help="take one address off a list; its embargoed copies not yet sent are stopped")
+    p.add_argument("email")
+    p.add_argument("--list", required=True, help="the list's name")
+    p.add_argument("--by", help="who removes (default: the login name)")
+    p.set_defaults(func=cmd_recipients_remove)
     p = r.add_parser("unsubscribe", help="suppress an address for all future mail")
     p.add_argument("email")
     p.add_argument("--by")

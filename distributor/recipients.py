@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from distributor import deliveries
 from distributor.errors import InputError
@@ -30,10 +30,11 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     rejected: list[str] = field(default_factory=list)  # "FILE:LINE: reason"
+    removed: list[str] = field(default_factory=list)   # members not in the file, with --replace
 
     def summary(self, path: Path, list_name: str) -> str:
         return (f"{path}: list {list_name}: {self.added} added, {self.updated} updated, "
-                f"{self.unchanged} unchanged, {len(self.rejected)} rejected")
+                f"{self.unchanged} unchanged, {len(self.removed)} removed, {len(self.rejected)} rejected")
 
 
 def normalise(email: str) -> str:
@@ -88,19 +89,27 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
                      "language": values.get("language", ""), "tags": values.get("tags", "")}
 
 
-def import_csv(conn: Connection, path: Path, list_name: str, now: datetime, strict: bool = False) -> ImportReport:
-    """Upsert every valid row of the file into the list, in the caller's transaction."""
+def import_csv(conn: Connection, path: Path, list_name: str, now: datetime, strict: bool = False,
+               replace: bool = False) -> ImportReport:
+    """Upsert every valid row of the file into the list, in the caller's transaction.
+
+    With ``replace`` the list becomes exactly the file: members not in it leave the list. A rejected row then
+    fails the whole import, so that a typing error never takes a journalist off the list."""
     if not list_name.strip():
         raise InputError("--list needs a name", where="--list")
     report = ImportReport()
     chunk: list[dict] = []
+    in_file: set[str] = set()
     with Progress(f"importing {path.name}") as progress:
         for line, row in read_csv(path):
             if isinstance(row, str):
                 report.rejected.append(f"{path}:{line}: {row}")
-                if strict:
-                    raise InputError(f"{row} (--strict rejects the whole file)", where=f"{path}:{line}")
+                if strict or replace:
+                    flag = "--strict" if strict else "--replace"
+                    raise InputError(f"{row} ({flag} rejects the whole file)", where=f"{path}:{line}")
                 continue
+            if replace:
+                in_file.add(row["email_key"])
             chunk.append(row)
             if len(chunk) >= CHUNK:
                 _upsert(conn, list_name, chunk, now, report)
@@ -109,6 +118,14 @@ def import_csv(conn: Connection, path: Path, list_name: str, now: datetime, stri
         if chunk:
             _upsert(conn, list_name, chunk, now, report)
             progress.advance(len(chunk))
+    if replace:
+        leaving = [(r.id, r.email) for r in conn.execute(select(recipients.c.id, recipients.c.email, recipients.c.email_key)
+                                                         .where(recipients.c.list_name == list_name))
+                   if r.email_key not in in_file]
+        for start in range(0, len(leaving), CHUNK):
+            ids = [i for i, _ in leaving[start:start + CHUNK]]
+            conn.execute(delete(recipients).where(recipients.c.id.in_(ids)))
+        report.removed = sorted(email for _, email in leaving)
     return report
 
 
@@ -166,10 +183,49 @@ def eligible(conn: Connection, list_name: str, embargoed: bool = True) -> Iterat
         yield row[0]
 
 
-def names(conn: Connection, list_name: str, emails: list[str]) -> dict[str, str]:
-    rows = conn.execute(select(recipients.c.email, recipients.c.name).where(
-        recipients.c.list_name == list_name, recipients.c.email_key.in_([key(e) for e in emails])))
-    return dict(rows.all())
+@dataclass(frozen=True)
+class Standing:
+    """Where an address stands now, as a copy is about to go out."""
+
+    name: str = ""
+    member: bool = False
+    embargo_ok: bool = False
+    suppressed: bool = False
+
+    def refusal(self, embargoed: bool, list_name: str) -> str | None:
+        """Why this address may not have the copy now, or None. Only an embargoed copy needs a vetted member."""
+        if self.suppressed:
+            return "unsubscribed"
+        if embargoed and not self.member:
+            return f"no longer on the list {list_name!r}"
+        if embargoed and not self.embargo_ok:
+            return "no longer vetted for embargoed copies"
+        return None
+
+
+def standing(conn: Connection, list_name: str, emails: list[str]) -> dict[str, Standing]:
+    """Each address's standing (by address as given), read in two queries whatever the number."""
+    keys = {key(e): e for e in emails}
+    found = {r.email_key: r for r in conn.execute(select(
+        recipients.c.email_key, recipients.c.name, recipients.c.embargo_ok).where(
+        recipients.c.list_name == list_name, recipients.c.email_key.in_(list(keys))))}
+    suppressed = is_suppressed(conn, emails)
+    result = {}
+    for k, email in keys.items():
+        row = found.get(k)
+        result[email] = Standing(name=row.name if row else "", member=row is not None,
+                                 embargo_ok=bool(row and row.embargo_ok), suppressed=k in suppressed)
+    return result
+
+
+def remove(conn: Connection, list_name: str, email: str) -> bool:
+    """Take one member off a list. False if the address was not on it."""
+    try:
+        address = normalise(email)
+    except ValueError as exc:
+        raise InputError(f"{email!r} is not an email address ({exc})", where="EMAIL") from None
+    return conn.execute(delete(recipients).where(
+        recipients.c.list_name == list_name, recipients.c.email_key == key(address))).rowcount > 0
 
 
 def listing(conn: Connection, list_name: str | None = None) -> list[dict]:

@@ -46,6 +46,8 @@ class Action(str, Enum):
     DELIVERED = "delivered"
     UNSUBSCRIBED = "unsubscribed"
     EMBARGO_OVERRIDDEN = "embargo_overridden"
+    RECIPIENTS_IMPORTED = "recipients_imported"
+    RECIPIENT_REMOVED = "recipient_removed"
 
 
 @dataclass(frozen=True)

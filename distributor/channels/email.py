@@ -151,20 +151,19 @@ class EmailChannel(Channel):
             self._transport.close()
 
     def deliver(self, job: Job, rendered: RenderedEmail, rows: list[Claimed], report: Report) -> None:
-        addresses = [row.target for row in rows]
-        with reading(self.context.engine) as conn:
-            names = recipients.names(conn, self.settings.list, addresses)
-            suppressed = recipients.is_suppressed(conn, addresses)
+        with reading(self.context.engine) as conn:  # checked again now: a journalist may have been de-vetted
+            standing = recipients.standing(conn, self.settings.list, [row.target for row in rows])
         now = self.clock.now()
         envelopes: list[Envelope] = []
         ids: dict[int, str] = {}
         for row in rows:
-            if recipients.key(row.target) in suppressed:
-                report(Outcome(row.id, Result.CANCELLED, "unsubscribed"))
+            refusal = standing[row.target].refusal(rendered.variant == EMBARGOED, self.settings.list)
+            if refusal:
+                report(Outcome(row.id, Result.CANCELLED, refusal))
                 continue
             mid = message_id(job, row.target, self.office.domain)
             ids[row.id] = mid
-            own = rendered.own_headers(row.target, names.get(row.target, ""), mid, now)
+            own = rendered.own_headers(row.target, standing[row.target].name, mid, now)
             envelopes.append(Envelope(row.id, self.office.from_addr, row.target, own, mid, rendered.shared))
 
         def handed(result: Handed) -> Receipt:

@@ -6,6 +6,8 @@ import hashlib
 import json
 from datetime import timedelta
 
+import pytest
+
 from sqlalchemy import update
 
 from distributor.clock import FixedClock, utcnow
@@ -355,3 +357,49 @@ def test_log_formats(make_system, smtp_sink, tmp_path, statement_file):
     table = system.cli("log").out.strip().splitlines()
     assert table[-1] == "total 3: failed 1, sent 2"
     assert any("550 5.1.1 No such user" in line for line in table)
+
+
+@pytest.mark.parametrize("how", ["de-vetted", "removed", "replaced", "unsubscribed"])
+def test_an_embargoed_copy_waiting_for_a_retry_is_stopped_when_its_journalist_loses_standing(
+        make_system, smtp_sink, tmp_path, statement_file, how):
+    smtp_sink.handler.rcpt_replies["ana@paper.example.com"] = "451 4.3.0 try later"
+    start = utcnow()
+    clock = FixedClock(start)
+    system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port)
+    prepare(system, tmp_path, statement_file, embargo=(start + timedelta(days=1)).isoformat())
+    assert {r["target"]: r["status"] for r in deliver_now(system)}["ana@paper.example.com"] == "retrying"
+    del smtp_sink.handler.rcpt_replies["ana@paper.example.com"]
+
+    csv = tmp_path / "again.csv"
+    if how == "de-vetted":
+        csv.write_text(RECIPIENTS.replace("ana@paper.example.com,Ana Lima,Paper,yes",
+                                          "ana@paper.example.com,Ana Lima,Paper,no"), encoding="utf-8")
+        result = system.cli("recipients", "import", csv, "--list", "embargo")
+    elif how == "removed":
+        result = system.cli("recipients", "remove", "ana@paper.example.com", "--list", "embargo", "--by", "Kim")
+    elif how == "replaced":
+        csv.write_text(RECIPIENTS.replace("ana@paper.example.com,Ana Lima,Paper,yes\n", ""), encoding="utf-8")
+        result = system.cli("recipients", "import", csv, "--list", "embargo", "--replace", "--by", "Kim")
+        assert "1 removed" in result.out
+    else:
+        result = system.cli("recipients", "unsubscribe", "ana@paper.example.com")
+    assert result.code == 0, result.err
+
+    clock.set(next_attempt(system, "ana@paper.example.com"))
+    rows = {r["target"]: r for r in deliver_now(system)}
+    assert rows["ana@paper.example.com"]["status"] == "cancelled"
+    assert rows["ana@paper.example.com"]["error"] == {
+        "de-vetted": "no longer vetted for embargoed copies", "removed": "no longer on the list 'embargo'",
+        "replaced": "no longer on the list 'embargo'", "unsubscribed": "unsubscribed"}[how]
+    assert "ana@paper.example.com" not in {m.rcpt_tos[0] for m in smtp_sink.messages}
+    assert {t for t, r in rows.items() if r["status"] == "sent"} == ELIGIBLE - {"ana@paper.example.com"}
+
+
+def test_a_released_copy_is_not_stopped_by_the_embargo_vetting():
+    from distributor.recipients import Standing
+    assert Standing(member=False, embargo_ok=False).refusal(embargoed=False, list_name="embargo") is None
+    assert Standing(member=True, embargo_ok=False).refusal(embargoed=True, list_name="embargo") == \
+        "no longer vetted for embargoed copies"
+    assert Standing(member=True, embargo_ok=True, suppressed=True).refusal(embargoed=False, list_name="x") == \
+        "unsubscribed"
+    assert Standing(member=True, embargo_ok=True).refusal(embargoed=True, list_name="x") is None
