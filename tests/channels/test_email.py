@@ -7,7 +7,6 @@ import json
 from datetime import timedelta
 
 import pytest
-
 from sqlalchemy import update
 
 from distributor.clock import FixedClock, utcnow
