@@ -40,7 +40,7 @@ class ImportReport:
 def normalise(email: str) -> str:
     """The address as email-validator normalises it; raises ValueError with the reason."""
     try:
-        return validate_email(email.strip(), check_deliverability=False, allow_smtputf8=False).normalized
+        return validate_email(email.strip(), check_deliverability=False, allow_smtputf8=True).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
 

@@ -135,6 +135,23 @@ def test_a_channel_that_raises_gives_the_unreported_rows_a_retry(caplog):
     assert [r.getMessage() for r in caplog.records] == ["private: delivery of tro-01-001-2030 r2 failed"]
 
 
+def test_an_error_preparing_one_target_fails_that_target_alone(caplog):
+    channel = Private(FixedClock(NOW))
+
+    def handle(row):
+        if row.target == "t2":
+            raise UnicodeError("label too long")
+        return None if row.target == "t3" else Outcome(row.id, Result.SENT)
+
+    outcomes, report = collect()
+    with caplog.at_level(logging.ERROR, logger="distributor.channels"):
+        channel.each_target(claimed(1, 2, 3, 4), report, handle)
+    assert outcomes == [Outcome(1, Result.SENT),
+                        Outcome(2, Result.FAILED, "cannot prepare this target: UnicodeError: label too long"),
+                        Outcome(4, Result.SENT)]
+    assert [r.getMessage() for r in caplog.records] == ["private: cannot prepare tro-01-001-2030 for 't2'"]
+
+
 def test_send_returns_the_receipts_of_the_reporter():
     channel = Private(FixedClock(NOW), behaviour=lambda rows, report: seen.append(report(Outcome(rows[0].id,
                                                                                                 Result.SENT))))

@@ -1212,3 +1212,21 @@ def test_smtp_dropped_connection_is_closed():
     finally:
         pool.close()
         controller.stop()
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("ana@paper.example.com", ("ana@paper.example.com", False)),
+    ("jo@bücher.example", ("jo@xn--bcher-kva.example", False)),
+    ("jö@bücher.example", ("jö@xn--bcher-kva.example", True)),
+    ("jö@plain.example", ("jö@plain.example", True)),
+    ("jo@straße.example", ("jo@xn--strae-oqa.example", False)),  # IDNA 2008, not 2003's "strasse"
+])
+def test_mail_address_puts_domains_in_ascii_and_says_when_smtputf8_is_needed(address, expected):
+    from distributor.transports.base import mail_address
+    assert mail_address(address) == expected
+
+
+def test_mail_address_without_an_at_sign_is_an_error():
+    from distributor.transports.base import mail_address
+    with pytest.raises(ValueError):
+        mail_address("jö-at-nowhere")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -119,6 +119,19 @@ class Channel(ABC):
     @abstractmethod
     def deliver(self, job: Job, rendered: Any, rows: list[Claimed], report: Report) -> None:
         """Hand the rendered statement to each target and ``report`` each row's outcome as soon as it is known."""
+
+    def each_target(self, rows: list[Claimed], report: Report, handle: Callable[[Claimed], Outcome | None]) -> None:
+        """Call ``handle`` for each row and report the outcome it returns (None: it reports later itself).
+
+        An error while preparing one target is that target's failure alone; the others go on."""
+        for row in rows:
+            try:
+                outcome = handle(row)
+            except Exception as exc:
+                log.exception("%s: cannot prepare %s for %r", self.name, row.statement_id, row.target)
+                outcome = Outcome(row.id, Result.FAILED, f"cannot prepare this target: {exc.__class__.__name__}: {exc}")
+            if outcome is not None:
+                report(outcome)
 
     def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Open long-lived connections. Channels that hold none need not override it."""

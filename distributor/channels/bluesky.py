@@ -175,19 +175,19 @@ class BlueskyChannel(Channel):
         return record
 
     def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
-        for row in rows:
+        def handle(row: Claimed) -> Outcome:
             account = self.accounts.get(row.target)
             if account is None:
-                report(Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured"))
-                continue
+                return Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured")
             try:
                 text = fit(render, job.statement.title, job.statement.first_sentence(), LIMIT, count_graphemes)
             except ValueError as exc:
-                report(Outcome(row.id, Result.FAILED, str(exc)))
-                continue
+                return Outcome(row.id, Result.FAILED, str(exc))
             assert job.embargo is not None  # public: delivered only after the lift
             rkey = tid(job.embargo, f"{job.statement_id}/r{job.revision}/{account.name}")
-            report(self.transports[account.name].post(row, {"rkey": rkey, "record": self.record(job, text)}))
+            return self.transports[account.name].post(row, {"rkey": rkey, "record": self.record(job, text)})
+
+        self.each_target(rows, report, handle)
 
 
 class BlueskyHttp(http.HttpTransport):

@@ -23,7 +23,7 @@ from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, positive
 from distributor.outcomes import Claimed, Outcome, Receipt, Report, Result, Variant
 from distributor.store import reading
-from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody
+from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody, mail_address
 from distributor.transports.file import MailFolder
 from distributor.transports.smtp import SmtpPool, SmtpSettings
 
@@ -49,15 +49,26 @@ class RenderedEmail:
 
     @staticmethod
     def own_headers(to: str, name: str, message_id: str, date: datetime) -> bytes:
-        """The three headers of one recipient's copy; everything after them is ``shared``."""
+        """The three headers of one recipient's copy; everything after them is ``shared``. ``to`` is ASCII
+        unless its local part cannot be (SMTPUTF8, RFC 6532: the header then carries it as UTF-8)."""
         display = _CONTROL.sub(" ", name).strip()[:100]
-        return (f"To: {formataddr((display, to), charset='utf-8')}\r\n"
+        utf8 = not to.isascii()
+        addressed = _utf8_address(display, to) if utf8 else formataddr((display, to), "utf-8")
+        return (f"To: {addressed}\r\n"
                 f"Date: {format_datetime(date)}\r\n"
-                f"Message-ID: {message_id}\r\n").encode("ascii")
+                f"Message-ID: {message_id}\r\n").encode("utf-8" if utf8 else "ascii")
 
     def message(self, to: str, name: str, message_id: str, date: datetime) -> bytes:
         """The whole message for one recipient."""
         return self.own_headers(to, name, message_id, date) + self.shared.raw
+
+
+def _utf8_address(display: str, address: str) -> str:
+    """A To value for an SMTPUTF8 message (RFC 6532): UTF-8 as it is, the display name quoted."""
+    if not display:
+        return f"<{address}>"
+    quoted = display.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{address}>'
 
 
 def one_line(text: str) -> str:
@@ -156,15 +167,19 @@ class EmailChannel(Channel):
         now = self.clock.now()
         envelopes: list[Envelope] = []
         ids: dict[int, str] = {}
-        for row in rows:
+
+        def prepare(row: Claimed) -> Outcome | None:
             refusal = standing[row.target].refusal(rendered.variant == EMBARGOED, self.settings.list)
             if refusal:
-                report(Outcome(row.id, Result.CANCELLED, refusal))
-                continue
+                return Outcome(row.id, Result.CANCELLED, refusal)
+            address, smtputf8 = mail_address(row.target)
             mid = message_id(job, row.target, self.office.domain)
+            own = rendered.own_headers(address, standing[row.target].name, mid, now)
             ids[row.id] = mid
-            own = rendered.own_headers(row.target, standing[row.target].name, mid, now)
-            envelopes.append(Envelope(row.id, self.office.from_addr, row.target, own, mid, rendered.shared))
+            envelopes.append(Envelope(row.id, self.office.from_addr, address, own, mid, rendered.shared, smtputf8))
+            return None
+
+        self.each_target(rows, report, prepare)
 
         def handed(result: Handed) -> Receipt:
             return report(Outcome(result.key, result.result, result.detail, remote_id=ids[result.key],

@@ -76,22 +76,23 @@ class MastodonChannel(Channel):
 
     def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
         statement = job.statement
-        for row in rows:
+
+        def handle(row: Claimed) -> Outcome:
             account = self.accounts.get(row.target)
             if account is None:
-                report(Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured"))
-                continue
+                return Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured")
             transport = self.transports[account.name]
             limit, url_length = transport.limits()
             try:
                 text = fit(render, statement.title, statement.first_sentence(), limit,
                            partial(count_mastodon, url_length=url_length))
             except ValueError as exc:
-                report(Outcome(row.id, Result.FAILED, str(exc)))
-                continue
+                return Outcome(row.id, Result.FAILED, str(exc))
             body = {"status": text, "visibility": account.visibility,
                     "language": (statement.language or self.context.config.office.language)[:2]}
-            report(transport.post(row, body))
+            return transport.post(row, body)
+
+        self.each_target(rows, report, handle)
 
 
 class MastodonHttp(http.HttpTransport):

@@ -127,12 +127,13 @@ class WireChannel(Channel):
         return {**item, "urgency": endpoint.urgency}
 
     def deliver(self, job: Job, rendered: dict, rows: list[Claimed], report: Report) -> None:
-        for row in rows:
+        def handle(row: Claimed) -> Outcome:
             endpoint = self.endpoints.get(row.target)
             if endpoint is None:
-                report(Outcome(row.id, Result.FAILED, f"wire endpoint {row.target!r} is no longer configured"))
-                continue
-            report(self.transports[endpoint.name].post(row, self.payload(rendered, endpoint)))
+                return Outcome(row.id, Result.FAILED, f"wire endpoint {row.target!r} is no longer configured")
+            return self.transports[endpoint.name].post(row, self.payload(rendered, endpoint))
+
+        self.each_target(rows, report, handle)
 
 
 class WireHttp(http.HttpTransport):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import idna
+
 from distributor.outcomes import Receipt, Result
 
 _LINE_START_DOT = re.compile(rb"(?m)^\.")
@@ -20,6 +22,18 @@ _LINE_START_DOT = re.compile(rb"(?m)^\.")
 def dot_stuffed(data: bytes) -> bytes:
     """SMTP DATA form of CRLF-ended lines (RFC 5321 4.5.2): a line that starts with "." gets another."""
     return _LINE_START_DOT.sub(b"..", data)
+
+
+def mail_address(address: str) -> tuple[str, bool]:
+    """The address as it goes in the envelope and the headers: an internationalised domain in its ASCII
+    (punycode) form. True when the local part is not ASCII, so that only SMTPUTF8 can carry it."""
+    if address.isascii():
+        return address, False
+    local, at, domain = address.rpartition("@")
+    if not at:
+        raise ValueError(f"not an email address: {address!r}")
+    ascii_domain = domain if domain.isascii() else idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local}@{ascii_domain}", not local.isascii()
 
 
 class SharedBody:
@@ -49,6 +63,7 @@ class Envelope:
     data: bytes           # this recipient's own part: whole lines, CRLF line ends (all of it without ``body``)
     message_id: str
     body: SharedBody = NO_BODY  # what follows ``data``, the same for every recipient
+    smtputf8: bool = False      # the address has a non-ASCII local part: only a relay offering SMTPUTF8 takes it
 
     @property
     def message(self) -> bytes:

@@ -79,6 +79,7 @@ class SmtpPool:
                 conn.ehlo()
             if s.username:
                 conn.login(s.username, self.password or "")
+            conn.command_encoding = "utf-8"  # used only after SMTPUTF8 is offered and asked for
             return conn
         except smtplib.SMTPAuthenticationError as exc:
             raise SessionFault(f"login refused: {_reply(exc.smtp_code, exc.smtp_error)}") from None
@@ -183,11 +184,16 @@ class SmtpPool:
             previous.wait()
 
     def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, before_data: Callable[[], None]) -> tuple[Result, str | None]:
-        if not _plain_address(envelope.recipient):
+        if not _plain_address(envelope.recipient, envelope.smtputf8):
             return Result.FAILED, f"not a deliverable address: {envelope.recipient!r}"
+        options = ""
+        if envelope.smtputf8:
+            if not conn.has_extn("smtputf8"):
+                return Result.FAILED, "the relay does not offer SMTPUTF8, which this address needs"
+            options = " SMTPUTF8"
         text: bytes | str
         try:
-            code, text = conn.docmd("mail", f"FROM:<{envelope.sender}>")
+            code, text = conn.docmd("mail", f"FROM:<{envelope.sender}>{options}")
             if code == 421:
                 raise Dropped(f"MAIL FROM: {_reply(code, text)}")
             if code != 250:
@@ -221,9 +227,10 @@ class SmtpPool:
             raise Dropped(f"RSET failed: {exc}") from None
 
 
-def _plain_address(address: str) -> bool:
-    """An address that can go in MAIL FROM / RCPT TO as it is: printable ASCII, no brackets or spaces."""
-    return address.isascii() and address.isprintable() and not any(c in address for c in " <>")
+def _plain_address(address: str, utf8: bool = False) -> bool:
+    """An address that can go in MAIL FROM / RCPT TO as it is: printable (ASCII unless SMTPUTF8), no brackets or
+    spaces."""
+    return (utf8 or address.isascii()) and address.isprintable() and not any(c in address for c in " <>")
 
 
 def _classify(code: int) -> Result:

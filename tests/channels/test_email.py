@@ -402,3 +402,50 @@ def test_a_released_copy_is_not_stopped_by_the_embargo_vetting():
     assert Standing(member=True, embargo_ok=True, suppressed=True).refusal(embargoed=False, list_name="x") == \
         "unsubscribed"
     assert Standing(member=True, embargo_ok=True).refusal(embargoed=True, list_name="x") is None
+
+
+IDN = """email,name,embargo_ok
+ana@paper.example.com,Ana,yes
+jo@xn--bcher-kva.example,Jo,yes
+jö@bücher.example,Jö,yes
+"""
+
+
+@pytest.mark.parametrize("smtputf8", [False, True])
+def test_internationalised_addresses_go_out_in_ascii_or_over_smtputf8_and_fail_alone(
+        make_system, tmp_path, statement_file, smtputf8):
+    from tests.conftest import SinkHandler, _start_sink
+    handler = SinkHandler()
+    controller = _start_sink(handler, enable_SMTPUTF8=smtputf8)
+    try:
+        system = make_system(transport="smtp", smtp_port=controller.port)
+        csv = tmp_path / "idn.csv"
+        csv.write_text(IDN, encoding="utf-8")
+        result = system.cli("recipients", "import", csv, "--list", "embargo")
+        assert result.code == 0 and "3 added" in result.out and "0 rejected" in result.out, result.err
+        assert system.cli("import", statement_file()).code == 0
+        assert system.cli("approve", SID, "--by", "Maya").code == 0
+        assert system.cli("schedule", SID, "--embargo", soon()).code == 0
+        rows = {r["target"]: r for r in deliver_now(system)}
+    finally:
+        controller.stop()
+    assert rows["ana@paper.example.com"]["status"] == "sent"
+    assert rows["jo@bücher.example"]["status"] == "sent"  # stored as email-validator writes it
+    got = {m.rcpt_tos[0]: parse(m.data) for m in handler.messages}
+    assert "jo@xn--bcher-kva.example" in got  # the envelope is ASCII
+    assert "<jo@xn--bcher-kva.example>" in str(got["jo@xn--bcher-kva.example"]["To"])
+    if smtputf8:
+        assert rows["jö@bücher.example"]["status"] == "sent"
+        assert "jö@xn--bcher-kva.example" in got
+        assert "jö@xn--bcher-kva.example" in str(got["jö@xn--bcher-kva.example"]["To"])
+    else:
+        assert rows["jö@bücher.example"]["status"] == "failed"
+        assert rows["jö@bücher.example"]["error"] == "the relay does not offer SMTPUTF8, which this address needs"
+        assert len(got) == 2
+
+
+def test_utf8_to_header_quotes_the_display_name():
+    from distributor.channels.email import RenderedEmail
+    own = RenderedEmail.own_headers("jö@x.example", 'Jö "Scoop" \\ Ng', "<m@x>", utcnow())
+    assert own.decode("utf-8").startswith('To: "Jö \\"Scoop\\" \\\\ Ng" <jö@x.example>\r\n')
+    assert RenderedEmail.own_headers("jö@x.example", "", "<m@x>", utcnow()).startswith("To: <jö@x.example>\r\n".encode())
