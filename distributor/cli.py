@@ -46,7 +46,8 @@ class App:
 
     def context(self) -> channel_registry.Context:
         return channel_registry.Context(self.config, self.engine, self.clock,
-                                        Renderer(self.config.paths.templates, self.config.office))
+                                        Renderer(self.config.paths.templates, self.config.office),
+                                        workers_module.database_clock(self.engine))
 
 
 def open_app(args, require_schema: bool = True) -> App:

@@ -10,6 +10,7 @@ from itertools import groupby, islice
 
 from distributor import deliveries, workflow
 from distributor.channels import Channel, Context, Job
+from distributor.channels.base import embargo_now
 from distributor.outcomes import Outcome, Result
 from distributor.recording import Recorder
 from distributor.statements.model import StatementStatus
@@ -20,6 +21,7 @@ from distributor.workflow import Action
 log = logging.getLogger("distributor.run")
 
 PLAN_CHUNK = 2000
+MAX_SKEW_SECONDS = 1.0  # a worker further than this from the database's clock lifts nothing
 
 
 def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -41,12 +43,14 @@ class Dispatcher:
         self.worker = self.heartbeat.id
         self.actor = f"scheduler@{self.worker}"
         self.stopping = threading.Event()
+        self.clock_agreed = True
         self._opened: list[Channel] = []
         self._warned: set[tuple[str, str]] = set()
 
     def open(self) -> None:
         """Register this worker and open every channel; if one fails, close what was opened and re-raise."""
         self.heartbeat.start()
+        self.clock_agrees()
         try:
             for channel in self.channels.values():
                 channel.open()
@@ -78,13 +82,14 @@ class Dispatcher:
         Public channels (a handful of targets) are planned with the lift; long lists are planned afterwards in
         chunks, each its own transaction, so no write holds the database for long.
         """
-        now = self.clock.now()
+        lifting = self.clock_agrees()
+        now = embargo_now(self.context)
         with reading(self.engine) as conn:
             work = [(row, self.unplanned(conn, row, now)) for row in workflow.scheduled(conn)]
         lifted = 0
         later: list[tuple[dict, str]] = []
         for candidate, names in work:
-            if not names and candidate["embargo"] > now:
+            if not names and (candidate["embargo"] > now or not lifting):
                 continue
             with self.engine.begin() as conn:
                 row = workflow.lock(conn, candidate["id"])  # another worker may have got here first
@@ -92,11 +97,11 @@ class Dispatcher:
                         or row["revision"] != candidate["revision"]:
                     continue
                 for name in names:
-                    if self.channels[name].public:
-                        self.plan(conn, row, name, now)
-                    else:
+                    if not self.channels[name].public:
                         later.append((row, name))
-                if row["embargo"] <= now:
+                    elif lifting:
+                        self.plan(conn, row, name, now)
+                if lifting and row["embargo"] <= now:
                     workflow.release(conn, row, self.actor, now)
                     lifted += 1
                     log.info("%s: embargo lifted at %s (%.3fs after %s)", row["id"], now.isoformat(),
@@ -104,6 +109,23 @@ class Dispatcher:
         for row, name in later:
             self.plan_in_chunks(row, name, now)
         return lifted
+
+    def clock_agrees(self) -> bool:
+        """Whether this worker's clock is within MAX_SKEW of the database's. While it is not, an ERROR is logged
+        at every sweep and no embargo is lifted."""
+        database = self.context.database_clock
+        if database is None:
+            return True
+        skew = (self.clock.now() - database.now()).total_seconds()
+        agrees = abs(skew) <= MAX_SKEW_SECONDS
+        if not agrees:
+            log.error("this worker's clock is %.3f s %s the database's (more than %g s): no embargo is lifted "
+                      "until they agree; fix the clock (NTP)", abs(skew), "ahead of" if skew > 0 else "behind",
+                      MAX_SKEW_SECONDS)
+        elif not self.clock_agreed:
+            log.warning("this worker's clock agrees with the database's again (%.3f s apart)", abs(skew))
+        self.clock_agreed = agrees
+        return agrees
 
     def plan(self, conn, row: dict, name: str, now: datetime) -> None:
         """All targets of a small channel in the caller's transaction."""
@@ -181,7 +203,7 @@ class Dispatcher:
                         rows = list(group)
                         job = jobs[key]
                         try:
-                            variant = channel.variant(job, now)
+                            variant = channel.variant(job, channel.embargo_now())
                             if (*key, variant) not in rendered:
                                 rendered[(*key, variant)] = channel.render(job, variant)
                             channel.send(job, rendered[(*key, variant)], rows, report)

@@ -38,6 +38,23 @@ def db_now(conn: Connection) -> datetime:
     return datetime.fromisoformat(raw).replace(tzinfo=UTC)
 
 
+class DatabaseClock(Clock):
+    """The database server's clock (PostgreSQL): one host's fast clock cannot decide a lift alone."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def now(self) -> datetime:
+        with self.engine.connect() as conn:
+            return db_now(conn)
+
+
+def database_clock(engine: Engine) -> Clock | None:
+    """The clock the embargo is also judged by: the server's on PostgreSQL. None on SQLite, whose database and
+    worker share one machine's clock."""
+    return DatabaseClock(engine) if engine.dialect.name == "postgresql" else None
+
+
 def alive(cutoff: datetime):
     """SQL condition: the worker holding a delivery row has beaten since ``cutoff``."""
     return exists().where(and_(workers.c.id == deliveries.c.worker_id, workers.c.last_seen >= cutoff,

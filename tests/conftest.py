@@ -217,13 +217,14 @@ class System:
     config_path: Path
     clock: Clock
     run: object
+    database_clock: Clock | None = None  # stands in for PostgreSQL's clock
 
     def __post_init__(self):
         self.config = load(self.config_path)
         self.engine = connect(self.config.database_url)
         init_schema(self.engine)
         renderer = Renderer(self.config.paths.templates, self.config.office)
-        self.context = Context(self.config, self.engine, self.clock, renderer)
+        self.context = Context(self.config, self.engine, self.clock, renderer, self.database_clock)
         self.channels = build(self.context)
         self.dispatcher = Dispatcher(self.context, self.channels)
         self.dispatcher.heartbeat.start()  # a live worker; channels open on first use
@@ -242,8 +243,8 @@ class System:
 def make_system(write_config, run):
     systems = []
 
-    def make(clock: Clock | None = None, **config) -> System:
-        system = System(write_config(**config), clock or Clock(), run)
+    def make(clock: Clock | None = None, database_clock: Clock | None = None, **config) -> System:
+        system = System(write_config(**config), clock or Clock(), run, database_clock)
         systems.append(system)
         return system
     yield make

@@ -167,3 +167,51 @@ def test_embargo_cannot_move_for_a_new_revision_once_journalists_hold_a_copy(mak
     rows = json.loads(system.cli("log", SID, "--format", "json").out)
     assert [(r["revision"], r["status"], r["variant"]) for r in rows] == [(1, "sent", "embargoed"),
                                                                         (2, "sent", "embargoed")]
+
+
+def test_a_worker_whose_clock_runs_fast_lifts_nothing_until_it_agrees_with_the_database(
+        make_system, statement_file, tmp_path, caplog):
+    embargo = utc(2027, 1, 6, 0, 1)
+    clock, database = FixedClock(embargo - timedelta(hours=1)), FixedClock(embargo - timedelta(hours=1))
+    system = make_system(clock=clock, database_clock=database, extra=OFFLINE)
+    system.cli("import", statement_file())
+    system.cli("approve", SID, "--by", "Maya")
+    assert system.cli("schedule", SID, "--embargo", embargo.isoformat(), "--channels", "wire,feed").code == 0
+    wire_out = Path(system.config_path.parent / "out" / "wire")
+
+    def sweep():
+        system.dispatcher.advance()
+        for name in ("wire", "feed"):
+            system.dispatcher.deliver(name)
+        return json.loads(system.cli("show", SID, "--format", "json").out)["status"]
+
+    clock.set(embargo + timedelta(seconds=1.5))   # this worker's clock runs 2 s fast
+    database.set(embargo - timedelta(seconds=0.5))
+    with caplog.at_level("ERROR", logger="distributor.run"):
+        assert sweep() == "scheduled"
+    assert not wire_out.exists()
+    assert any("clock is 2.000 s ahead of the database's" in r.getMessage() for r in caplog.records)
+
+    # The guard in the channel judges by the earlier clock too: a send now is refused.
+    channel = system.channels["wire"]
+    assert channel.embargo_now() == embargo - timedelta(seconds=0.5)
+
+    database.set(embargo + timedelta(seconds=0.5))  # 1 s apart: they agree, and both say the embargo has passed
+    assert sweep() == "released"
+    assert len(list(wire_out.glob("*.json"))) == 1
+
+
+def test_a_worker_within_a_second_of_the_database_lifts_by_the_earlier_clock(make_system, statement_file):
+    embargo = utc(2027, 1, 6, 0, 1)
+    clock, database = FixedClock(embargo + timedelta(seconds=0.5)), FixedClock(embargo - timedelta(seconds=0.4))
+    system = make_system(clock=clock, database_clock=database, extra=OFFLINE)
+    system.cli("import", statement_file())
+    system.cli("approve", SID, "--by", "Maya")
+    clock.set(embargo - timedelta(hours=1))
+    database.set(embargo - timedelta(hours=1))
+    assert system.cli("schedule", SID, "--embargo", embargo.isoformat(), "--channels", "wire").code == 0
+    clock.set(embargo + timedelta(seconds=0.5))
+    database.set(embargo - timedelta(seconds=0.4))  # 0.9 s apart: they agree, but the database says not yet
+    assert system.dispatcher.advance() == 0
+    database.set(embargo)
+    assert system.dispatcher.advance() == 1

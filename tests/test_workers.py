@@ -54,3 +54,15 @@ def test_two_workers_share_the_work_without_overlap(make_system, smtp_sink, tmp_
     assert sum(per_worker.values()) == 120 and set(per_worker) <= {"worker-0", "worker-1"}
     audit = [e["action"] for e in json.loads(system.cli("audit", SID, "--format", "json").out)]
     assert audit.count("planned") == 1 and audit.count("delivered") == 1
+
+
+def test_the_embargo_is_also_judged_by_postgresqls_clock_and_sqlite_shares_the_workers(engine):
+    from distributor.clock import utcnow
+    from distributor.workers import DatabaseClock, database_clock
+    clock = database_clock(engine)
+    if engine.dialect.name == "sqlite":
+        assert clock is None
+    else:
+        assert isinstance(clock, DatabaseClock)
+    now = DatabaseClock(engine).now()
+    assert now.tzinfo is not None and abs((now - utcnow()).total_seconds()) < 5

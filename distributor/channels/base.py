@@ -38,6 +38,15 @@ class Context:
     engine: Engine
     clock: Clock
     renderer: Renderer
+    database_clock: Clock | None = None  # PostgreSQL's clock: an embargo is past only when both clocks agree
+
+
+def embargo_now(context: Context) -> datetime:
+    """Now, for every embargo decision: the earlier of this worker's clock and the database's."""
+    now = context.clock.now()
+    if context.database_clock is not None:
+        now = min(now, context.database_clock.now())
+    return now
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,9 @@ class Channel(ABC):
         return embargo if cls.public or send_embargoed_at is None else send_embargoed_at
 
     # -- rendering and delivery ------------------------------------------------------------------------------
+    def embargo_now(self) -> datetime:
+        return embargo_now(self.context)
+
     def variant(self, job: Job, now: datetime) -> Variant:
         """Embargoed copies sent after the lift go out as the released version."""
         if self.public or job.embargo is None or now >= job.embargo:
@@ -175,7 +187,7 @@ class Channel(ABC):
         """The embargo guard: a public channel refuses every row while the statement is under embargo."""
         if not self.public:
             return None
-        now = self.clock.now()
+        now = self.embargo_now()
         if job.embargo is not None and now >= job.embargo:
             return None
         log.warning("%s: refused %d deliveries of %s: embargo until %s (now %s)", self.name, len(rows),
