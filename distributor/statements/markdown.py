@@ -81,12 +81,34 @@ def _field(meta: dict, key: str, source: str, kinds: tuple, required: bool = Fal
     return value
 
 
+FRONT_MATTER_MAX = 64 * 1024  # a statement's front matter is a few lines
+
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: a few hundred bytes of nested aliases would otherwise expand to gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in front matter",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+class _FrontMatter(frontmatter.YAMLHandler):
+    def load(self, fm: str, **kwargs: object):
+        return yaml.load(fm, Loader=_NoAliases)  # noqa: S506 - a SafeLoader without aliases
+
+
 def parse(data: bytes, source: str) -> Statement:
     text = decode(data, source)
     if not text.lstrip().startswith("---"):
         raise InputError("Markdown statements need YAML front matter between '---' lines at the top", where=f"{source}:1")
+    start = text.find("---")
+    if text.find("\n---", start + 3, start + FRONT_MATTER_MAX + 4) == -1 and len(text) > start + FRONT_MATTER_MAX:
+        raise InputError(f"front matter is longer than {FRONT_MATTER_MAX // 1024} KiB, or has no closing '---'",
+                         where=f"{source}:1")
     try:
-        post = frontmatter.loads(text)
+        post = frontmatter.loads(text, handler=_FrontMatter())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 2}" if mark else source

@@ -25,7 +25,8 @@ from distributor.statements.times import MONTHS, WEEKDAYS, is_embargo_line, pars
 KINDS = re.compile(
     r"^(?:(?:joint\s+|public\s+|press\s+|news\s+|media\s+)?(?:statement|release|advisory|briefing|alert)"
     r"|open\s+letter|urgent\s+action|news|press\s+release|news\s+release)$", re.IGNORECASE)
-REFERENCE = re.compile(r"^(?P<ref>(?:AI\s+Index\b|Index\s*:)[^\n]*?)(?:\s+[-–—]\s+(?P<serial>.+))?$", re.IGNORECASE)
+REFERENCE = re.compile(r"(?:AI\s+Index\b|Index\s*:)", re.IGNORECASE)
+SERIAL_SEPARATOR = re.compile(r"\s[-–—]\s")  # "Index: TRO 01/001/2026 - News Service No. 7"
 SERIAL = re.compile(r"^(?:News\s+Service\s+)?(?:Nr|No|Number)\.?\s*\d+\S*$|^News\s+Service\s+\S+$", re.IGNORECASE)
 CONTACTS = re.compile(r"^(?:for\s+(?:more|further)\s+information|press\s+office|media\s+contacts?|press\s+contacts?"
                       r"|contacts?\s*:|for\s+media\s+enquiries|media\s+enquiries)", re.IGNORECASE)
@@ -33,6 +34,14 @@ CLASSIFICATION = re.compile(r"^(?:public|internal|restricted|confidential)(?:\s+
 BOILERPLATE = re.compile(r"^\s*how\s+you\s+can\s+help\b", re.IGNORECASE)
 HEADER_LINE = re.compile(r"^Document\s+[-–—]\s+")
 BULLET = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
+
+
+def split_reference(line: str) -> tuple[str, str | None]:
+    """The reference and the serial after the first spaced dash, if any."""
+    separator = SERIAL_SEPARATOR.search(line)
+    if separator is None or not line[separator.end():].strip():
+        return line.strip(), None
+    return line[:separator.start()].strip(), line[separator.end():].strip()
 
 
 def parse_date(text: str) -> date | None:
@@ -122,8 +131,8 @@ def parse(data: bytes, source: str) -> Statement:
             kind = line
         elif issued is None and parse_date(line):
             issued = parse_date(line)
-        elif reference is None and (match := REFERENCE.match(line)):
-            reference, serial = match.group("ref").strip(), (match.group("serial") or "").strip() or None
+        elif reference is None and REFERENCE.match(line):
+            reference, serial = split_reference(line)
         elif serial is None and SERIAL.match(line):
             serial = line
         else:

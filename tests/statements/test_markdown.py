@@ -62,3 +62,37 @@ def test_markdown_errors(text, message):
 def test_embargo_with_iana_zone():
     s = parse(GOOD.replace("2026-05-05T00:01:00+01:00", "'2026-05-05 00:01 Europe/London'").encode(), "s.md")
     assert s.embargo == datetime(2026, 5, 4, 23, 1, tzinfo=UTC)
+
+
+BOMB = """---
+title: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+---
+Body.
+"""
+
+
+def test_yaml_aliases_are_refused_before_they_expand():
+    with pytest.raises(InputError) as err:
+        parse(BOMB.encode(), "bomb.md")
+    assert "aliases (*name) are not allowed in front matter" in err.value.message
+    assert err.value.where == "bomb.md:4"
+
+
+def test_an_anchor_without_an_alias_is_harmless():
+    statement = parse(b"---\ntitle: &t Plain title\ndate: 2026-10-14\n---\nBody.\n", "a.md")
+    assert statement.title == "Plain title"
+
+
+def test_front_matter_longer_than_64_kib_is_refused():
+    text = "---\ntitle: T\n" + "# filler\n" * 8000 + "---\nBody.\n"
+    with pytest.raises(InputError) as err:
+        parse(text.encode(), "long.md")
+    assert err.value.message == "front matter is longer than 64 KiB, or has no closing '---'"
+    assert err.value.where == "long.md:1"
