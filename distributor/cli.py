@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import getpass
 import io
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from distributor import __version__, deliveries, recipients, workflow
+from distributor import __version__, csvout, deliveries, recipients, workflow
 from distributor import channels as channel_registry
 from distributor import config as config_module
 from distributor import workers as workers_module
@@ -154,7 +154,7 @@ def cmd_show(args) -> int:
         lines += [view["classification"], ""]
     if view["contacts"]:
         lines += [view["contacts"]]
-    print("\n".join(lines).rstrip())
+    print("\n".join(visible(line, lines=True) for line in lines).rstrip())
     return 0
 
 
@@ -245,9 +245,7 @@ def print_attempts(conn, args) -> None:
     if args.format == "json":
         print(json.dumps(items, ensure_ascii=False, indent=2))
     elif args.format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=ATTEMPT_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(items)
+        csvout.write(sys.stdout, ATTEMPT_FIELDS, items)
     else:
         table(["at", "channel", "target", "worker", "outcome", "reply"],
               [[i["at"], i["channel"], i["target"], i["worker"], i["outcome"], (i["reply"] or "")[:70]]
@@ -271,9 +269,7 @@ def cmd_log(args) -> int:
         if args.format == "json":
             print(json.dumps(list(records), ensure_ascii=False, indent=2))
         elif args.format == "csv":
-            writer = csv.DictWriter(sys.stdout, fieldnames=[*LOG_FIELDS, "after_lift"], lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(records)
+            csvout.write(sys.stdout, [*LOG_FIELDS, "after_lift"], records)
         else:
             counts: dict[str, int] = {}
             rows = []
@@ -380,7 +376,19 @@ def cmd_recipients_list(args) -> int:
     return 0
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_UNPRINTABLE_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(value: object, lines: bool = False) -> str:
+    """Text for a terminal: control characters shown as escapes (\\x1b), never obeyed; tab and LF kept with
+    ``lines``."""
+    pattern = _UNPRINTABLE_BUT_LINES if lines else _UNPRINTABLE
+    return pattern.sub(lambda m: repr(m.group())[1:-1], str(value))
+
+
 def table(header: list[str], rows: list[list[str]]) -> None:
+    rows = [[visible(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
     out = io.StringIO()
     out.write("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip() + "\n")

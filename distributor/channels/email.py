@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
@@ -69,6 +70,14 @@ def _utf8_address(display: str, address: str) -> str:
         return f"<{address}>"
     quoted = display.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{quoted}" <{address}>'
+
+
+def header_line(name: str, value: str) -> str:
+    """One header, ASCII and CRLF-ended. Non-ASCII text, and text that a client would take for an encoded word
+    (``=?utf-8?b?...?=`` typed into a title), go out as RFC 2047 words that decode to exactly the text."""
+    if value.isascii() and "=?" not in value:
+        return SMTP.fold(name, value)
+    return f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=chr(13) + chr(10), maxlinelen=78)}\r\n"
 
 
 def one_line(text: str) -> str:
@@ -148,7 +157,7 @@ class EmailChannel(Channel):
 
         office = self.office
         head = (SMTP.fold("From", formataddr((one_line(office.name), office.from_addr), charset="utf-8"))
-                + SMTP.fold("Subject", subject)
+                + header_line("Subject", subject)
                 + SMTP.fold("Reply-To", office.reply_to)
                 + SMTP.fold("List-Unsubscribe", f"<mailto:{office.unsubscribe_mailto}?subject=unsubscribe>")
                 ).encode("ascii") + mime_head + b"\r\n"

@@ -65,7 +65,14 @@ class FeedChannel(Channel):
             released = workflow.released(conn, now, self.settings.entries)
             entries = [(row, Statement.from_dict(row["content"]),
                         workflow.imported_at(conn, row["id"]).get(1)) for row in released]
-        write_atomically(self.settings.path, self.build(entries))
+        data = self.build(entries)
+        try:
+            ET.fromstring(data)  # what is published must parse: a feed that does not is never written
+        except ET.ParseError as exc:
+            for row in rows:
+                report(Outcome(row.id, Result.FAILED, f"the feed would not be well-formed XML ({exc}); not published"))
+            return
+        write_atomically(self.settings.path, data)
         for row in rows:
             report(Outcome(row.id, Result.SENT, remote_id=statement_uri(self.context.config.office, job)))
 

@@ -449,3 +449,13 @@ def test_utf8_to_header_quotes_the_display_name():
     own = RenderedEmail.own_headers("jö@x.example", 'Jö "Scoop" \\ Ng', "<m@x>", utcnow())
     assert own.decode("utf-8").startswith('To: "Jö \\"Scoop\\" \\\\ Ng" <jö@x.example>\r\n')
     assert RenderedEmail.own_headers("jö@x.example", "", "<m@x>", utcnow()).startswith("To: <jö@x.example>\r\n".encode())
+
+
+@pytest.mark.parametrize("subject", ["EMBARGOED: Zoë", "EMBARGOED: =?utf-8?b?SGk=?= literal", "Plain ASCII",
+                                     "Long Zoë " * 20, "=?x?q?a?= =?utf-8?q?=C3=A9?="])
+def test_subjects_reach_mail_clients_as_the_exact_text(subject):
+    from distributor.channels.email import header_line
+    line = header_line("Subject", subject)
+    assert line.isascii() and line.endswith("\r\n") and all(len(p) <= 998 for p in line.split("\r\n"))
+    parsed = parse(line.encode("ascii") + b"\r\n")
+    assert str(parsed["Subject"]) == subject

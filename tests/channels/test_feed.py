@@ -69,3 +69,33 @@ def test_feed_content_is_escaped(make_system, scheduled):
     assert "<script>" not in raw
     parsed = feedparser.parse(raw)
     assert parsed.entries[0].title == "<script>alert(1)</script> & more"
+
+
+def test_a_title_with_a_vertical_tab_from_word_becomes_a_space_and_the_feed_parses(make_system, scheduled):
+    clock = FixedClock(utcnow())
+    system = make_system(clock=clock, extra=feed())
+    path = Path(system.config_path.parent / "out" / "feed.atom")
+    first = publish(system, clock, scheduled, IDS[0], "Line one\x0bline two\x07 end", 10)
+    lift_until(system, clock, first)
+    parsed = feedparser.parse(path.read_bytes())
+    assert not parsed.bozo
+    assert [e.title for e in parsed.entries] == ["Line one line two  end"]
+
+
+def test_a_feed_that_would_not_parse_is_never_published_nor_logged_as_sent(make_system, scheduled):
+    import json
+
+    from sqlalchemy import select, update
+
+    from distributor.store.schema import revisions
+    clock = FixedClock(utcnow())
+    system = make_system(clock=clock, extra=feed())
+    path = Path(system.config_path.parent / "out" / "feed.atom")
+    first = publish(system, clock, scheduled, IDS[0], "Fine title", 10)
+    with system.engine.begin() as conn:  # stored before control characters were cleaned at import
+        content = conn.execute(select(revisions.c.content)).scalar_one()
+        conn.execute(update(revisions).values(content={**content, "title": "Broken\x0btitle"}))
+    lift_until(system, clock, first)
+    assert not path.exists()
+    [row] = json.loads(system.cli("log", "--format", "json").out)
+    assert row["status"] == "failed" and "the feed would not be well-formed XML" in row["error"]

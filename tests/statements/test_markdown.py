@@ -96,3 +96,12 @@ def test_front_matter_longer_than_64_kib_is_refused():
         parse(text.encode(), "long.md")
     assert err.value.message == "front matter is longer than 64 KiB, or has no closing '---'"
     assert err.value.where == "long.md:1"
+
+
+def test_a_blank_title_is_refused_at_import(tmp_path):
+    from distributor.statements import parse_file
+    path = tmp_path / "blank.md"
+    path.write_text("---\ntitle: \"\\x0b \\x07\"\ndate: 2026-10-14\n---\nBody.\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        parse_file(path)
+    assert (err.value.message, err.value.where) == ("the title is empty; a statement needs a title", str(path))
