@@ -89,8 +89,8 @@ def installation(folder: Path, port: int, n: int, schedule: bool = False):
         sid = workflow.import_statement(conn, parse_file(STATEMENT), str(STATEMENT), "bench", now).id
         workflow.approve(conn, sid, "bench", now)
         if schedule:
-            workflow.schedule(conn, sid, "bench", now, embargo=now + timedelta(days=1), send_embargoed_at=now,
-                              channels={"email": REGISTRY["email"]})
+            workflow.schedule(conn, sid, "bench", now, override_embargo=True, embargo=now + timedelta(days=1),
+                              send_embargoed_at=now, channels={"email": REGISTRY["email"]})
     return config_path, config, engine, sid
 
 
@@ -109,7 +109,7 @@ def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes, int]
     channels = build(context)
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        workflow.schedule(conn, sid, "bench", now, embargo=now + timedelta(hours=1), send_embargoed_at=now,
+        workflow.schedule(conn, sid, "bench", now, override_embargo=True, embargo=now + timedelta(hours=1), send_embargoed_at=now,
                           channels={"email": channels["email"]})
     dispatcher = Dispatcher(context, channels, worker="bench")
     start = time.perf_counter()

@@ -173,16 +173,16 @@ def main() -> int:
                 at = datetime.now(UTC)
                 for n, sid in enumerate(phases["idle"]):
                     embargo = first + timedelta(seconds=n * args.spacing)
-                    workflow.schedule(conn, sid, "bench", at, embargo=embargo, send_embargoed_at=None,
+                    workflow.schedule(conn, sid, "bench", at, override_embargo=True, embargo=embargo, send_embargoed_at=None,
                                       channels={"wire": REGISTRY["wire"]})
                     embargoes[sid] = embargo.timestamp()
                 if loaded:
                     send_at = first + timedelta(seconds=args.statements * args.spacing + 1)
-                    workflow.schedule(conn, email_id, "bench", at, embargo=at + timedelta(days=1),
+                    workflow.schedule(conn, email_id, "bench", at, override_embargo=True, embargo=at + timedelta(days=1),
                                       send_embargoed_at=send_at, channels={"email": REGISTRY["email"]})
                     for n, sid in enumerate(phases["loaded"]):
                         embargo = send_at + timedelta(seconds=args.settle + n * args.spacing)
-                        workflow.schedule(conn, sid, "bench", at, embargo=embargo, send_embargoed_at=None,
+                        workflow.schedule(conn, sid, "bench", at, override_embargo=True, embargo=embargo, send_embargoed_at=None,
                                           channels={"wire": REGISTRY["wire"]})
                         embargoes[sid] = embargo.timestamp()
             if datetime.now(UTC) >= first:

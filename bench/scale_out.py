@@ -83,7 +83,7 @@ def one_run(url: str, n: int, workers: int, lead: float, timeout: float) -> dict
                 sid = workflow.import_statement(conn, parse_file(STATEMENT), str(STATEMENT), "bench", now).id
                 workflow.approve(conn, sid, "bench", now)
                 # copies due at `due`; the embargo follows a second later so the workers can go idle and exit
-                workflow.schedule(conn, sid, "bench", now, embargo=due + timedelta(seconds=1),
+                workflow.schedule(conn, sid, "bench", now, override_embargo=True, embargo=due + timedelta(seconds=1),
                                   send_embargoed_at=due, channels={"email": REGISTRY["email"]})
             env = {**os.environ, "DISTRIBUTOR_CONFIG": str(config_path)}
             logs = [folder / f"worker{i}.log" for i in range(workers)]

@@ -22,13 +22,13 @@ from distributor import config as config_module
 from distributor import workers as workers_module
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
-from distributor.errors import ConfigError, InputError, UserError
+from distributor.errors import ConfigError, InputError, UserError, checked_text, one_line
 from distributor.outcomes import Variant
 from distributor.render import Renderer, when
 from distributor.statements import parse_file
 from distributor.statements.times import parse_instant
 from distributor.store import connect, init_schema, reading
-from distributor.store.engine import schema_is_current
+from distributor.store.engine import masked, schema_is_current
 
 log = logging.getLogger("distributor")
 
@@ -57,17 +57,22 @@ def open_app(args, require_schema: bool = True) -> App:
         try:
             current = schema_is_current(engine)
         except (OperationalError, ProgrammingError) as exc:
-            raise ConfigError(f"database.url: cannot open the database ({exc.orig})", where=str(config.path)) from None
+            raise cannot_open(config, exc) from None
         if not current:
             raise ConfigError("the database schema is missing or old; run 'distributor init'",
                               where=str(config.path))
     return App(config, engine, Clock())
 
 
+def cannot_open(config: Config, exc: OperationalError | ProgrammingError) -> ConfigError:
+    return ConfigError(f"database.url: cannot open the database {masked(config.database_url)} "
+                       f"({one_line(exc.orig)})", where=str(config.path))
+
+
 def actor(args) -> str:
     name = getattr(args, "by", None)
     if name:
-        return name
+        return checked_text(name, "--by", 200)
     try:
         return getpass.getuser()
     except Exception:
@@ -87,7 +92,10 @@ def parse_time(value: str | None, option: str):
 
 def cmd_init(args) -> int:
     app = open_app(args, require_schema=False)
-    revision = init_schema(app.engine)
+    try:
+        revision = init_schema(app.engine)
+    except (OperationalError, ProgrammingError) as exc:
+        raise cannot_open(app.config, exc) from None
     print(f"database ready at schema revision {revision}")
     return 0
 
@@ -176,7 +184,7 @@ def cmd_list(args) -> int:
 def cmd_approve(args) -> int:
     app = open_app(args)
     with app.engine.begin() as conn:
-        row = workflow.approve(conn, args.id, args.by, app.clock.now())
+        row = workflow.approve(conn, args.id, actor(args), app.clock.now())
     print(f"{args.id}: approved by {row['approved_by']} (revision {row['revision']})")
     return 0
 
@@ -201,7 +209,7 @@ def cmd_schedule(args) -> int:
 def cmd_withdraw(args) -> int:
     app = open_app(args)
     with app.engine.begin() as conn:
-        workflow.withdraw(conn, args.id, args.by, app.clock.now(), args.reason)
+        workflow.withdraw(conn, args.id, actor(args), app.clock.now(), args.reason)
     print(f"{args.id}: withdrawn")
     return 0
 
@@ -510,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distributor: {exc}", file=sys.stderr)
         return 2
     except OperationalError as exc:  # the database went away: not the user's mistake, but no traceback either
-        print(f"distributor: database error: {' '.join(str(exc.orig).split())}", file=sys.stderr)
+        print(f"distributor: database error: {one_line(exc.orig)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -19,6 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from distributor.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/distributor.toml")
+DAY = 86400.0
 _MISSING = object()
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
@@ -126,6 +127,16 @@ def positive(value: float) -> float:
     return value
 
 
+def between(low: float, high: float, low_open: bool = False) -> Callable[[float], float]:
+    """A check for a number in [low, high] ((low, high] with ``low_open``)."""
+    def check(value: float) -> float:
+        if not (low < value if low_open else low <= value) or value > high:
+            lower = f"more than {low:g}" if low_open else f"from {low:g}"
+            raise ValueError(f"expected a number {lower} to {high:g}, got {value!r}")
+        return value
+    return check
+
+
 @dataclass(frozen=True)
 class Office:
     name: str
@@ -202,6 +213,10 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("config file not found (use --config PATH or DISTRIBUTOR_CONFIG)", where=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory; expected the config file (config/distributor.toml)", where=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file ({exc.strerror})", where=str(path)) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
@@ -235,12 +250,12 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
 
     r = root.table("delivery")
     delivery = DeliveryPolicy(
-        retry_first_seconds=r.get("retry_first_seconds", float, 30.0, check=positive),
-        retry_max_seconds=r.get("retry_max_seconds", float, 900.0, check=positive),
-        max_attempts=int(r.get("max_attempts", int, 8, check=positive)),
-        batch_size=int(r.get("batch_size", int, 500, check=positive)),
-        lease_seconds=r.get("lease_seconds", float, 300.0, check=positive),
-        worker_timeout_seconds=r.get("worker_timeout_seconds", float, 15.0, check=positive),
+        retry_first_seconds=r.get("retry_first_seconds", float, 30.0, check=between(0, DAY, low_open=True)),
+        retry_max_seconds=r.get("retry_max_seconds", float, 900.0, check=between(0, 7 * DAY, low_open=True)),
+        max_attempts=int(r.get("max_attempts", int, 8, check=between(1, 1000))),
+        batch_size=int(r.get("batch_size", int, 500, check=between(1, 100_000))),
+        lease_seconds=r.get("lease_seconds", float, 300.0, check=between(1, DAY)),
+        worker_timeout_seconds=r.get("worker_timeout_seconds", float, 15.0, check=between(1, 3600)),
     )
     r.done()
 

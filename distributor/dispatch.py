@@ -46,6 +46,8 @@ class Dispatcher:
         self.clock_agreed = True
         self._opened: list[Channel] = []
         self._warned: set[tuple[str, str]] = set()
+        self._lists: dict[tuple[str, int, str], dict] = {}  # long lists due, left by advance() for plan_lists()
+        self._lists_lock = threading.Lock()
 
     def open(self) -> None:
         """Register this worker and open every channel; if one fails, close what was opened and re-raise."""
@@ -76,11 +78,12 @@ class Dispatcher:
                    row["send_embargoed_at"], first_created=imported.get(1), version_created=imported.get(revision))
 
     # -- statements: lift what is past its embargo, plan what is due -----------------------------------------
-    def advance(self) -> int:
+    def advance(self, defer_lists: bool = False) -> int:
         """Release statements at their embargo and plan every channel whose time has come. Returns lifts.
 
         Public channels (a handful of targets) are planned with the lift; long lists are planned afterwards in
-        chunks, each its own transaction, so no write holds the database for long.
+        chunks, each its own transaction, so no write holds the database for long. With ``defer_lists`` they are
+        left for :meth:`plan_lists`, so that planning 60,000 addresses never keeps the next lift waiting.
         """
         lifting = self.clock_agrees()
         now = embargo_now(self.context)
@@ -106,9 +109,26 @@ class Dispatcher:
                     lifted += 1
                     log.info("%s: embargo lifted at %s (%.3fs after %s)", row["id"], now.isoformat(),
                              (now - row["embargo"]).total_seconds(), row["embargo"].isoformat())
-        for row, name in later:
-            self.plan_in_chunks(row, name, now)
+        if defer_lists:
+            with self._lists_lock:
+                for row, name in later:
+                    self._lists.setdefault((row["id"], row["revision"], name), row)
+        else:
+            for row, name in later:
+                self.plan_in_chunks(row, name, now)
         return lifted
+
+    def lists_to_plan(self) -> bool:
+        with self._lists_lock:
+            return bool(self._lists)
+
+    def plan_lists(self) -> int:
+        """Plan the long lists that :meth:`advance` left for later. Returns how many were planned."""
+        with self._lists_lock:
+            work, self._lists = self._lists, {}
+        for (_, _, name), row in work.items():
+            self.plan_in_chunks(row, name, self.clock.now())
+        return len(work)
 
     def clock_agrees(self) -> bool:
         """Whether this worker's clock is within MAX_SKEW of the database's. While it is not, an ERROR is logged
@@ -157,8 +177,7 @@ class Dispatcher:
 
     def unplanned(self, conn, row: dict, now: datetime) -> list[str]:
         """The statement's channels that are due by ``now`` and have no delivery rows yet."""
-        planned = deliveries.planned_channels(conn, row["id"], row["revision"])
-        names = []
+        due = []
         for name in row["channels"] or []:
             channel = self.channels.get(name)
             if channel is None:
@@ -166,9 +185,12 @@ class Dispatcher:
                     self._warned.add((row["id"], name))
                     log.warning("%s: channel %r is not configured here; its deliveries wait", row["id"], name)
                 continue
-            if name not in planned and channel.due_at(row["embargo"], row["send_embargoed_at"]) <= now:
-                names.append(name)
-        return names
+            if channel.due_at(row["embargo"], row["send_embargoed_at"]) <= now:
+                due.append(name)
+        if not due:  # most statements most of the time: no query
+            return []
+        planned = deliveries.planned_channels(conn, row["id"], row["revision"])
+        return [name for name in due if name not in planned]
 
     # -- deliveries: one channel, batch after batch until nothing is due -------------------------------------
     def cutoff(self, conn) -> datetime:

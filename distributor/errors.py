@@ -39,3 +39,17 @@ class InputError(UserError):
 
 class StateError(UserError):
     pass
+
+
+def one_line(text: object) -> str:
+    """A message from elsewhere (a driver, a library) on one line."""
+    return " ".join(str(text).split())
+
+
+def checked_text(value: str, where: str, max_length: int) -> str:
+    """A person's text bound for a column: no NUL byte (PostgreSQL refuses it), no longer than the column."""
+    if "\x00" in value:
+        raise InputError("contains a NUL byte", where=where)
+    if len(value) > max_length:
+        raise InputError(f"is {len(value)} characters long; at most {max_length} fit", where=where)
+    return value

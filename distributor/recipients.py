@@ -13,7 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from distributor import deliveries
-from distributor.errors import InputError
+from distributor.errors import InputError, checked_text
 from distributor.files import decode, read_bytes
 from distributor.progress import Progress
 from distributor.store.schema import recipients, suppressions
@@ -37,6 +37,15 @@ class ImportReport:
                 f"{self.unchanged} unchanged, {len(self.removed)} removed, {len(self.rejected)} rejected")
 
 
+FIELD_LENGTHS = {"name": 200, "outlet": 200, "language": 35, "tags": 500}  # the columns' sizes
+
+
+def list_option(name: str) -> str:
+    if not name.strip():
+        raise InputError("--list needs a name", where="--list")
+    return checked_text(name, "--list", 100)
+
+
 def normalise(email: str) -> str:
     """The address as email-validator normalises it; raises ValueError with the reason."""
     try:
@@ -56,12 +65,15 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
     header = [h.strip().lower() for h in next(reader, [])]
     if "email" not in header:
         raise InputError(f"no 'email' column; expected a header with {', '.join(COLUMNS)}", where=f"{path}:1")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise InputError(f"column {repeated[0]!r} appears more than once in the header", where=f"{path}:1")
     unknown = [h for h in header if h not in COLUMNS]
     if unknown:
         raise InputError(f"unknown column {unknown[0]!r}; expected some of {', '.join(COLUMNS)}", where=f"{path}:1")
     seen: dict[str, int] = {}
     previous_line = reader.line_num
-    for fields in reader:
+    for fields in _rows(reader, path):
         line = previous_line + 1  # where this row starts; a quoted field may span lines
         previous_line = reader.line_num
         if not any(f.strip() for f in fields):
@@ -71,6 +83,12 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
             continue
         raw = dict(zip(header, fields, strict=True))
         values = {k: v.strip() for k, v in raw.items()}
+        too_long = [k for k, v in values.items() if len(v) > FIELD_LENGTHS.get(k, 320) or "\x00" in v]
+        if too_long:
+            k = too_long[0]
+            yield line, (f"{k}: contains a NUL byte" if "\x00" in values[k] else
+                         f"{k}: {len(values[k])} characters; at most {FIELD_LENGTHS.get(k, 320)} fit")
+            continue
         try:
             email = normalise(values["email"])
         except ValueError as exc:
@@ -89,14 +107,25 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
                      "language": values.get("language", ""), "tags": values.get("tags", "")}
 
 
+def _rows(reader, path: Path) -> Iterator[list[str]]:
+    """The reader's rows; a row the csv module cannot read (a field over its 128 KiB limit) is an error."""
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"cannot read this row ({exc})", where=f"{path}:{reader.line_num}") from None
+        yield fields
+
+
 def import_csv(conn: Connection, path: Path, list_name: str, now: datetime, strict: bool = False,
                replace: bool = False) -> ImportReport:
     """Upsert every valid row of the file into the list, in the caller's transaction.
 
     With ``replace`` the list becomes exactly the file: members not in it leave the list. A rejected row then
     fails the whole import, so that a typing error never takes a journalist off the list."""
-    if not list_name.strip():
-        raise InputError("--list needs a name", where="--list")
+    list_name = list_option(list_name)
     report = ImportReport()
     chunk: list[dict] = []
     in_file: set[str] = set()
@@ -220,6 +249,7 @@ def standing(conn: Connection, list_name: str, emails: list[str]) -> dict[str, S
 
 def remove(conn: Connection, list_name: str, email: str) -> bool:
     """Take one member off a list. False if the address was not on it."""
+    list_name = list_option(list_name)
     try:
         address = normalise(email)
     except ValueError as exc:

@@ -3,7 +3,8 @@
 Two kinds of job, each with ``max_instances=1``:
 
 - ``advance`` runs every second (the sweep) and is moved forward to the next due instant (a send time, an
-  embargo, a retry), so a lift happens on time; it lifts embargoes, plans what is due and wakes channels;
+  embargo, a retry), so a lift happens on time; it lifts embargoes, plans the public channels and wakes channels;
+- ``plan`` plans the long lists (the embargoed email) in chunks, beside the sweep, so a lift never waits for it;
 - ``deliver:<channel>``, one per channel, delivers until nothing is due. It is woken by moving its next run time
   to now, so a long email send never delays a lift on another channel.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from datetime import UTC, timedelta
 
@@ -34,6 +36,8 @@ from distributor.dispatch import Dispatcher
 log = logging.getLogger("distributor.run")
 
 ADVANCE = "advance"
+PLAN = "plan"
+SWITCH_INTERVAL_SECONDS = 0.0005
 IDLE_DELIVER_SECONDS = 60  # a channel's job also runs this often unwoken, as a safety net
 
 
@@ -52,7 +56,7 @@ class Runner:
         self.exit_when_idle = False
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(len(dispatcher.channels) + 1)},
+            executors={"default": ThreadPoolExecutor(len(dispatcher.channels) + 2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self._running: dict[str, int] = {}
         self._rewake: set[str] = set()
@@ -61,14 +65,28 @@ class Runner:
     # -- the jobs ------------------------------------------------------------------------------------------
     def advance(self) -> None:
         """Lift, plan, wake the channels with work, and come back at the next due instant."""
-        if self.exit_when_idle and not self.busy() and self.dispatcher.idle():
+        if self.exit_when_idle and not self.busy() and not self.dispatcher.lists_to_plan() and self.dispatcher.idle():
             log.info("nothing pending, sending, retrying or scheduled: exiting")
             self.stop.set()
             return
         try:
-            self.dispatcher.advance()
+            self.dispatcher.advance(defer_lists=True)
         except Exception:  # a failed lift or plan must not keep due deliveries waiting
             log.exception("advancing statements failed; the next sweep tries again")
+        if self.dispatcher.lists_to_plan():
+            self.wake(PLAN)
+        self.wake_due_channels()
+        self.come_back_at_next_instant()
+
+    def plan(self) -> None:
+        """Plan the long lists that came due, beside the sweep: a lift never waits for them."""
+        try:
+            self.dispatcher.plan_lists()
+        except Exception:
+            log.exception("planning failed; the next sweep tries again")
+        self.wake_due_channels()
+
+    def wake_due_channels(self) -> None:
         try:
             due = self.dispatcher.due_channels()
         except Exception:
@@ -76,7 +94,6 @@ class Runner:
             due = []
         for name in due:
             self.wake(f"deliver:{name}")
-        self.come_back_at_next_instant()
 
     def come_back_at_next_instant(self) -> None:
         now = self.dispatcher.clock.now()
@@ -108,7 +125,7 @@ class Runner:
                 self._rewake.add(job_id)
                 return
             self._running[job_id] = self._running.get(job_id, 0) - 1
-            again = job_id in self._rewake and job_id != ADVANCE
+            again = job_id in self._rewake and job_id != ADVANCE  # the sweep comes back on its own
             self._rewake.discard(job_id)
         if event.code == EVENT_JOB_ERROR and isinstance(event, JobExecutionEvent):
             log.error("%s failed: %s: %s; it runs again at its next wake", job_id,
@@ -123,6 +140,9 @@ class Runner:
     # -- the process ---------------------------------------------------------------------------------------
     def run(self, exit_when_idle: bool = False) -> int:
         self.exit_when_idle = exit_when_idle
+        # A lift must not wait behind a send for the interpreter: with the default 5 ms switch interval, a thread
+        # woken at the embargo waits up to 5 ms per step while the SMTP and recording threads run.
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -133,6 +153,7 @@ class Runner:
         self.scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
                                     | EVENT_JOB_MAX_INSTANCES)
         self.scheduler.add_job(self.advance, "interval", seconds=self.sweep_seconds, id=ADVANCE, next_run_time=now)
+        self.scheduler.add_job(self.plan, "interval", seconds=IDLE_DELIVER_SECONDS, id=PLAN)
         for name in self.dispatcher.channels:
             self.scheduler.add_job(self.dispatcher.deliver, "interval", args=[name], id=f"deliver:{name}",
                                    seconds=IDLE_DELIVER_SECONDS, next_run_time=now)

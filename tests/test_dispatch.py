@@ -133,3 +133,20 @@ def test_open_failure_closes_the_channels_opened_before(make_system):
     with pytest.raises(OSError):
         dispatcher.open()
     assert Recording.events == ["open embargo", "close embargo"]
+
+
+def test_long_lists_can_be_left_for_a_planning_job_so_a_lift_never_waits_for_them(make_system, tmp_path,
+                                                                                 statement_file):
+    system = make_system()
+    csv = tmp_path / "r.csv"
+    csv.write_text("email,name,embargo_ok\n" + "".join(f"{p},{p[:3]},yes\n" for p in PEOPLE))
+    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+    assert system.cli("import", statement_file()).code == 0
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.cli("schedule", SID, "--embargo", soon(3600)).code == 0
+    system.dispatcher.advance(defer_lists=True)
+    system.dispatcher.advance(defer_lists=True)  # asked twice before planning: planned once
+    assert system.dispatcher.lists_to_plan() and statuses(system) == {}
+    assert system.dispatcher.plan_lists() == 1
+    assert not system.dispatcher.lists_to_plan() and system.dispatcher.plan_lists() == 0
+    assert {t: s for t, (s, _) in statuses(system).items()} == dict.fromkeys(PEOPLE, "pending")

@@ -324,11 +324,26 @@ def test_open_all_opens_every_transport_or_none():
 
 
 # -- files --------------------------------------------------------------------------------------------------------------
-def test_safe_name_keeps_address_characters_and_cuts_at_150():
+def test_safe_name_keeps_plain_names_and_never_maps_two_texts_to_one_file():
     assert safe_name("Ana.Lima+press@paper-1.example_x.com") == "Ana.Lima+press@paper-1.example_x.com"
-    assert safe_name("a b/c\\d:é..") == "a_b_c_d_.."
-    assert safe_name("x" * 200) == "x" * 150
-    assert safe_name("a  //  b") == "a_b"
+    names = {safe_name(t) for t in ("a/b@x", "a_b@x", "a#b@x", "x" * 200, "x" * 201, "..", ".hidden", "a b@x")}
+    assert len(names) == 8 and "a_b@x" in names
+    assert safe_name("a/b@x").startswith("a_b@x~") and len(safe_name("x" * 500)) == 100 + 1 + 12
+    assert all(not n.startswith(".") and "/" not in n for n in names)
+
+
+def test_file_transports_refuse_a_symlinked_folder(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "outbox").symlink_to(elsewhere)
+    handed: list[Handed] = []
+    MailFolder(tmp_path / "outbox").send_many(
+        [Envelope(1, "p@o.example", "ana@paper.example.com", b"S: a\r\n\r\nx\r\n", "<s.r1.ab@o>")],
+        lambda h: handed.append(h) or RECORDED)
+    assert handed[0].result is Result.FAILED and "is a symbolic link" in (handed[0].detail or "")
+    outcome = JsonFolder(tmp_path / "outbox").post(row(), {"a": 1})
+    assert outcome.result is Result.FAILED and "is a symbolic link" in (outcome.detail or "")
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_write_atomically_makes_folders_and_leaves_no_temporary_file(tmp_path):
@@ -361,7 +376,8 @@ def test_mail_folder_writes_one_file_per_recipient_under_the_message(tmp_path):
     assert handed == [Handed(1, Result.SENT, None), Handed(2, Result.SENT, None)]
     assert (tmp_path / "outbox" / "tro-01-001-2026.r1" / "ana@paper.example.com.eml").read_bytes() == \
         b"Subject: a\r\n\r\nhi\r\n"
-    assert (tmp_path / "outbox" / "tro-01-001-2026.r1" / "Bob_Ng_bob@x.example_.eml").read_bytes() == b"B"
+    assert (tmp_path / "outbox" / "tro-01-001-2026.r1" / f"{safe_name('Bob Ng <bob@x.example>')}.eml").read_bytes() \
+        == b"B"
 
 
 def test_json_folder_writes_the_payload_and_reports_its_path(tmp_path):
@@ -369,7 +385,8 @@ def test_json_folder_writes_the_payload_and_reports_its_path(tmp_path):
     folder.open()
     outcome = folder.post(row(target="news wire"), {"headline": "Zoë", "n": 1})
     folder.close()
-    path = tmp_path / "wire" / "tro-01-001-2026.r2.news_wire.json"
+    path = tmp_path / "wire" / f"{safe_name('tro-01-001-2026.r2.news wire')}.json"
+    assert path.name.startswith("tro-01-001-2026.r2.news_wire~")
     assert (outcome.delivery_id, outcome.result, outcome.remote_id) == (7, Result.SENT, str(path))
     text = path.read_text(encoding="utf-8")
     assert json.loads(text) == {"headline": "Zoë", "n": 1}

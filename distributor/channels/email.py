@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from distributor import recipients
 from distributor.channels.base import EMBARGOED, Channel, Job
-from distributor.config import Office, Table, positive
+from distributor.config import Office, Table, between
 from distributor.outcomes import Claimed, Outcome, Receipt, Report, Result, Variant
 from distributor.store import reading
 from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody, mail_address
@@ -103,16 +103,16 @@ class EmailChannel(Channel):
         ca_file = s.path("ca_file", "") if s.has("ca_file") else None
         if ca_file is not None and not ca_file.is_file():
             raise s.error("ca_file", f"no such file: {ca_file}")
-        max_rate = s.get("max_per_second", float, 0.0)
+        max_rate = s.get("max_per_second", float, 0.0, check=between(0, 100_000))  # 0: no limit
         smtp = SmtpSettings(
             host=s.get("host", str, "localhost"),
             port=s.get("port", int, 25, check=lambda p: p if 0 < p < 65536 else _bad_port(p)),
             security=s.get("security", str, "none", choices=("none", "starttls", "ssl")),
             username=s.get("username", str, None),
             password_env=s.get("password_env", str, None),
-            connections=s.get("connections", int, 4, check=positive),
+            connections=int(s.get("connections", int, 4, check=between(1, 100))),
             max_per_second=max_rate or None,
-            timeout=s.get("timeout_seconds", float, 30.0, check=positive),
+            timeout=s.get("timeout_seconds", float, 30.0, check=between(0, 3600, low_open=True)),
             ca_file=ca_file,
         )
         s.done()

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from distributor import workflow
 from distributor.channels.base import Channel, Job
 from distributor.clock import iso_z
-from distributor.config import Office, Table, positive
+from distributor.config import Office, Table, between
 from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.render import statement_uri
 from distributor.statements.model import Statement
@@ -46,7 +46,7 @@ class FeedChannel(Channel):
         t = channels.table("feed")
         settings = FeedSettings(
             path=t.path("path", "../outbox/feed.atom"),
-            entries=t.get("entries", int, 50, check=positive),
+            entries=int(t.get("entries", int, 50, check=between(1, 10_000))),
             title=t.get("title", str, f"{office.name}: statements"),
             link=t.get("link", str, None),
         )

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from distributor.channels.base import Channel, Job, idempotency_key, tables_of
 from distributor.channels.social import unique_names
 from distributor.clock import iso_z
-from distributor.config import Office, Table, positive, secret
+from distributor.config import Office, Table, between, secret
 from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.render import statement_uri
 from distributor.transports import http
@@ -97,7 +97,7 @@ class WireChannel(Channel):
                 transport=t.get("transport", str, "http", choices=tuple(TRANSPORTS)),
                 directory=t.path("directory", "../outbox/wire"),
                 urgency=t.get("urgency", int, 4, check=lambda u: u if 1 <= u <= 9 else _bad_urgency(u)),
-                timeout=t.get("timeout_seconds", float, 20.0, check=positive),
+                timeout=t.get("timeout_seconds", float, 20.0, check=between(0, 3600, low_open=True)),
             ))
             t.done()
         return tuple(endpoints) or None

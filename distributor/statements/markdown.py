@@ -25,7 +25,7 @@ from markdown_it import MarkdownIt
 from distributor.errors import InputError
 from distributor.files import decode
 from distributor.statements.model import Statement
-from distributor.statements.times import parse_instant
+from distributor.statements.times import in_range, parse_instant
 
 KEYS = {"title", "date", "reference", "serial", "embargo", "contacts", "summary", "channels",
         "kind", "language", "located", "classification"}
@@ -113,6 +113,8 @@ def parse(data: bytes, source: str) -> Statement:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 2}" if mark else source
         raise InputError(f"front matter is not valid YAML ({getattr(exc, 'problem', exc)})", where=where) from None
+    except (ValueError, OverflowError) as exc:  # a date YAML recognises but the calendar has not: 2026-13-45
+        raise InputError(f"front matter has an impossible date or time ({exc})", where=source) from None
     meta = post.metadata
     unknown = sorted(set(meta) - KEYS)
     if unknown:
@@ -134,7 +136,10 @@ def parse(data: bytes, source: str) -> Statement:
         if embargo.tzinfo is None:
             raise InputError("front matter 'embargo' has no offset; write e.g. 2026-10-15T00:01:00+01:00",
                              where=source)
-        embargo = embargo.astimezone(UTC)
+        try:
+            embargo = in_range(embargo.astimezone(UTC))
+        except (ValueError, OverflowError) as exc:
+            raise InputError(f"front matter 'embargo': {exc}", where=source) from None
     elif isinstance(embargo, str):
         try:
             embargo = parse_instant(embargo)

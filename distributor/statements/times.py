@@ -225,7 +225,10 @@ def parse_instant(text: str) -> datetime:
     if value is not None:
         if value.tzinfo is None:
             raise ValueError(f"{text!r} has no offset or zone; add one, e.g. '{text}+01:00' or '{text} Europe/London'")
-        return value.astimezone(UTC)
+        try:
+            return in_range(value.astimezone(UTC))
+        except OverflowError:
+            raise ValueError(f"{text!r} is out of range; expected a year from {YEARS[0]} to {YEARS[1]}") from None
     head, _, zone_name = text.rpartition(" ")
     local = _fromiso(head.strip()) if head else None
     if local is None:
@@ -238,7 +241,17 @@ def parse_instant(text: str) -> datetime:
         zone = ZoneInfo("UTC" if zone_name.upper() in ("UTC", "Z", "GMT") else zone_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {zone_name!r}; expected an IANA name such as Europe/London") from None
-    return localize(local, zone)
+    try:
+        return in_range(localize(local, zone))
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range; expected a year from {YEARS[0]} to {YEARS[1]}") from None
+
+
+def in_range(instant: datetime) -> datetime:
+    """An embargo instant in the years an embargo can have; anything else is a typing error."""
+    if not YEARS[0] <= instant.year <= YEARS[1]:
+        raise ValueError(f"year {instant.year} is out of range; expected {YEARS[0]} to {YEARS[1]}")
+    return instant
 
 
 def localize(local: datetime, zone: ZoneInfo) -> datetime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -19,18 +21,26 @@ def connect(url: str) -> Engine:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
-            event.listen(engine, "begin", _sqlite_begin)
+            _serialise_writers(engine)
             db_file = url.removeprefix("sqlite:///").partition("?")[0]
             if db_file and db_file != ":memory:" and url.startswith("sqlite:///"):
                 Path(db_file).parent.mkdir(parents=True, exist_ok=True)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
-    except (ArgumentError, NoSuchModuleError) as exc:
-        raise ConfigError(f"database.url: cannot use {url!r} ({exc})") from None
+    except (ArgumentError, NoSuchModuleError):
+        raise ConfigError(f"database.url: cannot use {masked(url)!r}; expected e.g. sqlite:///var/distributor.db or "
+                          f"postgresql+psycopg://user@host/db") from None
+    except OSError as exc:
+        raise ConfigError(f"database.url: cannot create the folder for {masked(url)!r} ({exc.strerror})") from None
     except ImportError as exc:
         raise ConfigError(f"database.url: the driver for {url.split(':')[0]!r} is not installed ({exc.name}); "
                           f"for PostgreSQL install distributor[postgres]") from None
     return engine
+
+
+def masked(url: str) -> str:
+    """The URL with any password replaced by ***, even when the URL cannot be parsed."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -44,12 +54,38 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection) -> None:
-    # A transaction that may write takes SQLite's single write lock from its start (BEGIN IMMEDIATE), so two
-    # workers never both read a row as claimable and then both claim it. Reads (see `reading`) take no lock:
-    # under WAL they see a snapshot while a writer works.
-    deferred = connection.get_execution_options().get(READ_ONLY, False)
-    connection.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+HOLDS_WRITER = "distributor_holds_writer"
+
+
+def _serialise_writers(engine: Engine) -> None:
+    """A transaction that may write takes SQLite's single write lock from its start (BEGIN IMMEDIATE), so two
+    workers never both read a row as claimable and then both claim it. Reads (see `reading`) take no lock: under
+    WAL they see a snapshot while a writer works.
+
+    Within one process the writers also queue on a lock of their own: a waiting writer is woken the moment the
+    lock is free, where SQLite's busy handler would poll with growing sleeps and could lose, again and again, to
+    a thread that commits and begins at once (a lift waiting behind a long send)."""
+    writer = threading.Lock()
+
+    def begin(connection) -> None:
+        if connection.get_execution_options().get(READ_ONLY, False):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
+        writer.acquire()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writer.release()
+            raise
+        connection.info[HOLDS_WRITER] = True
+
+    def end(connection) -> None:
+        if connection.info.pop(HOLDS_WRITER, False):
+            writer.release()
+
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "commit", end)
+    event.listen(engine, "rollback", end)
 
 
 def reading(engine: Engine) -> Connection:
