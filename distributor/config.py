@@ -6,12 +6,14 @@ this module only provides the :class:`Table` reader they use.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -125,6 +127,25 @@ def positive(value: float) -> float:
     if value <= 0:
         raise ValueError(f"expected a positive number, got {value!r}")
     return value
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def secure_url(value: str) -> str:
+    """An https:// URL, or http:// to this machine only: a token or password never crosses a network in clear."""
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+        return value
+    raise ValueError(f"expected an https:// URL (http:// only to this machine), got {value!r}")
 
 
 def between(low: float, high: float, low_open: bool = False) -> Callable[[float], float]:

@@ -133,3 +133,33 @@ def test_schedule_in_the_far_future_is_still_fine(config, run, statement_file):
     assert run(config, "import", statement_file()).code == 0
     assert run(config, "approve", "tro-01-001-2026", "--by", "Maya").code == 0
     assert run(config, "schedule", "tro-01-001-2026", "--embargo", soon()).code == 0
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('\n[[channels.social]]\nnetwork = "mastodon"\nname = "m"\nbase_url = "http://social.example.org"\n'
+     'token_env = "T"\n', "channels.social[0].base_url"),
+    ('\n[[channels.social]]\nnetwork = "bluesky"\nname = "b"\nservice = "http://bsky.example.org"\n'
+     'handle = "h.example.org"\npassword_env = "P"\n', "channels.social[0].service"),
+])
+def test_social_secrets_never_go_over_plain_http_to_another_host(run, write_config, extra, key):
+    one_line_error(run(write_config(extra=extra), "list"), key, "expected an https:// URL")
+
+
+def test_social_over_plain_http_to_this_machine_is_allowed(run, write_config):
+    extra = ('\n[[channels.social]]\nnetwork = "mastodon"\nname = "m"\nbase_url = "http://127.0.0.1:8080"\n'
+             'token_env = "T"\n')
+    assert run(write_config(extra=extra), "init").code == 0
+
+
+@pytest.mark.parametrize("host, refused", [("smtp.example.org", True), ("127.0.0.1", False), ("localhost", False),
+                                           ("::1", False)])
+def test_an_smtp_login_without_tls_to_another_host_is_refused(run, write_config, host, refused):
+    path = write_config(transport="smtp", smtp_extra='username = "press"\npassword_env = "PW"')
+    text = path.read_text(encoding="utf-8")
+    start = text.index('host = "') + len('host = "')
+    path.write_text(text[:start] + host + text[text.index('"', start):], encoding="utf-8")
+    result = run(path, "init")
+    if refused:
+        one_line_error(result, "channels.email.smtp.security", "password in clear text")
+    else:
+        assert result.code == 0, result.err

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from distributor.channels.base import Channel, Job
-from distributor.channels.social import URL, accounts, count_graphemes, fit, render_post, unique_names
-from distributor.config import Office, Table, secret
+from distributor.channels.social import accounts, count_graphemes, fit, links, render_post, unique_names
+from distributor.config import Office, Table, secret, secure_url
 from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.transports import http
 from distributor.transports.file import JsonFolder
@@ -51,11 +51,11 @@ def tid(instant: datetime, seed: str) -> str:
 def link_facets(text: str) -> list[dict]:
     """Clickable links: each URL's position as UTF-8 byte offsets into the text."""
     facets = []
-    for match in URL.finditer(text):
-        start = len(text[: match.start()].encode("utf-8"))
-        end = start + len(match.group().encode("utf-8"))
+    for begin, _, url in links(text):
+        start = len(text[:begin].encode("utf-8"))
+        end = start + len(url.encode("utf-8"))
         facets.append({"index": {"byteStart": start, "byteEnd": end},
-                       "features": [{"$type": "app.bsky.richtext.facet#link", "uri": match.group()}]})
+                       "features": [{"$type": "app.bsky.richtext.facet#link", "uri": url}]})
     return facets
 
 
@@ -139,7 +139,7 @@ class BlueskyChannel(Channel):
             online = transport == "http"
             found.append(BlueskyAccount(
                 name=t.get("name"),
-                service=(t.get("service") if online else t.get("service", str, "")).rstrip("/"),
+                service=(t.get("service", check=secure_url) if online else t.get("service", str, "")).rstrip("/"),
                 handle=t.get("handle"),
                 password_env=t.get("password_env") if online else t.get("password_env", str, None),
                 transport=transport,

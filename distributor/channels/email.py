@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from distributor import recipients
 from distributor.channels.base import EMBARGOED, Channel, Job
-from distributor.config import Office, Table, between
+from distributor.config import Office, Table, between, is_loopback
 from distributor.outcomes import Claimed, Outcome, Receipt, Report, Result, Variant
 from distributor.store import reading
 from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody, mail_address
@@ -115,6 +115,9 @@ class EmailChannel(Channel):
             timeout=s.get("timeout_seconds", float, 30.0, check=between(0, 3600, low_open=True)),
             ca_file=ca_file,
         )
+        if smtp.username and smtp.security == "none" and not is_loopback(smtp.host):
+            raise s.error("security", f"a login to {smtp.host} without TLS would send the password in clear text; "
+                                      f"use \"starttls\" or \"ssl\"")
         s.done()
         f = t.table("file")
         directory = f.path("directory", "../outbox/email")

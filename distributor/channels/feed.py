@@ -6,6 +6,7 @@ embargo has passed. An entry's id is stable and its ``updated`` changes only whe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ class FeedSettings:
     link: str | None
 
 
+log = logging.getLogger("distributor.channels")
+
+
 class FeedChannel(Channel):
     name = "feed"
     public = True
@@ -55,6 +59,11 @@ class FeedChannel(Channel):
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return [str(self.settings.path)]
+
+    def open(self) -> None:
+        if not self.settings.link:
+            log.warning("channels.feed.link is not set: the feed has no rel=\"self\" link, which feed readers and "
+                        "validators expect; set it to the feed's own public URL")
 
     def render(self, job: Job, variant: Variant) -> None:
         return None  # the whole feed is rebuilt from the database at delivery

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from distributor.channels.base import Channel, Job, idempotency_key
 from distributor.channels.social import accounts, count_mastodon, fit, render_post, unique_names
-from distributor.config import Office, Table, secret
+from distributor.config import Office, Table, secret, secure_url
 from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.transports import http
 from distributor.transports.file import JsonFolder
@@ -48,7 +48,7 @@ class MastodonChannel(Channel):
             online = transport == "http"
             found.append(MastodonAccount(
                 name=t.get("name"),
-                base_url=(t.get("base_url") if online else t.get("base_url", str, "")).rstrip("/"),
+                base_url=(t.get("base_url", check=secure_url) if online else t.get("base_url", str, "")).rstrip("/"),
                 token_env=t.get("token_env") if online else t.get("token_env", str, None),
                 transport=transport,
                 directory=t.path("directory", "../outbox/mastodon"),

@@ -12,6 +12,25 @@ from distributor.config import Table
 from distributor.render import Renderer
 
 URL = re.compile(r"https?://[^\s<>\"]+")
+_TRAILING = ".,;:!?'\")]}»”’"
+
+
+def links(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, url) of each link, without the punctuation that ends the sentence around it: in
+    ``(https://example.org/x).`` the link is ``https://example.org/x``. A closing bracket stays when the URL
+    opened one (``https://en.wikipedia.org/wiki/Foo_(bar)``)."""
+    found = []
+    for match in URL.finditer(text):
+        url = match.group()
+        while url and url[-1] in _TRAILING:
+            closing = url[-1]
+            opening = {")": "(", "]": "[", "}": "{"}.get(closing)
+            if opening and url.count(opening) >= url.count(closing):
+                break
+            url = url[:-1]
+        if len(url) > len("https://"):
+            found.append((match.start(), match.start() + len(url), url))
+    return found
 ELLIPSIS = "…"
 NETWORKS = ("mastodon", "bluesky")
 

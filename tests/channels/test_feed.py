@@ -99,3 +99,15 @@ def test_a_feed_that_would_not_parse_is_never_published_nor_logged_as_sent(make_
     assert not path.exists()
     [row] = json.loads(system.cli("log", "--format", "json").out)
     assert row["status"] == "failed" and "the feed would not be well-formed XML" in row["error"]
+
+
+def test_a_feed_without_its_own_link_is_warned_about_once_at_start(make_system, caplog):
+    system = make_system(extra=feed())
+    with caplog.at_level("WARNING", logger="distributor.channels"):
+        system.channels["feed"].open()
+    assert [r.getMessage() for r in caplog.records if "channels.feed.link" in r.getMessage()] != []
+    caplog.clear()
+    linked = make_system(extra=feed() + 'link = "https://office.example.org/feed.atom"\n', name="b.toml")
+    with caplog.at_level("WARNING", logger="distributor.channels"):
+        linked.channels["feed"].open()
+    assert not [r for r in caplog.records if "channels.feed.link" in r.getMessage()]

@@ -352,3 +352,18 @@ def test_unknown_network_is_a_config_error(write_config, run):
     extra = '\n[[channels.social]]\nnetwork = "myspace"\nname = "x"\n'
     result = run(write_config(extra=extra), "list")
     assert result.code == 2 and "channels.social[0].network: expected one of mastodon, bluesky" in result.err
+
+
+@pytest.mark.parametrize("text, uri", [
+    ("See (https://example.org/x).", "https://example.org/x"),
+    ("See https://example.org/x, and more", "https://example.org/x"),
+    ("Ends https://example.org/x?", "https://example.org/x"),
+    ("Quoted “https://example.org/x”.", "https://example.org/x"),
+    ("Wiki https://en.wikipedia.org/wiki/Foo_(bar).", "https://en.wikipedia.org/wiki/Foo_(bar)"),
+    ("Query https://example.org/?a=1&b=2", "https://example.org/?a=1&b=2"),
+])
+def test_a_link_facet_leaves_out_the_punctuation_around_it(text, uri):
+    [facet] = link_facets(text)
+    assert facet["features"][0]["uri"] == uri
+    start, end = facet["index"]["byteStart"], facet["index"]["byteEnd"]
+    assert text.encode("utf-8")[start:end].decode("utf-8") == uri
