@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from wcwidth import wcswidth, wcwidth
 
 from distributor import __version__, csvout, deliveries, recipients, workflow
 from distributor import channels as channel_registry
@@ -176,7 +177,7 @@ def cmd_list(args) -> int:
     if args.format == "json":
         print(json.dumps(items, ensure_ascii=False, indent=2))
     else:
-        table(["id", "status", "embargo", "title"], [[i["id"], i["status"], i["embargo"] or "-", i["title"][:60]]
+        table(["id", "status", "embargo", "title"], [[i["id"], i["status"], i["embargo"] or "-", cut(i["title"], 60)]
                                                     for i in items])
     return 0
 
@@ -246,17 +247,18 @@ ATTEMPT_FIELDS = ["at", "statement", "channel", "target", "worker", "outcome", "
 
 def print_attempts(conn, args) -> None:
     """``log ID --attempts``: every attempt of every row, when, by which worker, its outcome and the reply."""
+    channels = channel_registry.expand(args.channel) if args.channel else None
     items = [{"at": iso_z(a["at"]), "statement": args.id, "channel": a["channel"], "target": a["target"],
               "worker": a["worker"], "outcome": a["outcome"], "reply": a["detail"]}
              for a in deliveries.attempt_rows(conn, args.id)
-             if (not args.channel or a["channel"] == args.channel) and (not args.status or a["status"] == args.status)]
+             if (not channels or a["channel"] in channels) and (not args.status or a["status"] == args.status)]
     if args.format == "json":
         print(json.dumps(items, ensure_ascii=False, indent=2))
     elif args.format == "csv":
         csvout.write(sys.stdout, ATTEMPT_FIELDS, items)
     else:
         table(["at", "channel", "target", "worker", "outcome", "reply"],
-              [[i["at"], i["channel"], i["target"], i["worker"], i["outcome"], (i["reply"] or "")[:70]]
+              [[i["at"], i["channel"], i["target"], i["worker"], i["outcome"], cut(i["reply"] or "", 70)]
                for i in items])
         print()
         print(f"{len(items)} attempts" if items else "no attempts")
@@ -272,8 +274,9 @@ def cmd_log(args) -> int:
                 raise InputError("--attempts needs a statement ID", where="--attempts")
             print_attempts(conn, args)
             return 0
+        channels = channel_registry.expand(args.channel) if args.channel else None
         records = (log_record(r) for r in deliveries.log_rows(conn, args.id)
-                   if (not args.status or r["status"] == args.status) and (not args.channel or r["channel"] == args.channel))
+                   if (not args.status or r["status"] == args.status) and (not channels or r["channel"] in channels))
         if args.format == "json":
             print(json.dumps(list(records), ensure_ascii=False, indent=2))
         elif args.format == "csv":
@@ -286,7 +289,7 @@ def cmd_log(args) -> int:
                 note = r["error"] or ("after the lift, as released" if r["variant"] == Variant.RELEASED.value
                                       and r["channel"] == "email" else "")
                 rows.append([r["statement"], r["channel"], r["target"], r["status"], str(r["attempts"]),
-                             r["sent_at"] or "-", (note or "")[:70]])
+                             r["sent_at"] or "-", cut(note or "", 70)])
             table(["statement", "channel", "target", "status", "tries", "sent_at", "note"], rows)
             print()
             print("total " + str(sum(counts.values())) + ": "
@@ -305,7 +308,7 @@ def cmd_audit(args) -> int:
     else:
         table(["at", "actor", "action", "statement", "detail"],
               [[i["at"], i["actor"], i["action"], i["statement"] or "-",
-                ", ".join(f"{k}={v}" for k, v in i["detail"].items())[:80]] for i in items])
+                cut(", ".join(f"{k}={v}" for k, v in i["detail"].items()), 80)] for i in items])
     return 0
 
 
@@ -395,13 +398,36 @@ def visible(value: object, lines: bool = False) -> str:
     return pattern.sub(lambda m: repr(m.group())[1:-1], str(value))
 
 
+def width(text: str) -> int:
+    """Columns on a terminal: a wide character (田) takes two, a combining one none."""
+    return max(wcswidth(text), 0) if text.isprintable() else len(text)
+
+
+def cut(text: str, columns: int) -> str:
+    """At most ``columns`` terminal columns; a cut text ends in an ellipsis."""
+    if width(text) <= columns:
+        return text
+    kept, used = [], 0
+    for char in text:
+        w = max(wcwidth(char), 0)
+        if used + w > columns - 1:
+            break
+        kept.append(char)
+        used += w
+    return "".join(kept) + "…"
+
+
 def table(header: list[str], rows: list[list[str]]) -> None:
     rows = [[visible(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
+    widths = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(header)]
+
+    def line(cells) -> str:
+        return "  ".join(c + " " * (w - width(c)) for c, w in zip(cells, widths, strict=False)).rstrip() + "\n"
+
     out = io.StringIO()
-    out.write("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip() + "\n")
+    out.write(line(header))
     for row in rows:
-        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() + "\n")
+        out.write(line(row))
     sys.stdout.write(out.getvalue())
 
 
@@ -417,12 +443,12 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("import", help="import statement files (.txt or .md); prints one id per line")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="plain-text (.txt) or Markdown (.md) statement files")
     p.add_argument("--by", help="who imports (default: the login name)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("show", help="show one statement")
-    p.add_argument("id")
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_show)
 
@@ -431,12 +457,12 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("approve", help="approve the current revision of a statement")
-    p.add_argument("id")
-    p.add_argument("--by", required=True, help="the approver's name")
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
+    p.add_argument("--by", required=True, help="the approver's name (required: an approval names a person)")
     p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("schedule", help="schedule an approved statement under embargo")
-    p.add_argument("id")
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
     p.add_argument("--embargo", metavar="TIME", help="2026-10-15T00:01+01:00 or '2026-10-15 00:01 Europe/London' "
                                                     "(default: the embargo in the document)")
     p.add_argument("--override-embargo", action="store_true",
@@ -447,8 +473,8 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("withdraw", help="withdraw a statement before release; unsent deliveries are cancelled")
-    p.add_argument("id")
-    p.add_argument("--by", required=True)
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
+    p.add_argument("--by", required=True, help="who withdraws (required)")
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_withdraw)
 
@@ -458,16 +484,16 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("log", help="the delivery log: one row per channel and target")
-    p.add_argument("id", nargs="?")
+    p.add_argument("id", nargs="?", help="one statement's id (default: every statement)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--status", choices=[s.value for s in deliveries.DeliveryStatus], help="only rows in this status")
-    p.add_argument("--channel", help="only rows of this channel")
+    p.add_argument("--channel", help="only rows of this channel (email, wire, feed, mastodon, bluesky, or social for both)")
     p.add_argument("--attempts", action="store_true",
                    help="list every attempt (when, worker, outcome, the relay's reply) instead of one row per target")
     p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("audit", help="the audit trail: who imported, approved, scheduled, withdrew what")
-    p.add_argument("id", nargs="?")
+    p.add_argument("id", nargs="?", help="one statement's id (default: the whole trail)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_audit)
 
@@ -478,7 +504,7 @@ def build_parser() -> Parser:
     r = sub.add_parser("recipients", help="recipient lists").add_subparsers(dest="recipients_command", required=True,
                                                                            parser_class=Parser)
     p = r.add_parser("import", help="import a CSV file into a list")
-    p.add_argument("file", metavar="FILE.csv")
+    p.add_argument("file", metavar="FILE.csv", help="CSV with an email column; name, outlet, embargo_ok, language, tags")
     p.add_argument("--list", required=True, help="the list's name")
     p.add_argument("--strict", action="store_true", help="reject the whole file if any row is rejected")
     p.add_argument("--replace", action="store_true",
@@ -486,19 +512,49 @@ def build_parser() -> Parser:
     p.add_argument("--by", help="who imports (default: the login name)")
     p.set_defaults(func=cmd_recipients_import)
     p = r.add_parser("remove", help="take one address off a list; its embargoed copies not yet sent are stopped")
-    p.add_argument("email")
+    p.add_argument("email", help="the member's address")
     p.add_argument("--list", required=True, help="the list's name")
     p.add_argument("--by", help="who removes (default: the login name)")
     p.set_defaults(func=cmd_recipients_remove)
     p = r.add_parser("unsubscribe", help="suppress an address for all future mail")
-    p.add_argument("email")
-    p.add_argument("--by")
+    p.add_argument("email", help="the address to suppress")
+    p.add_argument("--by", help="who unsubscribes it (default: the login name)")
     p.set_defaults(func=cmd_recipients_unsubscribe)
     p = r.add_parser("list", help="list recipients")
     p.add_argument("--list")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_recipients_list)
+    for command, examples in EXAMPLES.items():
+        words = command.split()
+        target = sub.choices[words[0]]
+        if len(words) > 1:
+            target = r.choices[words[1]]
+        target.epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+        target.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
+
+
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "init": ("distributor init", "distributor --config /etc/distributor/distributor.toml init"),
+    "import": ("distributor import statements/flood-maps.txt", "distributor import release.md --by 'Sam Lee'"),
+    "show": ("distributor show tro-01-001-2026", "distributor show tro-01-001-2026 --format json"),
+    "list": ("distributor list", "distributor list --format json"),
+    "approve": ("distributor approve tro-01-001-2026 --by 'Maya Okafor'",),
+    "schedule": ("distributor schedule tro-01-001-2026",
+                 "distributor schedule tro-01-001-2026 --embargo '15 December 2026 00:01 GMT' "
+                 "--send-embargoed-at '2026-12-14 09:00 Europe/London' --channels email,wire,social"),
+    "withdraw": ("distributor withdraw tro-01-001-2026 --by 'Maya Okafor' --reason 'figures under review'",),
+    "run": ("distributor run", "distributor run --exit-when-idle"),
+    "log": ("distributor log tro-01-001-2026 --status failed", "distributor log tro-01-001-2026 --attempts",
+            "distributor log --channel social --format csv > deliveries.csv"),
+    "audit": ("distributor audit tro-01-001-2026",),
+    "workers": ("distributor workers",),
+    "recipients import": ("distributor recipients import recipients/journalists.csv --list embargo",
+                          "distributor recipients import journalists.csv --list embargo --replace --by 'Kim Ahn'"),
+    "recipients remove": ("distributor recipients remove ana@paper.example.com --list embargo --by 'Kim Ahn'",),
+    "recipients unsubscribe": ("distributor recipients unsubscribe ana@paper.example.com",),
+    "recipients list": ("distributor recipients list --list embargo",),
+}
 
 
 def setup_logging(level: int) -> None:

@@ -129,6 +129,9 @@ def test_unknown_id_and_bad_arguments(config, run):
     assert result.code == 2 and "no statement with id 'no-such-id'" in result.err
     result = run(config, "approve", "x")
     assert result.code == 2 and "--by" in result.err and result.err.count("\n") == 1
+    result = run(config, "log", "--channel", "fax")
+    assert result.code == 2 and "--channel: unknown channel 'fax'" in result.err and result.err.count("\n") == 1
+    assert run(config, "log", "--channel", "social").code == 0
     result = run(config, "log", "--attempts")
     assert result.code == 2 and "--attempts needs a statement ID" in result.err and result.err.count("\n") == 1
 

@@ -33,3 +33,41 @@ def test_control_characters_are_shown_as_escapes_never_obeyed(capsys):
     table(["title"], [["\x1b]0;pwned\x07"]])
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\\x1b]0;pwned\\x07" in out
+
+
+def test_tables_line_up_with_wide_characters_and_cut_cells_end_in_an_ellipsis(capsys):
+    from wcwidth import wcswidth
+
+    from distributor.cli import cut
+    table(["name", "outlet"], [["田中 浩", "NHK"], ["Ana", "Paper"], ["Zoë", "Radio"]])
+    lines = capsys.readouterr().out.splitlines()
+    assert len({wcswidth(line[:line.index(word)]) for line, word in zip(lines, ["outlet", "NHK", "Paper", "Radio"],
+                                                                           strict=True)}) == 1
+    assert cut("田中浩田中浩", 7) == "田中浩…" and wcswidth(cut("田中浩田中浩", 7)) == 7
+    assert cut("short", 10) == "short" and cut("abcdefghij", 5) == "abcd…"
+
+
+def test_every_command_describes_its_arguments_and_ends_with_examples():
+    from distributor.cli import EXAMPLES, build_parser
+    parser = build_parser()
+    commands = [a for a in parser._actions if a.dest == "command"][0].choices
+    seen = set()
+    for name, sub in commands.items():
+        nested = [a for a in sub._actions if a.dest == "recipients_command"]
+        for full, p in ([(f"{name} {n}", s) for n, s in nested[0].choices.items()] if nested else [(name, sub)]):
+            seen.add(full)
+            text = p.format_help()
+            assert text.rstrip().splitlines()[-1].startswith("  distributor "), full
+            for action in p._actions:
+                if not action.option_strings:  # a positional argument
+                    assert action.help, (full, action.dest)
+    assert seen == set(EXAMPLES)
+
+
+def test_channel_names_mean_the_same_everywhere():
+    from distributor.channels import expand
+    from distributor.errors import InputError
+    assert expand("social") == ("mastodon", "bluesky") and expand("email") == ("email",)
+    with pytest.raises(InputError) as err:
+        expand("fax", "--channel")
+    assert err.value.where == "--channel" and "unknown channel 'fax'" in err.value.message

@@ -46,6 +46,14 @@ def build(context: Context) -> dict[str, Channel]:
     return {name: REGISTRY[name](settings, context) for name, settings in context.config.channels.items()}
 
 
+def expand(word: str, option: str = "--channel") -> tuple[str, ...]:
+    """A channel name or group (``social``) → the channel names it stands for; an unknown one is an error."""
+    names = GROUPS.get(word, (word,))
+    if any(name not in REGISTRY for name in names):
+        raise InputError(f"unknown channel {word!r}; expected one of {', '.join([*REGISTRY, *GROUPS])}", where=option)
+    return names
+
+
 def choose(requested: str | None, configured: dict[str, Any], from_document: tuple[str, ...] | None) -> list[str]:
     """``--channels email,wire,social`` → channel names; default: the document's list, else every configured one."""
     if requested is None and from_document is None:
@@ -53,11 +61,7 @@ def choose(requested: str | None, configured: dict[str, Any], from_document: tup
     words = [w.strip() for w in (requested.split(",") if requested is not None else from_document or ()) if w.strip()]
     chosen: list[str] = []
     for word in words:
-        names = GROUPS.get(word, (word,))
-        for name in names:
-            if name not in REGISTRY:
-                raise InputError(f"unknown channel {word!r}; expected some of {', '.join([*REGISTRY, *GROUPS])}",
-                                 where="--channels")
+        for name in expand(word, "--channels"):
             if name not in configured:
                 if word in GROUPS:
                     continue
@@ -70,4 +74,4 @@ def choose(requested: str | None, configured: dict[str, Any], from_document: tup
     return chosen
 
 
-__all__ = ["Channel", "Context", "Job", "REGISTRY", "build", "choose", "load_config", "parse_channel_tables"]
+__all__ = ["Channel", "Context", "Job", "REGISTRY", "build", "choose", "expand", "load_config", "parse_channel_tables"]

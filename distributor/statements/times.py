@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 
 @dataclass(frozen=True)
@@ -215,11 +215,14 @@ def with_abbreviation(local: datetime, abbreviation: str) -> datetime:
 
 
 def parse_instant(text: str) -> datetime:
-    """A time typed by a person: ISO 8601 with an offset, or a local time followed by an IANA zone.
+    """A time typed by a person: ISO 8601 with an offset, a local time followed by a zone, or any form an
+    embargo line accepts.
 
-    ``2026-10-15T00:01+01:00``, ``2026-10-15 00:01Z``, ``2026-10-15 00:01 Europe/London``.
-    Naive times, and local times in a daylight-saving gap or overlap, are rejected.
-    """
+    ``2026-10-15T00:01+01:00``, ``2026-10-15 00:01Z``, ``2026-10-15 00:01 Europe/London`` (IANA names in any case),
+    ``2026-10-15 00:01 BST`` (the abbreviation table, with its rule that the abbreviation is in force that day, even
+    for words that are also IANA names, such as EST or CET), ``15 October 2026 00:01 BST``,
+    ``00:01 GMT Thursday 15 October 2026``. Naive times, and local times in a daylight-saving gap or overlap, are
+    rejected."""
     text = text.strip()
     value = _fromiso(text)
     if value is not None:
@@ -232,19 +235,35 @@ def parse_instant(text: str) -> datetime:
     head, _, zone_name = text.rpartition(" ")
     local = _fromiso(head.strip()) if head else None
     if local is None:
-        raise ValueError(f"expected a time such as '2026-10-15T00:01+01:00' or '2026-10-15 00:01 Europe/London', got {text!r}")
+        if any(word.lower() in MONTHS for word in _TOKEN.findall(text)):
+            return parse_embargo_text(text)  # "15 October 2026 00:01 BST": an embargo line's own forms and errors
+        raise ValueError(f"expected a time such as '2026-10-15T00:01+01:00', '2026-10-15 00:01 Europe/London' or "
+                         f"'15 October 2026 00:01 BST', got {text!r}")
     if local.tzinfo is not None:
         raise ValueError(f"{text!r} gives both an offset and a zone; give one")
-    if zone_name.upper() in ZONE_ABBREVIATIONS and "/" not in zone_name and zone_name.upper() not in ("UTC", "Z", "GMT"):
-        raise ValueError(f"use an IANA zone such as Europe/London or an offset instead of {zone_name!r}")
-    try:
-        zone = ZoneInfo("UTC" if zone_name.upper() in ("UTC", "Z", "GMT") else zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {zone_name!r}; expected an IANA name such as Europe/London") from None
+    if zone_name.upper() in ZONE_ABBREVIATIONS:
+        return in_range(with_abbreviation(local, zone_name.upper()))
+    if zone_name.upper() in AMBIGUOUS_ABBREVIATIONS:
+        raise ValueError(f"time zone {zone_name!r} is ambiguous; use one of {_zone_list()}, an IANA name or an offset")
+    zone = _iana_zone(zone_name)
     try:
         return in_range(localize(local, zone))
     except OverflowError:
         raise ValueError(f"{text!r} is out of range; expected a year from {YEARS[0]} to {YEARS[1]}") from None
+
+
+def _iana_zone(name: str) -> ZoneInfo:
+    """An IANA zone by name, without regard to case (``europe/london``)."""
+    global _ZONES_BY_LOWER
+    if _ZONES_BY_LOWER is None:
+        _ZONES_BY_LOWER = {z.lower(): z for z in available_timezones()}
+    key = _ZONES_BY_LOWER.get(name.lower())
+    if key is None:
+        raise ValueError(f"unknown time zone {name!r}; expected an IANA name such as Europe/London")
+    return ZoneInfo(key)
+
+
+_ZONES_BY_LOWER: dict[str, str] | None = None
 
 
 def in_range(instant: datetime) -> datetime:

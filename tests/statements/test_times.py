@@ -77,6 +77,15 @@ def test_prose_is_not_an_embargo_line():
     ("2026-10-15 00:01 Europe/London", utc(2026, 10, 14, 23, 1)),
     ("2026-01-15 00:01 Europe/London", utc(2026, 1, 15, 0, 1)),
     ("2026-03-08 03:30 America/New_York", utc(2026, 3, 8, 7, 30)),
+    # one parser: what an embargo line accepts, --embargo accepts
+    ("15 December 2026 00:01 GMT", utc(2026, 12, 15, 0, 1)),
+    ("00:01 GMT Tuesday 15 December 2026", utc(2026, 12, 15, 0, 1)),
+    ("1200 GMT 15 December 2026", utc(2026, 12, 15, 12, 0)),
+    ("2026-10-15 00:01 europe/london", utc(2026, 10, 14, 23, 1)),
+    ("2026-10-15 00:01 AMERICA/NEW_YORK", utc(2026, 10, 15, 4, 1)),
+    ("2026-01-15 00:01 EST", utc(2026, 1, 15, 5, 1)),     # the table's EST (-5, in force in New York in January)
+    ("2026-01-15 00:01 CET", utc(2026, 1, 14, 23, 1)),
+    ("2026-10-15 00:01 BST", utc(2026, 10, 14, 23, 1)),
 ])
 def test_instants(text, expected):
     assert parse_instant(text) == expected
@@ -90,6 +99,11 @@ def test_instants(text, expected):
     ("2026-11-01 01:30 America/New_York", "happens twice"),
     ("2026-10-15 00:01 Mars/Olympus", "unknown time zone"),
     ("tomorrow", "expected a time"),
+    ("2026-07-15 00:01 EST", "not in force"),              # a word of the table keeps its rule, though IANA has EST
+    ("2026-01-15 00:01 BST", "not in force"),
+    ("2026-01-15 00:01 CST", "ambiguous"),
+    ("2026 GMT 15 December 2027 2028", "too many four-digit numbers"),
+    ("15 December 2026 00:01", "lacks time zone"),
 ])
 def test_instant_errors(text, message):
     with pytest.raises(ValueError) as err:
