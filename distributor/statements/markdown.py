@@ -30,16 +30,84 @@ from distributor.statements.times import in_range, parse_instant
 KEYS = {"title", "date", "reference", "serial", "embargo", "contacts", "summary", "channels",
         "kind", "language", "located", "classification"}
 
-_markdown = MarkdownIt("commonmark", {"html": False})
+_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+# Inline styles for every element Markdown can produce: many mail clients drop <style>.
+STYLES = {
+    "h1": "font-size:22px;line-height:1.3;margin:24px 0 8px;",
+    "h2": "font-size:19px;line-height:1.3;margin:22px 0 8px;",
+    "h3": "font-size:17px;line-height:1.3;margin:20px 0 6px;",
+    "h4": "font-size:16px;margin:18px 0 6px;", "h5": "font-size:15px;margin:16px 0 6px;",
+    "h6": "font-size:14px;margin:16px 0 6px;",
+    "p": "margin:0 0 14px;",
+    "ul": "margin:0 0 14px;padding-left:24px;", "ol": "margin:0 0 14px;padding-left:24px;",
+    "li": "margin:0 0 6px;",
+    "blockquote": "margin:0 0 14px;padding:4px 0 4px 14px;border-left:4px solid #c8c8c8;color:#444444;",
+    "pre": "margin:0 0 14px;padding:10px;background:#f4f4f4;font-family:Menlo,Consolas,monospace;"
+           "font-size:13px;white-space:pre-wrap;",
+    "code": "font-family:Menlo,Consolas,monospace;font-size:14px;background:#f4f4f4;padding:1px 3px;",
+    "table": "border-collapse:collapse;margin:0 0 14px;font-size:14px;",
+    "th": "border:1px solid #b4b4b4;padding:6px 10px;background:#eeeeee;text-align:left;",
+    "td": "border:1px solid #b4b4b4;padding:6px 10px;vertical-align:top;",
+    "a": "color:#0b57d0;text-decoration:underline;",
+    "hr": "border:0;border-top:1px solid #c8c8c8;margin:20px 0;",
+}
+
+
+def _image_as_link(token, Token) -> list:
+    """An email never loads a remote resource: an image becomes a link with its alt text."""
+    src = token.attrGet("src") or ""
+    alt = "".join(c.content for c in token.children or []) or token.content or "image"
+    opening = Token("link_open", "a", 1)
+    opening.attrSet("href", src)
+    opening.attrSet("style", STYLES["a"])
+    text = Token("text", "", 0)
+    text.content = f"[image: {alt}]"
+    return [opening, text, Token("link_close", "a", -1)]
+
+
+def styled(tokens) -> list:
+    """The tokens with an inline style on every element and images turned into links."""
+    from markdown_it.token import Token
+
+    for token in tokens:
+        if token.type in ("code_block", "fence"):
+            token.attrSet("style", STYLES["pre"])
+        elif token.nesting == 1 and token.tag in STYLES or token.type == "hr":
+            token.attrSet("style", STYLES[token.tag])
+        if token.type == "inline" and token.children:
+            children = []
+            for child in token.children:
+                if child.type == "image":
+                    children.extend(_image_as_link(child, Token))
+                    continue
+                if child.type in ("link_open", "code_inline"):
+                    child.attrSet("style", STYLES["a" if child.type == "link_open" else "code"])
+                children.append(child)
+            token.children = children
+    return tokens
 
 
 def _text(inline) -> str:
+    """An inline run as plain text: a link keeps its URL, ``text (https://...)``; an image is its alt text and URL."""
     parts = []
+    href = None
+    start = 0
     for child in inline.children or []:
         if child.type in ("text", "code_inline"):
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" ")
+        elif child.type == "link_open":
+            href, start = child.attrGet("href"), len(parts)
+        elif child.type == "link_close" and href:
+            label = "".join(parts[start:]).strip()
+            if href not in (label, f"mailto:{label}"):
+                parts.append(f" ({href})")
+            href = None
+        elif child.type == "image":
+            alt = "".join(c.content for c in child.children or []) or "image"
+            parts.append(f"[image: {alt}] ({child.attrGet('src')})")
     return "".join(parts).strip()
 
 
@@ -47,7 +115,19 @@ def body_paragraphs(tokens) -> list[str]:
     """Headings, paragraphs and list items as plain text, list items keeping their marker."""
     paragraphs: list[str] = []
     lists: list[list] = []  # stack of [ordered, counter]
+    row: list[str] | None = None
     for index, token in enumerate(tokens):
+        if token.type == "tr_open":
+            row = []
+            continue
+        if token.type == "tr_close" and row is not None:
+            paragraphs.append(" | ".join(row))  # a table row on one line
+            row = None
+            continue
+        if row is not None:
+            if token.type == "inline":
+                row.append(_text(token))
+            continue
         if token.type in ("bullet_list_open", "ordered_list_open"):
             lists.append([token.type == "ordered_list_open", int(token.attrs.get("start", 1) or 1) - 1])
         elif token.type in ("bullet_list_close", "ordered_list_close"):
@@ -162,7 +242,8 @@ def parse(data: bytes, source: str) -> Statement:
         title=title, body=body, kind=str(meta.get("kind") or "Press Release"), date=issued,
         reference=_field(meta, "reference", source, (str,)), serial=str(serial) if serial is not None else None,
         embargo=embargo, contacts=contacts.strip(), classification=_field(meta, "classification", source, (str,)),
-        summary=_field(meta, "summary", source, (str,)), body_html=_markdown.renderer.render(tokens, _markdown.options, {}),
+        summary=_field(meta, "summary", source, (str,)),
+        body_html=_markdown.renderer.render(styled(tokens), _markdown.options, {}),
         channels=tuple(str(c) for c in channels) if channels is not None else None,
         language=_field(meta, "language", source, (str,)), located=_field(meta, "located", source, (str,)),
         source_format="markdown",

@@ -36,13 +36,13 @@ def test_markdown_statement():
     assert s.title == "Release Zoë now"
     assert s.id == "xyz-11-001-2026"
     assert s.embargo == datetime(2026, 5, 4, 23, 1, tzinfo=UTC)
-    assert s.body[:4] == ("Intro with bold and a link.", "Demands", "- First demand", "- Second demand")
+    assert s.body[:4] == ("Intro with bold and a link (https://example.org/x).", "Demands", "- First demand", "- Second demand")
     assert s.body[4:6] == ("1. One", "2. Two")
     assert s.channels == ("email",)
     assert s.contacts == "Press office\n+44 20 7946 0000"
     assert "<script>" not in s.body_html
     assert "&lt;script&gt;" in s.body_html
-    assert '<a href="https://example.org/x">link</a>' in s.body_html
+    assert '<a href="https://example.org/x" style="color:#0b57d0;text-decoration:underline;">link</a>' in s.body_html
 
 
 @pytest.mark.parametrize("text, message", [
@@ -105,3 +105,17 @@ def test_a_blank_title_is_refused_at_import(tmp_path):
     with pytest.raises(InputError) as err:
         parse_file(path)
     assert (err.value.message, err.value.where) == ("the title is empty; a statement needs a title", str(path))
+
+
+def test_tables_links_and_images_as_an_office_writes_them():
+    doc = (b"---\ntitle: T\ndate: 2026-10-14\n---\n| River | Homes |\n|---|---|\n| Alder | 1,200 |\n\n"
+           b"See [the report](https://example.org/r), <https://example.org/plain> and "
+           b"![Chart of homes](https://example.org/c.png).\n")
+    s = parse(doc, "t.md")
+    assert s.body == ("River | Homes", "Alder | 1,200",
+                      "See the report (https://example.org/r), https://example.org/plain and "
+                      "[image: Chart of homes] (https://example.org/c.png).")
+    html = s.body_html
+    assert "<table style=" in html and "<td style=" in html and ">1,200</td>" in html
+    assert "<img" not in html
+    assert '<a href="https://example.org/c.png" style=' in html and "[image: Chart of homes]</a>" in html
