@@ -91,6 +91,32 @@ def parse_time(value: str | None, option: str):
 
 # -- commands -------------------------------------------------------------------------------------------------
 
+SCAFFOLD = Path(__file__).parent / "scaffold"
+
+
+def cmd_new(args) -> int:
+    """A new office folder: a documented config, templates to edit, an example list and statement."""
+    import shutil
+
+    from distributor.render import DEFAULT_TEMPLATES
+
+    target = Path(args.dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError("exists and is not an empty folder; choose a new one", where=str(target))
+    shutil.copytree(SCAFFOLD, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(DEFAULT_TEMPLATES, target / "templates", ignore=shutil.ignore_patterns("__pycache__"))
+    print(f"""{target}: a new office folder. Next:
+  cd {target}
+  distributor init
+  distributor recipients import recipients/journalists.csv --list embargo
+  distributor import statements/example.txt
+  distributor approve epo-01-001-2030 --by "Your Name"
+  distributor schedule epo-01-001-2030
+  distributor run --exit-when-idle
+Edit config/distributor.toml first: the office, its sender address, and the channels.""")
+    return 0
+
+
 def cmd_init(args) -> int:
     app = open_app(args, require_schema=False)
     try:
@@ -439,6 +465,10 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"distributor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
+    p = sub.add_parser("new", help="write a new office folder: config, templates, an example list and statement")
+    p.add_argument("dir", metavar="DIR", help="the folder to create (new or empty)")
+    p.set_defaults(func=cmd_new)
+
     p = sub.add_parser("init", help="create or upgrade the database schema (safe to repeat)")
     p.set_defaults(func=cmd_init)
 
@@ -535,6 +565,7 @@ def build_parser() -> Parser:
 
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
+    "new": ("distributor new press-office", "distributor new /srv/press-office"),
     "init": ("distributor init", "distributor --config /etc/distributor/distributor.toml init"),
     "import": ("distributor import statements/flood-maps.txt", "distributor import release.md --by 'Sam Lee'"),
     "show": ("distributor show tro-01-001-2026", "distributor show tro-01-001-2026 --format json"),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from markupsafe import Markup
 
 from distributor.config import Office
@@ -81,14 +81,18 @@ def body_blocks(body: tuple[str, ...]) -> list[tuple[str, Any]]:
     return blocks
 
 
+DEFAULT_TEMPLATES = Path(__file__).parent / "templates"
+
+
 class Renderer:
-    """Loads templates from the office's folder; each template is compiled once."""
+    """Loads each template from the office's folder if it has that file, else the default shipped with the
+    package: an office overrides templates file by file. Each template is compiled once."""
 
     def __init__(self, templates: Path, office: Office):
         self.templates = templates
         self.office = office
         self.env = Environment(
-            loader=FileSystemLoader(str(templates)),
+            loader=ChoiceLoader([FileSystemLoader(str(templates)), FileSystemLoader(str(DEFAULT_TEMPLATES))]),
             autoescape=lambda name: name is not None and name.endswith((".html.j2", ".html", ".xml.j2", ".xml")),
             undefined=StrictUndefined,
             keep_trailing_newline=True,

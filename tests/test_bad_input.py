@@ -163,3 +163,12 @@ def test_an_smtp_login_without_tls_to_another_host_is_refused(run, write_config,
         one_line_error(result, "channels.email.smtp.security", "password in clear text")
     else:
         assert result.code == 0, result.err
+
+
+def test_new_refuses_a_folder_that_is_not_empty(run, tmp_path):
+    (tmp_path / "office").mkdir()
+    (tmp_path / "office" / "keep.txt").write_text("mine")
+    one_line_error(run(None, "new", tmp_path / "office"), str(tmp_path / "office"), "not an empty folder")
+    assert [p.name for p in (tmp_path / "office").iterdir()] == ["keep.txt"]
+    assert run(None, "new", tmp_path / "fresh").code == 0
+    assert (tmp_path / "fresh" / "templates" / "email" / "embargoed.html.j2").is_file()
