@@ -236,7 +236,7 @@ def cmd_schedule(args) -> int:
 def cmd_withdraw(args) -> int:
     app = open_app(args)
     with app.engine.begin() as conn:
-        workflow.withdraw(conn, args.id, actor(args), app.clock.now(), args.reason)
+        workflow.withdraw(conn, args.id, actor(args), app.clock.now(), checked_text(args.reason, "--reason", 1000))
     print(f"{args.id}: withdrawn")
     return 0
 

@@ -172,3 +172,10 @@ def test_new_refuses_a_folder_that_is_not_empty(run, tmp_path):
     assert [p.name for p in (tmp_path / "office").iterdir()] == ["keep.txt"]
     assert run(None, "new", tmp_path / "fresh").code == 0
     assert (tmp_path / "fresh" / "templates" / "email" / "embargoed.html.j2").is_file()
+
+
+def test_a_withdrawal_reason_with_a_nul_byte(config, run, statement_file):
+    assert run(config, "import", statement_file()).code == 0
+    one_line_error(run(config, "withdraw", "tro-01-001-2026", "--by", "Maya", "--reason", "legal\x00advice"),
+                   "--reason", "NUL byte")
+    assert json.loads(run(config, "show", "tro-01-001-2026", "--format", "json").out)["status"] == "draft"
