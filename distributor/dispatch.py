@@ -44,6 +44,7 @@ class Dispatcher:
         self.actor = f"scheduler@{self.worker}"
         self.stopping = threading.Event()
         self.clock_agreed = True
+        self.planned_now: set[str] = set()
         self._opened: list[Channel] = []
         self._warned: set[tuple[str, str]] = set()
         self._lists: dict[tuple[str, int, str], dict] = {}  # long lists due, left by advance() for plan_lists()
@@ -85,10 +86,11 @@ class Dispatcher:
         chunks, each its own transaction, so no write holds the database for long. With ``defer_lists`` they are
         left for :meth:`plan_lists`, so that planning 60,000 addresses never keeps the next lift waiting.
         """
+        self.planned_now = set()  # public channels planned by this call: the scheduler wakes them first
         lifting = self.clock_agrees()
         now = embargo_now(self.context)
         with reading(self.engine) as conn:
-            work = [(row, self.unplanned(conn, row, now)) for row in workflow.scheduled(conn)]
+            work = [(row, self.unplanned(conn, row, now)) for row in workflow.scheduled(conn, due_by=now)]
         lifted = 0
         later: list[tuple[dict, str]] = []
         for candidate, names in work:
@@ -104,6 +106,7 @@ class Dispatcher:
                         later.append((row, name))
                     elif lifting:
                         self.plan(conn, row, name, now)
+                        self.planned_now.add(name)
                 if lifting and row["embargo"] <= now:
                     workflow.release(conn, row, self.actor, now)
                     lifted += 1
@@ -275,7 +278,7 @@ class Dispatcher:
         """Future instants at which something becomes due: send times, lifts, retries."""
         now = self.clock.now()
         with reading(self.engine) as conn:
-            instants = {t for r in workflow.scheduled(conn) for t in (r["send_embargoed_at"], r["embargo"]) if t}
+            instants = workflow.scheduled_instants(conn, now)
             instants.update(deliveries.next_attempts(conn, now, self.channels))
         return sorted(t for t in instants if t > now)
 

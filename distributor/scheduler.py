@@ -73,9 +73,12 @@ class Runner:
             self.dispatcher.advance(defer_lists=True)
         except Exception:  # a failed lift or plan must not keep due deliveries waiting
             log.exception("advancing statements failed; the next sweep tries again")
+        lifted = set(self.dispatcher.planned_now)
+        for name in lifted:  # what was just lifted goes out first, before any other query
+            self.wake(f"deliver:{name}")
         if self.dispatcher.lists_to_plan():
             self.wake(PLAN)
-        self.wake_due_channels()
+        self.wake_due_channels(skip=lifted)
         self.come_back_at_next_instant()
 
     def plan(self) -> None:
@@ -86,14 +89,15 @@ class Runner:
             log.exception("planning failed; the next sweep tries again")
         self.wake_due_channels()
 
-    def wake_due_channels(self) -> None:
+    def wake_due_channels(self, skip: set[str] | frozenset[str] = frozenset()) -> None:
         try:
             due = self.dispatcher.due_channels()
         except Exception:
             log.exception("reading due deliveries failed; the next sweep tries again")
             due = []
         for name in due:
-            self.wake(f"deliver:{name}")
+            if name not in skip:
+                self.wake(f"deliver:{name}")
 
     def come_back_at_next_instant(self) -> None:
         now = self.dispatcher.clock.now()

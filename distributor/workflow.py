@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from distributor import deliveries
 from distributor.errors import InputError, StateError
@@ -254,11 +254,22 @@ def release(conn: Connection, row: dict, actor: str, at: datetime) -> None:
 
 
 
-def scheduled(conn: Connection) -> list[dict]:
-    """Approved statements waiting for their send or lift time."""
-    return [dict(r) for r in conn.execute(select(statements).where(
-        statements.c.status == S.SCHEDULED.value,
-        statements.c.approved_revision == statements.c.revision)).mappings()]
+def scheduled(conn: Connection, due_by: datetime | None = None) -> list[dict]:
+    """Approved statements waiting for their send or lift time; with ``due_by``, only those with a send or lift
+    time at or before it (what a sweep has to look at)."""
+    query = select(statements).where(statements.c.status == S.SCHEDULED.value,
+                                     statements.c.approved_revision == statements.c.revision)
+    if due_by is not None:
+        query = query.where(or_(statements.c.embargo <= due_by, statements.c.send_embargoed_at <= due_by))
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def scheduled_instants(conn: Connection, after: datetime) -> set[datetime]:
+    """The send and lift times after ``after`` of every scheduled statement (two columns only)."""
+    rows = conn.execute(select(statements.c.send_embargoed_at, statements.c.embargo).where(
+        statements.c.status == S.SCHEDULED.value, statements.c.approved_revision == statements.c.revision,
+        or_(statements.c.embargo > after, statements.c.send_embargoed_at > after)))
+    return {t for row in rows for t in row if t is not None and t > after}
 
 
 def listing(conn: Connection) -> list[dict]:

@@ -443,8 +443,15 @@ def test_scheduled_lists_only_scheduled_approved_revisions(engine):
     imported(engine, replace(DOC, reference="TRO 01/002/2030"))
     with engine.begin() as conn:
         assert [r["id"] for r in workflow.scheduled(conn)] == [SID]
+        # a sweep looks only at what is due by now: the send time (NOW) or the lift (NOW + HOUR)
+        assert [r["id"] for r in workflow.scheduled(conn, due_by=NOW)] == [SID]
+        conn.execute(update(statements).where(statements.c.id == SID).values(send_embargoed_at=NOW + timedelta(1)))
+        assert workflow.scheduled(conn, due_by=NOW + HOUR - timedelta(microseconds=1)) == []
+        assert [r["id"] for r in workflow.scheduled(conn, due_by=NOW + HOUR)] == [SID]
+        assert workflow.scheduled_instants(conn, NOW) == {NOW + HOUR, NOW + timedelta(1)}
+        assert workflow.scheduled_instants(conn, NOW + HOUR) == {NOW + timedelta(1)}
         conn.execute(update(statements).where(statements.c.id == SID).values(approved_revision=0))
-        assert workflow.scheduled(conn) == []
+        assert workflow.scheduled(conn) == [] and workflow.scheduled_instants(conn, NOW) == set()
 
 
 def test_released_lists_newest_first_and_only_past_the_embargo(engine):
