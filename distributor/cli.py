@@ -21,15 +21,18 @@ from distributor import __version__, csvout, deliveries, recipients, workflow
 from distributor import channels as channel_registry
 from distributor import config as config_module
 from distributor import workers as workers_module
+from distributor.channels.base import Job
+from distributor.channels.email import EmailChannel
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
 from distributor.errors import ConfigError, InputError, UserError, checked_text, one_line
-from distributor.outcomes import Variant
+from distributor.outcomes import Result, Variant
 from distributor.render import Renderer, when
 from distributor.statements import parse_file
 from distributor.statements.times import parse_instant
 from distributor.store import connect, init_schema, reading
 from distributor.store.engine import masked, schema_is_current
+from distributor.transports.base import write_atomically
 
 log = logging.getLogger("distributor")
 
@@ -231,6 +234,76 @@ def cmd_schedule(args) -> int:
     print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
           f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}")
     return 0
+
+
+def preview_job(conn, statement_id: str, revision: int | None) -> Job:
+    """The statement (the current revision, or ``revision``) as a channel would get it; an unscheduled one carries
+    its document's own embargo."""
+    row = workflow.get(conn, statement_id)
+    number = revision or row["revision"]
+    imported = workflow.imported_at(conn, statement_id)
+    if number not in imported:
+        raise InputError(f"{statement_id} has revisions 1 to {max(imported)}, not {number}", where="--revision")
+    document = workflow.content(conn, statement_id, number)
+    return Job(statement_id, number, document, row["embargo"] or document.embargo, row["send_embargoed_at"],
+               first_created=imported.get(1), version_created=imported.get(number))
+
+
+def cmd_preview(args) -> int:
+    app = open_app(args)
+    channels = channel_registry.build(app.context())
+    name = args.channel
+    channel_registry.expand(name, "--channel")
+    if name not in channels:
+        raise InputError(f"channel {name!r} is not configured (add [channels.{name}] to the config)", where="--channel")
+    channel = channels[name]
+    if args.format is not None and name != "email":
+        raise InputError(f"--format applies to email; {name} has one form", where="--format")
+    with reading(app.engine) as conn:
+        job = preview_job(conn, args.id, args.revision)
+    if args.variant == Variant.EMBARGOED.value and channel.public:
+        raise InputError(f"{name} is public: it only ever carries the released statement", where="--variant")
+    variant = Variant(args.variant) if args.variant else channel.variant(job, app.clock.now())
+    if isinstance(channel, EmailChannel):
+        text = channel.preview(job, variant, args.format or "eml")
+    else:
+        text = channel.preview(job, variant)
+    if args.output:
+        write_atomically(Path(args.output), text.encode("utf-8"))
+        print(f"{args.output}: {name} preview of {args.id} r{job.revision} ({variant.value})")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_send_test(args) -> int:
+    app = open_app(args)
+    addresses = []
+    for address in args.to:
+        try:
+            addresses.append(recipients.normalise(address))
+        except ValueError as exc:
+            raise InputError(f"{address!r} is not an email address ({exc})", where="--to") from None
+    channels = channel_registry.build(app.context())
+    if "email" not in channels:
+        raise InputError("the email channel is not configured", where="send-test")
+    with reading(app.engine) as conn:
+        job = preview_job(conn, args.id, None)
+    email = channels["email"]
+    assert isinstance(email, EmailChannel)
+    variant = email.variant(job, app.clock.now())
+    results = email.send_test(job, variant, addresses)
+    with app.engine.begin() as conn:
+        workflow.record(conn, workflow.Action.TEST_SENT, actor(args), app.clock.now(), args.id, job.revision,
+                        to=addresses, variant=variant.value,
+                        results={addresses[h.key]: h.result.value + (f": {h.detail}" if h.detail else "")
+                                 for h in results})
+    failed = 0
+    for handed in results:
+        status = "sent" if handed.result is Result.SENT else f"not sent ({handed.result.value}: {handed.detail})"
+        failed += handed.result is not Result.SENT
+        print(f"{addresses[handed.key]}: test copy of {args.id} r{job.revision} {status}")
+    return 1 if failed else 0
 
 
 def cmd_withdraw(args) -> int:
@@ -502,6 +575,24 @@ def build_parser() -> Parser:
     p.add_argument("--by", help="who schedules (default: the login name)")
     p.set_defaults(func=cmd_schedule)
 
+    p = sub.add_parser("preview", help="what a target would get, through the channel's own rendering; sends nothing")
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
+    p.add_argument("--channel", default="email", choices=("email", "wire", "feed", "mastodon", "bluesky"),
+                   help="which channel's form (default: email)")
+    p.add_argument("--variant", choices=[v.value for v in Variant],
+                   help="embargoed or released (default: what would go out now)")
+    p.add_argument("--format", choices=("eml", "html", "text"),
+                   help="email only: the whole message (default), its HTML part or its text part")
+    p.add_argument("--revision", type=int, metavar="N", help="another revision (default: the current one)")
+    p.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("send-test", help="send a test copy ([TEST] in the subject) to the given addresses at once")
+    p.add_argument("id", help="the statement's id; a draft will do")
+    p.add_argument("--to", action="append", required=True, metavar="ADDRESS", help="an address; repeat for more")
+    p.add_argument("--by", help="who sends it (default: the login name)")
+    p.set_defaults(func=cmd_send_test)
+
     p = sub.add_parser("withdraw", help="withdraw a statement before release; unsent deliveries are cancelled")
     p.add_argument("id", help="the statement's id (see 'distributor list')")
     p.add_argument("--by", required=True, help="who withdraws (required)")
@@ -574,6 +665,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "schedule": ("distributor schedule tro-01-001-2026",
                  "distributor schedule tro-01-001-2026 --embargo '15 December 2026 00:01 GMT' "
                  "--send-embargoed-at '2026-12-14 09:00 Europe/London' --channels email,wire,social"),
+    "preview": ("distributor preview tro-01-001-2026", "distributor preview tro-01-001-2026 --format html --output "
+                "preview.html", "distributor preview tro-01-001-2026 --channel mastodon"),
+    "send-test": ("distributor send-test tro-01-001-2026 --to editor@press.example.org --by 'Sam Lee'",),
     "withdraw": ("distributor withdraw tro-01-001-2026 --by 'Maya Okafor' --reason 'figures under review'",),
     "run": ("distributor run", "distributor run --exit-when-idle"),
     "log": ("distributor log tro-01-001-2026 --status failed", "distributor log tro-01-001-2026 --attempts",

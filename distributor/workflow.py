@@ -48,6 +48,7 @@ class Action(str, Enum):
     EMBARGO_OVERRIDDEN = "embargo_overridden"
     RECIPIENTS_IMPORTED = "recipients_imported"
     RECIPIENT_REMOVED = "recipient_removed"
+    TEST_SENT = "test-sent"
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,10 @@ class Channel(ABC):
     def render(self, job: Job, variant: Variant) -> Any:
         """What all targets share; called once per (revision, variant)."""
 
+    def preview(self, job: Job, variant: Variant) -> str:
+        """What one target would get, as text, through the same render code; nothing is sent or recorded."""
+        raise NotImplementedError(f"{self.name} has no preview")
+
     @abstractmethod
     def deliver(self, job: Job, rendered: Any, rows: list[Claimed], report: Report) -> None:
         """Hand the rendered statement to each target and ``report`` each row's outcome as soon as it is known."""

@@ -174,6 +174,11 @@ class BlueskyChannel(Channel):
             record["facets"] = facets
         return record
 
+    def preview(self, job: Job, variant: Variant) -> str:
+        text = fit(self.render(job, variant), job.statement.title, job.statement.first_sentence(), LIMIT,
+                   count_graphemes)
+        return f"{text}\n\n[{count_graphemes(text)} of {LIMIT} graphemes as Bluesky counts them]\n"
+
     def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
         def handle(row: Claimed) -> Outcome:
             account = self.accounts.get(row.target)

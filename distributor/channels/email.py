@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from sqlalchemy import Connection
 from distributor import recipients
 from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, between, is_loopback
-from distributor.outcomes import Claimed, Outcome, Receipt, Report, Result, Variant
+from distributor.outcomes import RECORDED, Claimed, Outcome, Receipt, Report, Result, Variant
 from distributor.store import reading
 from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody, mail_address
 from distributor.transports.file import MailFolder
@@ -143,10 +144,10 @@ class EmailChannel(Channel):
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return recipients.eligible(conn, self.settings.list, embargoed=True)
 
-    def render(self, job: Job, variant: Variant) -> RenderedEmail:
+    def render(self, job: Job, variant: Variant, subject_prefix: str = "") -> RenderedEmail:
         renderer = self.context.renderer
         context = renderer.context(job.statement, job.statement_id, job.embargo, embargoed=variant == EMBARGOED)
-        subject = one_line(renderer.render(TEMPLATES["subject"], **context))
+        subject = subject_prefix + one_line(renderer.render(TEMPLATES["subject"], **context))
         text = renderer.render(TEMPLATES["text"], **context)
         html = renderer.render(TEMPLATES["html"], **context)
 
@@ -165,6 +166,40 @@ class EmailChannel(Channel):
                 + SMTP.fold("List-Unsubscribe", f"<mailto:{office.unsubscribe_mailto}?subject=unsubscribe>")
                 ).encode("ascii") + mime_head + b"\r\n"
         return RenderedEmail(variant, subject, text, html, SharedBody(head + b"\r\n" + encoded))
+
+    PREVIEW_TO = ("Placeholder Journalist", "journalist@example.invalid")
+
+    def preview(self, job: Job, variant: Variant, form: str = "eml") -> str:
+        """The whole message (``eml``), its HTML part (``html``) or its text part (``text``), addressed to a
+        placeholder recipient."""
+        rendered = self.render(job, variant)
+        if form == "html":
+            return rendered.html
+        if form == "text":
+            return rendered.text
+        name, address = self.PREVIEW_TO
+        raw = rendered.message(address, name, message_id(job, address, self.office.domain), self.clock.now())
+        return raw.decode("utf-8", "replace").replace("\r\n", "\n")
+
+    def send_test(self, job: Job, variant: Variant, addresses: list[str]) -> list[Handed]:
+        """One copy to each address at once, subject prefixed ``[TEST] ``, with a Message-ID of its own."""
+        rendered = self.render(job, variant, subject_prefix="[TEST] ")
+        now = self.clock.now()
+        envelopes = []
+        for key, address in enumerate(addresses):
+            wire_address, smtputf8 = mail_address(address)
+            mid = f"<{job.statement_id}.r{job.revision}.test.{uuid.uuid4().hex[:16]}@{self.office.domain}>"
+            own = rendered.own_headers(wire_address, "", mid, now)
+            envelopes.append(Envelope(key, self.office.from_addr, wire_address, own, mid, rendered.shared, smtputf8))
+        handed: list[Handed] = []
+
+        def keep(result: Handed) -> Receipt:
+            handed.append(result)
+            return RECORDED
+
+        self.transport.send_many(envelopes, keep)
+        self.close()
+        return sorted(handed, key=lambda h: h.key)
 
     def open(self) -> None:
         self.transport.open()

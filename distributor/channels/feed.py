@@ -68,6 +68,14 @@ class FeedChannel(Channel):
     def render(self, job: Job, variant: Variant) -> None:
         return None  # the whole feed is rebuilt from the database at delivery
 
+    def preview(self, job: Job, variant: Variant) -> str:
+        """The feed with this statement as its one entry, as if released now."""
+        now = self.clock.now()
+        row = {"id": job.statement_id, "revision": job.revision, "embargo": job.embargo or now,
+               "send_embargoed_at": job.send_embargoed_at, "released_at": job.embargo or now,
+               "imported_at": job.version_created or now}
+        return self.build([(row, job.statement, job.first_created or now)]).decode("utf-8")
+
     def deliver(self, job: Job, rendered: None, rows: list[Claimed], report: Report) -> None:
         now = self.clock.now()
         with reading(self.context.engine) as conn:

@@ -74,6 +74,16 @@ class MastodonChannel(Channel):
     def render(self, job: Job, variant: Variant):
         return render_post(self.context.renderer, "mastodon", job)
 
+    @staticmethod
+    def text(job: Job, render, limit: int, url_length: int) -> str:
+        return fit(render, job.statement.title, job.statement.first_sentence(), limit,
+                   partial(count_mastodon, url_length=url_length))
+
+    def preview(self, job: Job, variant: Variant) -> str:
+        text = self.text(job, self.render(job, variant), DEFAULT_LIMIT, DEFAULT_URL_LENGTH)
+        length = count_mastodon(text, DEFAULT_URL_LENGTH)
+        return f"{text}\n\n[{length} of {DEFAULT_LIMIT} characters as Mastodon counts them, a link as {DEFAULT_URL_LENGTH}]\n"
+
     def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
         statement = job.statement
 
@@ -84,8 +94,7 @@ class MastodonChannel(Channel):
             transport = self.transports[account.name]
             limit, url_length = transport.limits()
             try:
-                text = fit(render, statement.title, statement.first_sentence(), limit,
-                           partial(count_mastodon, url_length=url_length))
+                text = self.text(job, render, limit, url_length)
             except ValueError as exc:
                 return Outcome(row.id, Result.FAILED, str(exc))
             body = {"status": text, "visibility": account.visibility,

@@ -123,6 +123,10 @@ class WireChannel(Channel):
         html = renderer.render("wire/body.html.j2", **context).strip()
         return ninjs(job, self.context.config.office, text, html)
 
+    def preview(self, job: Job, variant: Variant) -> str:
+        endpoint = next(iter(self.endpoints.values()))
+        return json.dumps(self.payload(self.render(job, variant), endpoint), ensure_ascii=False, indent=2) + "\n"
+
     def payload(self, item: dict, endpoint: WireEndpoint) -> dict:
         return {**item, "urgency": endpoint.urgency}
 

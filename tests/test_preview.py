@@ -1,0 +1,93 @@
+"""preview and send-test: what a target would get, before anyone gets it; nothing in the delivery log."""
+
+import email
+import email.policy
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from distributor.channels.base import Job
+from distributor.channels.email import message_id
+from tests.channels.conftest import bluesky, feed, file_wire, mastodon
+
+SID = "tro-01-001-2026"
+EXTRA = file_wire() + feed() + mastodon("https://m.example", transport="file") + bluesky("https://b.example",
+                                                                                         transport="file")
+
+
+@pytest.fixture
+def system(make_system, smtp_sink, statement_file):
+    system = make_system(transport="smtp", smtp_port=smtp_sink.port, extra=EXTRA)
+    assert system.cli("import", statement_file(embargo="EMBARGOED FOR: 00:01 GMT Thursday 15 January 2099")).code == 0
+    return system
+
+
+def parse(text: str):
+    return email.message_from_bytes(text.encode("utf-8"), policy=email.policy.default)
+
+
+def test_email_preview_is_the_whole_message_to_a_placeholder_and_writes_no_row(system):
+    result = system.cli("preview", SID)
+    assert result.code == 0, result.err
+    message = parse(result.out)
+    assert message["To"] == "Placeholder Journalist <journalist@example.invalid>"
+    assert message["Subject"].startswith("EMBARGOED UNTIL 00:01 GMT 15 January 2099: ")
+    assert message.get_body(("html",)) is not None and message.get_body(("plain",)) is not None
+    assert json.loads(system.cli("log", SID, "--format", "json").out) == []
+    released = parse(system.cli("preview", SID, "--variant", "released").out)
+    assert not released["Subject"].startswith("EMBARGOED")
+    html = system.cli("preview", SID, "--format", "html").out
+    assert html.lstrip().lower().startswith("<!doctype html") and "EMBARGOED" in html
+    assert "The Test Rights Office said today" in system.cli("preview", SID, "--format", "text").out
+
+
+def test_public_channels_preview_their_own_form(system, tmp_path):
+    ninjs = json.loads(system.cli("preview", SID, "--channel", "wire").out)
+    assert ninjs["uri"].endswith(SID) and ninjs["headlines"][0]["value"]
+    ET.fromstring(system.cli("preview", SID, "--channel", "feed").out)
+    toot = system.cli("preview", SID, "--channel", "mastodon").out
+    assert "of 500 characters as Mastodon counts them" in toot
+    post = system.cli("preview", SID, "--channel", "bluesky").out
+    assert "of 300 graphemes as Bluesky counts them" in post
+    out = tmp_path / "p.eml"
+    result = system.cli("preview", SID, "--output", out)
+    assert result.code == 0 and parse(out.read_text(encoding="utf-8"))["To"].endswith("<journalist@example.invalid>")
+
+
+@pytest.mark.parametrize("args, where, message", [
+    (["--channel", "wire", "--format", "html"], "--format", "applies to email"),
+    (["--channel", "mastodon", "--variant", "embargoed"], "--variant", "only ever carries the released"),
+    (["--revision", "7"], "--revision", "has revisions 1 to 1, not 7"),
+])
+def test_preview_errors(system, args, where, message):
+    result = system.cli("preview", SID, *args)
+    assert result.code == 2 and where in result.err and message in result.err and result.err.count("\n") == 1
+
+
+def test_a_test_copy_goes_out_at_once_marked_and_with_its_own_message_id(system, smtp_sink):
+    result = system.cli("send-test", SID, "--to", "Tester@Office.example.org", "--to", "ana@paper.example.com",
+                        "--by", "Sam")
+    assert result.code == 0, result.err
+    got = {m.rcpt_tos[0]: email.message_from_bytes(m.data, policy=email.policy.default) for m in smtp_sink.messages}
+    assert set(got) == {"Tester@office.example.org", "ana@paper.example.com"}
+    for message in got.values():
+        assert message["Subject"].startswith("[TEST] EMBARGOED UNTIL")
+    real = message_id(Job(SID, 1, None, None, None), "ana@paper.example.com", "office.example.org")
+    test_id = got["ana@paper.example.com"]["Message-ID"]
+    assert test_id != real and test_id.startswith(f"<{SID}.r1.test.") and real.startswith(f"<{SID}.r1.")
+    assert got["Tester@office.example.org"]["Message-ID"] != test_id
+    assert json.loads(system.cli("log", SID, "--format", "json").out) == []  # not in the delivery log
+    [entry] = [e for e in json.loads(system.cli("audit", SID, "--format", "json").out) if e["action"] == "test-sent"]
+    assert entry["actor"] == "Sam" and entry["detail"]["to"] == ["Tester@office.example.org", "ana@paper.example.com"]
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "draft"  # a draft will do
+
+
+def test_a_test_copy_to_a_bad_or_refused_address(system, smtp_sink):
+    result = system.cli("send-test", SID, "--to", "not-an-address")
+    assert result.code == 2 and "--to" in result.err and result.err.count("\n") == 1
+    smtp_sink.handler.rcpt_replies["bo@paper.example.com"] = "550 5.1.1 No such user"
+    result = system.cli("send-test", SID, "--to", "bo@paper.example.com", "--to", "ana@paper.example.com")
+    assert result.code == 1
+    assert "bo@paper.example.com: test copy of tro-01-001-2026 r1 not sent (failed: RCPT TO: 550" in result.out
+    assert "ana@paper.example.com: test copy of tro-01-001-2026 r1 sent" in result.out
