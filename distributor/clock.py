@@ -50,3 +50,8 @@ def iso_z(value: datetime | None) -> str | None:
     if value is None:
         return None
     return require_aware(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def clock_time(value: datetime) -> str:
+    """``00:01``, or ``00:01:30`` when the instant has seconds: an embargo is never shown earlier than it is."""
+    return f"{value:%H:%M}" if value.second == 0 and value.microsecond == 0 else f"{value:%H:%M:%S}"

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from markupsafe import Markup
 
+from distributor.clock import clock_time
 from distributor.config import Office
 from distributor.errors import ConfigError
 from distributor.statements.model import Statement
@@ -30,7 +31,7 @@ def when(value: datetime, zone: ZoneInfo | str = UTC, with_weekday: bool = True)
     """``00:01 GMT Thursday 15 October 2026``: always with the zone's abbreviation at that instant."""
     local = local_time(value, zone)
     weekday = f"{local:%A} " if with_weekday else ""
-    return f"{local:%H:%M} {local.tzname()} {weekday}{local.day} {local:%B %Y}"
+    return f"{clock_time(local)} {local.tzname()} {weekday}{local.day} {local:%B %Y}"
 
 
 def statement_uri(office: Office, job) -> str:

@@ -16,6 +16,7 @@ from typing import Protocol
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from distributor import deliveries
+from distributor.clock import clock_time
 from distributor.errors import InputError, StateError
 from distributor.statements.model import Statement, StatementStatus
 from distributor.store.schema import audit, revisions, statements
@@ -218,7 +219,8 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
                          f"(moving an embargo needs notices to every holder)", where=statement_id)
     if sent and row["embargo"] is not None and row["embargo"] != embargo:
         raise StateError(f"journalists already hold {statement_id} under the embargo "
-                         f"{row['embargo']:%Y-%m-%d %H:%M} UTC; it cannot be moved", where="--embargo")
+                         f"{row['embargo']:%Y-%m-%d} {clock_time(row['embargo'])} UTC; it cannot be moved",
+                         where="--embargo")
     if row["status"] == S.SCHEDULED.value:
         due = {name: channel.due_at(embargo, send_at) for name, channel in channels.items()}
         deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at)

@@ -71,3 +71,22 @@ def test_channel_names_mean_the_same_everywhere():
     with pytest.raises(InputError) as err:
         expand("fax", "--channel")
     assert err.value.where == "--channel" and "unknown channel 'fax'" in err.value.message
+
+
+def test_an_embargo_with_seconds_is_shown_with_its_seconds_everywhere():
+    from datetime import UTC, datetime
+
+    from distributor.render import when
+    assert when(datetime(2026, 12, 15, 0, 1, 30, tzinfo=UTC), "Europe/London") == "00:01:30 GMT Tuesday 15 December 2026"
+    assert when(datetime(2026, 12, 15, 0, 1, tzinfo=UTC)) == "00:01 UTC Tuesday 15 December 2026"
+
+
+def test_statements_without_a_reference_and_a_title_in_another_script_get_ids_of_their_own():
+    from datetime import date
+
+    from distributor.statements.model import statement_id
+    russian = statement_id(None, date(2026, 11, 28), "Заявление о свободе прессы")
+    japanese = statement_id(None, date(2026, 11, 28), "報道の自由に関する声明")
+    assert len({russian, japanese}) == 2 and all(i.startswith("2026-11-28-t") for i in (russian, japanese))
+    assert statement_id(None, date(2026, 11, 28), "Флот") == statement_id(None, date(2026, 11, 28), "Флот ")
+    assert statement_id(None, date(2026, 11, 28), "Flood maps") == "2026-11-28-flood-maps"

@@ -99,4 +99,6 @@ def statement_id(reference: str | None, issued: date | None, title: str) -> str:
             return ref_slug[:ID_MAX].strip("-")
     if issued is None:
         raise ValueError("a statement needs a reference or a date to get an id")
-    return f"{issued.isoformat()}-{slug(title)}"[:ID_MAX].strip("-")
+    # a title in another script has no Latin slug: a short hash of it keeps two statements of one day apart
+    words = slug(title) or "t" + hashlib.sha256(title.strip().encode("utf-8")).hexdigest()[:10]
+    return f"{issued.isoformat()}-{words}"[:ID_MAX].strip("-")
