@@ -133,12 +133,15 @@ def cmd_init(args) -> int:
 def cmd_import(args) -> int:
     app = open_app(args)
     rejected = 0
+    if (args.id or args.revision_of) and len(args.files) != 1:
+        raise InputError("--id and --revision-of take one file", where="--id" if args.id else "--revision-of")
     for name in args.files:
         path = Path(name)
         try:
             statement = parse_file(path)
             with app.engine.begin() as conn:
-                result = workflow.import_statement(conn, statement, str(path), actor(args), app.clock.now())
+                result = workflow.import_statement(conn, statement, str(path), actor(args), app.clock.now(),
+                                                   new_id=args.id, revision_of=args.revision_of)
         except UserError as exc:
             print(f"distributor: {exc}", file=sys.stderr)
             rejected += 1
@@ -548,6 +551,9 @@ def build_parser() -> Parser:
     p = sub.add_parser("import", help="import statement files (.txt or .md); prints one id per line")
     p.add_argument("files", nargs="+", metavar="FILE", help="plain-text (.txt) or Markdown (.md) statement files")
     p.add_argument("--by", help="who imports (default: the login name)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--id", metavar="ID", help="a new statement with this id (when its own id is taken)")
+    which.add_argument("--revision-of", metavar="ID", help="a new revision of this statement")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("show", help="show one statement")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -113,9 +114,35 @@ def _move(conn: Connection, row: dict, to: StatementStatus, at: datetime, **fiel
         raise StateError(f"statement {row['id']} changed while this command ran; try again", where=row["id"])
 
 
-def import_statement(conn: Connection, statement: Statement, source: str, actor: str, at: datetime) -> ImportResult:
-    statement_id = statement.id
+ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?")
+
+
+def import_statement(conn: Connection, statement: Statement, source: str, actor: str, at: datetime,
+                     new_id: str | None = None, revision_of: str | None = None) -> ImportResult:
+    """Import a statement: a new one, or a new revision of the one it is.
+
+    Which one it is: ``revision_of`` or ``new_id`` when given; else the id from its reference; else an earlier
+    import of the same file with the same content (whatever id rules were in force then); else the id from its
+    date and title, unless that id belongs to a statement with another title that no reference ties to this one:
+    then nothing is guessed and the import stops."""
     digest = statement.content_hash()
+    if revision_of is not None:
+        get(conn, revision_of)
+        statement_id = revision_of
+    elif new_id is not None:
+        if not ID_PATTERN.fullmatch(new_id):
+            raise InputError("expected lower-case letters, digits and hyphens, at most 60", where="--id")
+        if conn.execute(select(statements.c.id).where(statements.c.id == new_id)).first():
+            raise InputError(f"the id {new_id} is taken; choose another, or use --revision-of {new_id}", where="--id")
+        statement_id = new_id
+    else:
+        statement_id = statement.id
+        earlier = None if statement.reference else conn.execute(select(revisions.c.statement_id).where(
+            revisions.c.source == source, revisions.c.content_hash == digest).limit(1)).scalar()
+        if earlier is not None:
+            statement_id = earlier
+        elif statement.reference is None:
+            _refuse_a_silent_merge(conn, statement, statement_id, source)
     existing = conn.execute(select(statements).where(statements.c.id == statement_id)).mappings().first()
     if existing is None:
         conn.execute(insert(statements).values(
@@ -152,6 +179,18 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
                reason="content changed", approved_by=row["approved_by"])
     return ImportResult(statement_id, revision, created=False, changed=True, approval_revoked=was_approved,
                         cancelled=cancelled)
+
+
+def _refuse_a_silent_merge(conn: Connection, statement: Statement, statement_id: str, source: str) -> None:
+    row = conn.execute(select(statements.c.revision).where(statements.c.id == statement_id)).first()
+    if row is None:
+        return
+    taken = content(conn, statement_id, row.revision)
+    if taken.title != statement.title and taken.reference is None:
+        raise StateError(
+            f"the id {statement_id} belongs to another statement ({taken.title!r}), and no reference ties it to this "
+            f"one ({statement.title!r}); import with --id NEW-ID for a new statement, or --revision-of "
+            f"{statement_id} for a new revision of that one", where=source)
 
 
 def _add_revision(conn, statement_id, number, statement, digest, source, actor, at) -> None:

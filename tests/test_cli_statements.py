@@ -196,3 +196,36 @@ def test_console_script_and_module_entry_points(write_config):
     assert module.returncode == 2
     assert module.stderr.strip().endswith("no statement with id 'nope' (see 'distributor list')")
     assert "Traceback" not in module.stderr
+
+
+def test_two_statements_never_share_an_id_silently(config, run, tmp_path):
+    def write(name, title, body="Body text."):
+        path = tmp_path / name
+        path.write_text(f"Press Release\n\n28 November 2026\n\n{title}\n\n{body}\n", encoding="utf-8")
+        return path
+
+    first = write("a.txt", "Заявление о свободе прессы")
+    result = run(config, "import", first)
+    assert result.code == 0 and result.out.strip() == "2026-11-28-zayavlenie-o-svobode-pressy"
+    assert run(config, "import", write("b.txt", "報道の自由に関する声明")).out.strip().startswith("2026-11-28-baodao")
+    # the same title, another statement of the same day: refused, with the two ways on
+    clash = write("c.txt", "Заявление о свободе прессы!")
+    result = run(config, "import", clash)
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert "belongs to another statement" in result.err and "--id NEW-ID" in result.err
+    assert "--revision-of 2026-11-28-zayavlenie-o-svobode-pressy" in result.err
+    assert run(config, "import", clash, "--id", "press-freedom-2").out.strip() == "press-freedom-2"
+    again = run(config, "import", write("d.txt", "Заявление о свободе прессы!", "Changed."), "--revision-of",
+                "2026-11-28-zayavlenie-o-svobode-pressy")
+    assert again.code == 0 and "new revision 2" in again.err
+    bad = run(config, "import", clash, "--id", "Not An Id")
+    assert bad.code == 2 and "--id" in bad.err
+
+
+def test_a_file_imported_under_older_id_rules_is_found_again_by_its_source_and_content(config, run, tmp_path):
+    path = tmp_path / "old.txt"
+    path.write_text("Press Release\n\n28 November 2026\n\nЗаявление\n\nBody.\n", encoding="utf-8")
+    assert run(config, "import", path, "--id", "2026-11-28").code == 0  # the id the old rules gave it
+    result = run(config, "import", path)
+    assert result.code == 0 and result.out.strip() == "2026-11-28" and "new revision" not in result.err
+    assert [s["id"] for s in json.loads(run(config, "list", "--format", "json").out)] == ["2026-11-28"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from enum import Enum
+
+from anyascii import anyascii
 
 from distributor.clock import iso_z
 
@@ -86,8 +87,8 @@ class Statement:
 
 
 def slug(text: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
+    """Lower-case ASCII words joined by hyphens; titles in any script are transliterated (anyascii)."""
+    return re.sub(r"[^a-z0-9]+", "-", anyascii(text).lower()).strip("-")
 
 
 def statement_id(reference: str | None, issued: date | None, title: str) -> str:
@@ -99,6 +100,6 @@ def statement_id(reference: str | None, issued: date | None, title: str) -> str:
             return ref_slug[:ID_MAX].strip("-")
     if issued is None:
         raise ValueError("a statement needs a reference or a date to get an id")
-    # a title in another script has no Latin slug: a short hash of it keeps two statements of one day apart
+    # a title with nothing to transliterate (symbols only) gets a short hash of itself
     words = slug(title) or "t" + hashlib.sha256(title.strip().encode("utf-8")).hexdigest()[:10]
     return f"{issued.isoformat()}-{words}"[:ID_MAX].strip("-")
