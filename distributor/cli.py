@@ -309,6 +309,16 @@ def cmd_send_test(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_retry(args) -> int:
+    app = open_app(args)
+    channels = channel_registry.expand(args.channel) if args.channel else None
+    with app.engine.begin() as conn:
+        count = workflow.retry_failed(conn, args.id, actor(args), app.clock.now(), channels)
+    print(f"{args.id}: {count} failed deliveries requeued" + (f" ({args.channel})" if args.channel else "")
+          + ("; a running worker sends them at its next sweep" if count else ""))
+    return 0
+
+
 def cmd_withdraw(args) -> int:
     app = open_app(args)
     with app.engine.begin() as conn:
@@ -599,6 +609,12 @@ def build_parser() -> Parser:
     p.add_argument("--by", help="who sends it (default: the login name)")
     p.set_defaults(func=cmd_send_test)
 
+    p = sub.add_parser("retry", help="requeue a statement's failed deliveries, with a fresh set of attempts")
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
+    p.add_argument("--channel", help="only this channel (email, wire, feed, mastodon, bluesky, or social)")
+    p.add_argument("--by", required=True, help="who requeues them (required)")
+    p.set_defaults(func=cmd_retry)
+
     p = sub.add_parser("withdraw", help="withdraw a statement before release; unsent deliveries are cancelled")
     p.add_argument("id", help="the statement's id (see 'distributor list')")
     p.add_argument("--by", required=True, help="who withdraws (required)")
@@ -674,6 +690,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "preview": ("distributor preview tro-01-001-2026", "distributor preview tro-01-001-2026 --format html --output "
                 "preview.html", "distributor preview tro-01-001-2026 --channel mastodon"),
     "send-test": ("distributor send-test tro-01-001-2026 --to editor@press.example.org --by 'Sam Lee'",),
+    "retry": ("distributor retry tro-01-001-2026 --by 'Maya Okafor'",
+              "distributor retry tro-01-001-2026 --channel wire --by 'Maya Okafor'"),
     "withdraw": ("distributor withdraw tro-01-001-2026 --by 'Maya Okafor' --reason 'figures under review'",),
     "run": ("distributor run", "distributor run --exit-when-idle"),
     "log": ("distributor log tro-01-001-2026 --status failed", "distributor log tro-01-001-2026 --attempts",

@@ -254,6 +254,17 @@ def cancel_unsent(conn: Connection, statement_id: str, now: datetime, reason: st
         status=DeliveryStatus.CANCELLED.value, last_error=reason, updated_at=now)).rowcount
 
 
+def requeue_failed(conn: Connection, statement_id: str, now: datetime, channels: Iterable[str] | None = None) -> int:
+    """Put the statement's failed deliveries back in the queue, due now, with a fresh set of attempts (the total
+    is kept)."""
+    condition = [deliveries.c.statement_id == statement_id, deliveries.c.status == DeliveryStatus.FAILED.value]
+    if channels is not None:
+        condition.append(deliveries.c.channel.in_(list(channels)))
+    return conn.execute(update(deliveries).where(*condition).values(
+        status=DeliveryStatus.RETRYING.value, attempts_since_requeue=0, next_attempt_at=now, updated_at=now,
+    )).rowcount
+
+
 def cancel_target(conn: Connection, channel: str, target: str, now: datetime, reason: str) -> int:
     return conn.execute(update(deliveries).where(
         deliveries.c.channel == channel, deliveries.c.target == target, deliveries.c.status.in_(CLAIMABLE),

@@ -51,6 +51,7 @@ class Action(str, Enum):
     RECIPIENTS_IMPORTED = "recipients_imported"
     RECIPIENT_REMOVED = "recipient_removed"
     TEST_SENT = "test-sent"
+    RETRIED = "retried"
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,16 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
     record(conn, Action.SCHEDULED, actor, at, statement_id, row["revision"], embargo=embargo,
            send_embargoed_at=send_at, channels=list(channels))
     return get(conn, statement_id)
+
+
+def retry_failed(conn: Connection, statement_id: str, actor: str, at: datetime,
+                 channels: tuple[str, ...] | None = None) -> int:
+    """Requeue the failed deliveries of a statement (of some channels), audited. Returns how many."""
+    row = get(conn, statement_id)
+    count = deliveries.requeue_failed(conn, statement_id, at, channels)
+    record(conn, Action.RETRIED, actor, at, statement_id, row["revision"], requeued=count,
+           channels=list(channels) if channels else "all")
+    return count
 
 
 def _utc(instant: datetime) -> str:

@@ -521,7 +521,7 @@ def test_audit_detail_is_sorted_json_keeping_unicode(engine):
 def test_action_names():
     assert [a.value for a in Action] == ["imported", "revised", "approval_revoked", "approved", "scheduled",
                                          "released", "withdrawn", "planned", "delivered", "unsubscribed",
-                                         "embargo_overridden", "recipients_imported", "recipient_removed", "test-sent"]
+                                         "embargo_overridden", "recipients_imported", "recipient_removed", "test-sent", "retried"]
 
 
 def test_lock_returns_the_row(engine):

@@ -459,3 +459,39 @@ def test_subjects_reach_mail_clients_as_the_exact_text(subject):
     assert line.isascii() and line.endswith("\r\n") and all(len(p) <= 998 for p in line.split("\r\n"))
     parsed = parse(line.encode("ascii") + b"\r\n")
     assert str(parsed["Subject"]) == subject
+
+
+def test_retry_requeues_failed_copies_with_a_fresh_set_of_attempts_and_is_audited(make_system, smtp_sink, tmp_path,
+                                                                                  statement_file):
+    smtp_sink.handler.rcpt_replies["bob@wire.example.net"] = "550 5.1.1 No such user"
+    system = make_system(transport="smtp", smtp_port=smtp_sink.port)
+    prepare(system, tmp_path, statement_file)
+    rows = {r["target"]: r for r in deliver_now(system)}
+    assert (rows["bob@wire.example.net"]["status"], rows["bob@wire.example.net"]["attempts"]) == ("failed", 1)
+    del smtp_sink.handler.rcpt_replies["bob@wire.example.net"]  # the mailbox exists again
+    result = system.cli("retry", SID, "--channel", "email", "--by", "Maya")
+    assert result.code == 0 and "1 failed deliveries requeued" in result.out
+    assert system.cli("retry", SID, "--by", "Maya").out.startswith(f"{SID}: 0 failed deliveries requeued")
+    rows = {r["target"]: r for r in deliver_now(system)}
+    assert (rows["bob@wire.example.net"]["status"], rows["bob@wire.example.net"]["attempts"]) == ("sent", 2)
+    audit = [e for e in json.loads(system.cli("audit", SID, "--format", "json").out) if e["action"] == "retried"]
+    assert [(e["actor"], e["detail"]["requeued"]) for e in audit] == [("Maya", 1), ("Maya", 0)]
+    assert system.cli("retry", SID).code == 2  # --by is required
+
+
+def test_the_classification_line_is_not_printed_inside_an_embargoed_copy(make_system, tmp_path, statement_file):
+    from distributor.channels.base import EMBARGOED, RELEASED
+    from distributor.statements import parse_file
+    system = make_system()
+    path = statement_file()
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("For more information", "Public Document\n\nFor more information"), encoding="utf-8")
+    statement = parse_file(path)
+    assert statement.classification == "Public Document"
+    assert system.cli("import", path).code == 0
+    with system.engine.connect() as conn:
+        job = system.dispatcher.job(conn, SID, 1)
+    email_channel = system.channels["email"]
+    embargoed, released = email_channel.render(job, EMBARGOED), email_channel.render(job, RELEASED)
+    assert "Public Document" not in embargoed.text and "Public Document" not in embargoed.html
+    assert "Public Document" in released.text and "Public Document" in released.html
