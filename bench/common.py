@@ -14,6 +14,35 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# One office sending to one loopback SMTP sink over 4 connections: the configuration every email benchmark uses.
+SMTP_CONFIG = """
+[office]
+name = "Northfield Human Rights Network"
+timezone = "Europe/London"
+also_show = {also_show}
+from = "press@nhrn.example.org"
+
+[paths]
+templates = "{templates}"
+
+[database]
+url = "{url}"
+
+[channels.email]
+transport = "smtp"
+
+[channels.email.smtp]
+host = "127.0.0.1"
+port = {port}
+connections = 4
+"""
+
+
+def smtp_config(url: str, port: int, also_show: tuple[str, ...] = ("America/New_York", "Europe/Paris", "Asia/Tokyo")) -> str:
+    zones = "[" + ", ".join(f'"{z}"' for z in also_show) + "]"
+    return SMTP_CONFIG.format(templates=ROOT / "templates", url=url, port=port, also_show=zones)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

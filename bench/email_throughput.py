@@ -43,30 +43,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Sink, address, bulk_recipients, check_bulk_matches_importer  # noqa: E402
+from common import ROOT, Sink, address, bulk_recipients, check_bulk_matches_importer, smtp_config  # noqa: E402
 
 STATEMENT = ROOT / "examples" / "statements" / "nhrn-12-004-2026.txt"
-CONFIG = """
-[office]
-name = "Northfield Human Rights Network"
-timezone = "Europe/London"
-also_show = ["America/New_York", "Europe/Paris", "Asia/Tokyo"]
-from = "press@nhrn.example.org"
-
-[paths]
-templates = "{templates}"
-
-[database]
-url = "sqlite:///{db}"
-
-[channels.email]
-transport = "smtp"
-
-[channels.email.smtp]
-host = "127.0.0.1"
-port = {port}
-connections = 4
-"""
 MEMORY_TARGET_MB = 120
 MEMORY_GROWTH_TARGET = 1.25
 
@@ -79,7 +58,7 @@ def installation(folder: Path, port: int, n: int, schedule: bool = False):
     from distributor.store import connect, init_schema
 
     config_path = folder / "distributor.toml"
-    config_path.write_text(CONFIG.format(db=folder / "d.db", port=port, templates=ROOT / "templates"))
+    config_path.write_text(smtp_config(f"sqlite:///{folder / 'd.db'}", port))
     config = load_config(config_path)
     engine = connect(config.database_url)
     init_schema(engine)

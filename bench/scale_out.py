@@ -25,30 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Sink, address, bulk_recipients  # noqa: E402
+from common import ROOT, Sink, address, bulk_recipients, smtp_config  # noqa: E402
 
 BIN = Path(sys.executable).parent / "distributor"
 STATEMENT = ROOT / "examples" / "statements" / "nhrn-12-004-2026.txt"
-CONFIG = """
-[office]
-name = "Northfield Human Rights Network"
-timezone = "Europe/London"
-from = "press@nhrn.example.org"
-
-[paths]
-templates = "{templates}"
-
-[database]
-url = "{url}"
-
-[channels.email]
-transport = "smtp"
-
-[channels.email.smtp]
-host = "127.0.0.1"
-port = {port}
-connections = 4
-"""
 
 
 def reset_schema(engine) -> None:
@@ -71,7 +51,7 @@ def one_run(url: str, n: int, workers: int, lead: float, timeout: float) -> dict
         record = folder / "received.txt"
         with Sink(record) as sink:
             config_path = folder / "distributor.toml"
-            config_path.write_text(CONFIG.format(templates=ROOT / "templates", url=url, port=sink.port))
+            config_path.write_text(smtp_config(url, sink.port, also_show=()))
             config = load_config(config_path)
             engine = connect(config.database_url)
             reset_schema(engine)

@@ -19,13 +19,17 @@ SID = "tro-01-001-2026"
 PEOPLE = ["ana@paper.example.com", "bob@wire.example.net", "cy@radio.example.org"]
 
 
-def prepare(system, tmp_path, statement_file):
+def schedule(system, tmp_path, statement_file):
     csv = tmp_path / "r.csv"
     csv.write_text("email,name,embargo_ok\n" + "".join(f"{p},{p[:3]},yes\n" for p in PEOPLE))
     assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
     assert system.cli("import", statement_file()).code == 0
     assert system.cli("approve", SID, "--by", "Maya").code == 0
     assert system.cli("schedule", SID, "--embargo", soon(3600)).code == 0
+
+
+def prepare(system, tmp_path, statement_file):
+    schedule(system, tmp_path, statement_file)
     system.dispatcher.advance()
 
 
@@ -138,12 +142,7 @@ def test_open_failure_closes_the_channels_opened_before(make_system):
 def test_long_lists_can_be_left_for_a_planning_job_so_a_lift_never_waits_for_them(make_system, tmp_path,
                                                                                  statement_file):
     system = make_system()
-    csv = tmp_path / "r.csv"
-    csv.write_text("email,name,embargo_ok\n" + "".join(f"{p},{p[:3]},yes\n" for p in PEOPLE))
-    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
-    assert system.cli("import", statement_file()).code == 0
-    assert system.cli("approve", SID, "--by", "Maya").code == 0
-    assert system.cli("schedule", SID, "--embargo", soon(3600)).code == 0
+    schedule(system, tmp_path, statement_file)
     system.dispatcher.advance(defer_lists=True)
     system.dispatcher.advance(defer_lists=True)  # asked twice before planning: planned once
     assert system.dispatcher.lists_to_plan() and statuses(system) == {}
