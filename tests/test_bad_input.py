@@ -179,3 +179,12 @@ def test_a_withdrawal_reason_with_a_nul_byte(config, run, statement_file):
     one_line_error(run(config, "withdraw", "tro-01-001-2026", "--by", "Maya", "--reason", "legal\x00advice"),
                    "--reason", "NUL byte")
     assert json.loads(run(config, "show", "tro-01-001-2026", "--format", "json").out)["status"] == "draft"
+
+
+@pytest.mark.parametrize("extra, key, expected", [
+    ('\n[channels.feed]\nentries = 0\n', "channels.feed.entries", "expected a number from 1 to 10000"),
+    ('\n[[channels.wire]]\nname = "w"\ntransport = "file"\ntimeout_seconds = 1e9\n', "channels.wire[0].timeout_seconds",
+     "expected a number more than 0 to 3600"),
+])
+def test_channel_numbers_out_of_range(run, write_config, extra, key, expected):
+    one_line_error(run(write_config(extra=extra), "list"), key, expected)

@@ -215,3 +215,21 @@ def test_a_worker_within_a_second_of_the_database_lifts_by_the_earlier_clock(mak
     assert system.dispatcher.advance() == 0
     database.set(embargo)
     assert system.dispatcher.advance() == 1
+
+
+def test_the_clock_check_runs_at_start_and_says_when_the_clocks_agree_again(make_system, caplog):
+    at = utc(2027, 1, 6, 0, 1)
+    clock, database = FixedClock(at + timedelta(seconds=3)), FixedClock(at)
+    system = make_system(clock=clock, database_clock=database, extra=OFFLINE)
+    with caplog.at_level("WARNING", logger="distributor.run"):
+        system.dispatcher.open()  # at start, before any sweep
+        assert [r.levelname for r in caplog.records if "clock" in r.getMessage()] == ["ERROR"]
+        assert system.dispatcher.clock_agreed is False
+        caplog.clear()
+        clock.set(at)
+        system.dispatcher.advance()
+        assert [r.getMessage() for r in caplog.records if "clock" in r.getMessage()] == [
+            "this worker's clock agrees with the database's again (0.000 s apart)"]
+        caplog.clear()
+        system.dispatcher.advance()
+        assert not [r for r in caplog.records if "clock" in r.getMessage()]  # said once

@@ -99,3 +99,22 @@ def test_run_stops_cleanly_on_sigterm(write_config, run):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_lifted_channel_is_woken_first_and_once(make_system, statement_file):
+    from distributor.clock import FixedClock
+    from tests.channels.conftest import file_wire
+    embargo = datetime(2027, 1, 6, 0, 1, tzinfo=UTC)
+    clock = FixedClock(embargo - timedelta(hours=1))
+    system = make_system(clock=clock, extra=file_wire())
+    system.cli("import", statement_file())
+    system.cli("approve", SID, "--by", "Maya")
+    assert system.cli("schedule", SID, "--embargo", embargo.isoformat(), "--channels", "wire").code == 0
+    runner = Runner(system.dispatcher)
+    woken: list[str] = []
+    runner.wake = woken.append  # type: ignore[method-assign]
+    clock.set(embargo)
+    runner.advance()
+    assert woken == ["deliver:wire"]
+    runner.advance()  # nothing lifted now: the due channel is woken by the sweep's own look
+    assert woken == ["deliver:wire", "deliver:wire"]

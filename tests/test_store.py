@@ -123,3 +123,34 @@ def test_reads_do_not_wait_for_a_writer(engine):
         with reading(engine) as reader:
             assert reader.execute(select(statements.c.id)).scalars().all() == ["s1"]
         assert time.monotonic() - started < 1.0
+
+
+def test_sqlite_writers_in_one_process_take_turns_and_give_them_back_on_commit_and_rollback(tmp_path):
+    import threading
+
+    from distributor.store.engine import HOLDS_WRITER, connect, reading
+    engine = connect(f"sqlite:///{tmp_path / 'turns.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        assert conn.info[HOLDS_WRITER] is True
+    with pytest.raises(RuntimeError):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            raise RuntimeError("rolled back")
+    with reading(engine) as conn:  # a reader takes no turn
+        conn.exec_driver_sql("SELECT count(*) FROM t").scalar()
+        assert HOLDS_WRITER not in conn.info
+    written = threading.Event()
+
+    def other_writer():
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+        written.set()
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert written.wait(10)  # the turns of the commit and of the rollback above were given back
+    thread.join()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT x FROM t").scalars().all() == [2]
+    engine.dispose()
