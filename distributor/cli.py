@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -242,14 +242,14 @@ def cmd_schedule(args) -> int:
 def preview_job(conn, statement_id: str, revision: int | None) -> Job:
     """The statement (the current revision, or ``revision``) as a channel would get it; an unscheduled one carries
     its document's own embargo."""
-    row = workflow.get(conn, statement_id)
-    number = revision or row["revision"]
-    imported = workflow.imported_at(conn, statement_id)
-    if number not in imported:
-        raise InputError(f"{statement_id} has revisions 1 to {max(imported)}, not {number}", where="--revision")
-    document = workflow.content(conn, statement_id, number)
-    return Job(statement_id, number, document, row["embargo"] or document.embargo, row["send_embargoed_at"],
-               first_created=imported.get(1), version_created=imported.get(number))
+    from distributor.dispatch import Dispatcher
+
+    number = revision or workflow.get(conn, statement_id)["revision"]
+    revisions = workflow.imported_at(conn, statement_id)
+    if number not in revisions:
+        raise InputError(f"{statement_id} has revisions 1 to {max(revisions)}, not {number}", where="--revision")
+    job = Dispatcher.job(conn, statement_id, number)
+    return replace(job, embargo=job.embargo or job.statement.embargo)
 
 
 def cmd_preview(args) -> int:
@@ -281,12 +281,7 @@ def cmd_preview(args) -> int:
 
 def cmd_send_test(args) -> int:
     app = open_app(args)
-    addresses = []
-    for address in args.to:
-        try:
-            addresses.append(recipients.normalise(address))
-        except ValueError as exc:
-            raise InputError(f"{address!r} is not an email address ({exc})", where="--to") from None
+    addresses = [recipients.typed_address(address, "--to") for address in args.to]
     channels = channel_registry.build(app.context())
     if "email" not in channels:
         raise InputError("the email channel is not configured", where="send-test")

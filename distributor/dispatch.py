@@ -72,7 +72,8 @@ class Dispatcher:
                 log.exception("%s: closing failed", channel.name)
         self.heartbeat.stop()
 
-    def job(self, conn, statement_id: str, revision: int) -> Job:
+    @staticmethod
+    def job(conn, statement_id: str, revision: int) -> Job:
         row = workflow.get(conn, statement_id)
         imported = workflow.imported_at(conn, statement_id)
         return Job(statement_id, revision, workflow.content(conn, statement_id, revision), row["embargo"],

@@ -54,6 +54,14 @@ def normalise(email: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def typed_address(email: str, where: str) -> str:
+    """An address a person typed, normalised; else an error naming the option."""
+    try:
+        return normalise(email)
+    except ValueError as exc:
+        raise InputError(f"{email!r} is not an email address ({exc})", where=where) from None
+
+
 def key(email: str) -> str:
     return email.lower()
 
@@ -184,10 +192,7 @@ def _upsert(conn: Connection, list_name: str, rows: list[dict], now: datetime, r
 
 def unsubscribe(conn: Connection, email: str, actor: str, now: datetime, reason: str = "unsubscribed") -> bool:
     """Suppress an address for all future mail; cancels its unsent email. False if it was already suppressed."""
-    try:
-        address = normalise(email)
-    except ValueError as exc:
-        raise InputError(f"{email!r} is not an email address ({exc})", where="EMAIL") from None
+    address = typed_address(email, "EMAIL")
     if conn.execute(select(suppressions.c.email_key).where(suppressions.c.email_key == key(address))).first():
         return False
     conn.execute(insert(suppressions).values(email_key=key(address), reason=reason, actor=actor, created_at=now))
@@ -250,10 +255,7 @@ def standing(conn: Connection, list_name: str, emails: list[str]) -> dict[str, S
 def remove(conn: Connection, list_name: str, email: str) -> bool:
     """Take one member off a list. False if the address was not on it."""
     list_name = list_option(list_name)
-    try:
-        address = normalise(email)
-    except ValueError as exc:
-        raise InputError(f"{email!r} is not an email address ({exc})", where="EMAIL") from None
+    address = typed_address(email, "EMAIL")
     return conn.execute(delete(recipients).where(
         recipients.c.list_name == list_name, recipients.c.email_key == key(address))).rowcount > 0
 

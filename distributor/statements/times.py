@@ -6,6 +6,7 @@ Every function returns an aware UTC instant or raises ``ValueError`` with a mess
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, available_timezones
@@ -141,8 +142,6 @@ def parse_embargo_text(text: str) -> datetime:
     if missing:
         raise ValueError(f"embargo time lacks {', '.join(missing)}; {EXAMPLE}")
     assert clock is not None and year is not None and month is not None and day is not None and abbreviation is not None
-    if not YEARS[0] <= year <= YEARS[1]:
-        raise ValueError(f"year {year} is out of range; expected {YEARS[0]} to {YEARS[1]}")
     hour, minute = clock
     if meridiem:
         if hour == 12:
@@ -157,6 +156,7 @@ def parse_embargo_text(text: str) -> datetime:
         local = datetime.combine(date(year, month, day), time(hour, minute))
     except ValueError as exc:
         raise ValueError(f"embargo time is not a real date and time ({exc})") from None
+    in_range(local)
     if weekday is not None and local.weekday() != weekday:
         actual = local.strftime("%A")
         raise ValueError(f"weekday does not match the date: {local:%d %B %Y} is a {actual}")
@@ -228,10 +228,7 @@ def parse_instant(text: str) -> datetime:
     if value is not None:
         if value.tzinfo is None:
             raise ValueError(f"{text!r} has no offset or zone; add one, e.g. '{text}+01:00' or '{text} Europe/London'")
-        try:
-            return in_range(value.astimezone(UTC))
-        except OverflowError:
-            raise ValueError(f"{text!r} is out of range; expected a year from {YEARS[0]} to {YEARS[1]}") from None
+        return _in_range(text, lambda: value.astimezone(UTC))
     head, _, zone_name = text.rpartition(" ")
     local = _fromiso(head.strip()) if head else None
     if local is None:
@@ -246,10 +243,7 @@ def parse_instant(text: str) -> datetime:
     if zone_name.upper() in AMBIGUOUS_ABBREVIATIONS:
         raise ValueError(f"time zone {zone_name!r} is ambiguous; use one of {_zone_list()}, an IANA name or an offset")
     zone = _iana_zone(zone_name)
-    try:
-        return in_range(localize(local, zone))
-    except OverflowError:
-        raise ValueError(f"{text!r} is out of range; expected a year from {YEARS[0]} to {YEARS[1]}") from None
+    return _in_range(text, lambda: localize(local, zone))
 
 
 def _iana_zone(name: str) -> ZoneInfo:
@@ -264,6 +258,13 @@ def _iana_zone(name: str) -> ZoneInfo:
 
 
 _ZONES_BY_LOWER: dict[str, str] | None = None
+
+
+def _in_range(text: str, convert: Callable[[], datetime]) -> datetime:
+    try:
+        return in_range(convert())
+    except OverflowError:  # year 1 or 9999 and an offset: beyond what datetime holds
+        raise ValueError(f"{text!r} is out of range; expected a year from {YEARS[0]} to {YEARS[1]}") from None
 
 
 def in_range(instant: datetime) -> datetime:
