@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, true, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, or_, select, true, update
 
 from distributor.config import DeliveryPolicy
-from distributor.outcomes import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Kind, Outcome, Result, Variant
 from distributor.statements.model import StatementStatus
 from distributor.store.schema import attempts, deliveries, plans, statements
 from distributor.workers import alive
@@ -49,34 +49,105 @@ class Batch:
 
 
 def plan(conn: Connection, statement_id: str, revision: int, channel: str, targets: Iterable[str],
-         due_at: datetime, now: datetime) -> int | None:
+         due_at: datetime, now: datetime, generation: int = 1) -> int | None:
     """All targets at once, in the caller's transaction (a channel with few targets). None if already planned."""
-    if channel in planned_channels(conn, statement_id, revision):
+    if channel in planned_channels(conn, statement_id, revision, generation):
         return None
-    plan_chunk(conn, statement_id, revision, channel, list(targets), due_at, now)
-    return finish_plan(conn, statement_id, revision, channel, now)
+    plan_chunk(conn, statement_id, revision, channel, list(targets), due_at, now, generation=generation)
+    return finish_plan(conn, statement_id, revision, channel, now, generation)
 
 
 def plan_chunk(conn: Connection, statement_id: str, revision: int, channel: str, targets: list[str],
-               due_at: datetime, now: datetime) -> None:
+               due_at: datetime, now: datetime, generation: int = 1, kind: Kind = Kind.STATEMENT,
+               notice: int = 0) -> None:
     """Insert one chunk of delivery rows; a target planned before (a repeat, or an interrupted plan) is skipped."""
     if not targets:
         return
     rows = [{"statement_id": statement_id, "revision": revision, "channel": channel, "target": target,
              "status": DeliveryStatus.PENDING.value, "attempts": 0, "due_at": due_at, "next_attempt_at": due_at,
-             "updated_at": now} for target in targets]
+             "updated_at": now, "kind": kind.value, "generation": generation, "notice": notice} for target in targets]
     conn.execute(_insert_ignoring_duplicates(conn, deliveries), rows)
 
 
-def finish_plan(conn: Connection, statement_id: str, revision: int, channel: str, now: datetime) -> int | None:
+def _copies(statement_id: str, revision: int, channel: str, generation: int) -> list:
+    return [deliveries.c.statement_id == statement_id, deliveries.c.revision == revision,
+            deliveries.c.channel == channel, deliveries.c.kind == Kind.STATEMENT.value,
+            deliveries.c.generation == generation]
+
+
+def finish_plan(conn: Connection, statement_id: str, revision: int, channel: str, now: datetime,
+                generation: int = 1) -> int | None:
     """Mark (statement, revision, channel) planned with its row count; None if another worker did it first."""
     total = conn.execute(select(func.count()).select_from(deliveries).where(
-        deliveries.c.statement_id == statement_id, deliveries.c.revision == revision,
-        deliveries.c.channel == channel)).scalar_one()
+        *_copies(statement_id, revision, channel, generation))).scalar_one()
     inserted = conn.execute(_insert_ignoring_duplicates(conn, plans).values(
         statement_id=statement_id, revision=revision, channel=channel, targets=total, planned_at=now,
+        generation=generation,
     ).returning(plans.c.channel)).first()  # rowcount is not reliable for ON CONFLICT on every driver
     return total if inserted is not None else None
+
+
+def forget_plans(conn: Connection, statement_id: str) -> None:
+    """A statement scheduled again after a withdrawal is planned afresh (its earlier rows stay, as history)."""
+    conn.execute(delete(plans).where(plans.c.statement_id == statement_id))
+
+
+def plan_notice(conn: Connection, statement_id: str, revision: int, generation: int, kind: Kind, notice: int,
+                targets: dict[str, list[str]], due_at: datetime, now: datetime) -> dict[str, int]:
+    """Rows for a notice, a correction or a retraction: channel → targets, all due at ``due_at``."""
+    for channel, names in targets.items():
+        for chunk in (names[i:i + 2000] for i in range(0, len(names), 2000)):
+            plan_chunk(conn, statement_id, revision, channel, chunk, due_at, now, generation, kind, notice)
+    return {channel: len(names) for channel, names in targets.items() if names}
+
+
+def holders(conn: Connection, statement_id: str, generation: int, embargoed: bool = True,
+            channel: str = "email") -> list[str]:
+    """Targets with a sent copy (the statement or a correction) of any revision in this generation; with
+    ``embargoed``, only of an embargoed copy."""
+    condition = [deliveries.c.statement_id == statement_id, deliveries.c.channel == channel,
+                 deliveries.c.generation == generation, deliveries.c.status == DeliveryStatus.SENT.value,
+                 deliveries.c.kind.in_((Kind.STATEMENT.value, Kind.CORRECTION.value))]
+    if embargoed:
+        condition.append(deliveries.c.variant == Variant.EMBARGOED.value)
+    return list(conn.execute(select(deliveries.c.target).where(*condition).distinct()
+                             .order_by(deliveries.c.target)).scalars())
+
+
+def holders_of_revision(conn: Connection, statement_id: str, revision: int, generation: int) -> set[str]:
+    """Targets that have (or are about to get) this revision on email: a copy or a correction, sent or not."""
+    return set(conn.execute(select(deliveries.c.target).where(
+        deliveries.c.statement_id == statement_id, deliveries.c.revision == revision,
+        deliveries.c.channel == "email", deliveries.c.generation == generation,
+        deliveries.c.kind.in_((Kind.STATEMENT.value, Kind.CORRECTION.value)),
+        deliveries.c.status != DeliveryStatus.CANCELLED.value)).scalars())
+
+
+def first_copies(conn: Connection, statement_id: str, channel: str, targets: Iterable[str],
+                 generation: int | None = None) -> dict[str, str]:
+    """Target → remote id of the earliest sent copy (the Message-ID a notice threads under, the post a
+    correction edits)."""
+    condition = [deliveries.c.statement_id == statement_id, deliveries.c.channel == channel,
+                 deliveries.c.target.in_(list(targets)), deliveries.c.status == DeliveryStatus.SENT.value,
+                 deliveries.c.kind == Kind.STATEMENT.value, deliveries.c.remote_id.is_not(None)]
+    if generation is not None:
+        condition.append(deliveries.c.generation == generation)
+    found: dict[str, str] = {}
+    for target, remote in conn.execute(select(deliveries.c.target, deliveries.c.remote_id).where(*condition)
+                                       .order_by(deliveries.c.sent_at.desc(), deliveries.c.id.desc())):
+        found[target] = remote  # the earliest wins: rows come newest first
+    return found
+
+
+def sent_of_kind(conn: Connection, statement_id: str, channel: str, kind: Kind) -> dict[str, list[str]]:
+    """Target → remote ids of sent rows of one kind (the correction replies a retraction deletes)."""
+    found: dict[str, list[str]] = {}
+    for target, remote in conn.execute(select(deliveries.c.target, deliveries.c.remote_id).where(
+            deliveries.c.statement_id == statement_id, deliveries.c.channel == channel,
+            deliveries.c.kind == kind.value, deliveries.c.status == DeliveryStatus.SENT.value,
+            deliveries.c.remote_id.is_not(None)).order_by(deliveries.c.id)):
+        found.setdefault(target, []).append(remote)
+    return found
 
 
 def _insert_ignoring_duplicates(conn: Connection, table):
@@ -87,9 +158,10 @@ def _insert_ignoring_duplicates(conn: Connection, table):
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
-def planned_channels(conn: Connection, statement_id: str, revision: int) -> set[str]:
+def planned_channels(conn: Connection, statement_id: str, revision: int, generation: int = 1) -> set[str]:
     return set(conn.execute(select(plans.c.channel).where(
-        plans.c.statement_id == statement_id, plans.c.revision == revision)).scalars())
+        plans.c.statement_id == statement_id, plans.c.revision == revision,
+        plans.c.generation == generation)).scalars())
 
 
 def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: dict[str, datetime],
@@ -105,12 +177,15 @@ def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: d
 
 
 def _live():
-    """SQL condition: the row belongs to the approved revision of a statement that is scheduled or released."""
-    return select(statements.c.id).where(
+    """SQL condition: a copy of the approved (or published) revision, in the current schedule of a statement that
+    is scheduled or released; or a notice, a correction or a retraction (each cancelled explicitly if overtaken)."""
+    return or_(deliveries.c.kind != Kind.STATEMENT.value, select(statements.c.id).where(
         statements.c.status.in_((StatementStatus.SCHEDULED.value, StatementStatus.RELEASED.value)),
-        statements.c.approved_revision == deliveries.c.revision,
+        or_(statements.c.approved_revision == deliveries.c.revision,
+            statements.c.published_revision == deliveries.c.revision),
+        statements.c.generation == deliveries.c.generation,
         statements.c.id == deliveries.c.statement_id,
-    ).exists()
+    ).exists())
 
 
 def _claimable(channel: str | None, now: datetime, cutoff: datetime):
@@ -166,8 +241,9 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
         attempts_since_requeue=deliveries.c.attempts_since_requeue + taken_over,
     ).returning(deliveries.c.id, deliveries.c.statement_id, deliveries.c.revision, deliveries.c.channel,
                 deliveries.c.target, deliveries.c.attempts, deliveries.c.due_at,
-                deliveries.c.attempts_since_requeue)).all()
-    return Batch(token, sorted((Claimed(*r[:]) for r in rows), key=lambda c: c.id))
+                deliveries.c.attempts_since_requeue, deliveries.c.kind, deliveries.c.generation,
+                deliveries.c.notice)).all()
+    return Batch(token, sorted((Claimed(*r[:8], Kind(r[8]), r[9], r[10]) for r in rows), key=lambda c: c.id))
 
 
 def release(conn: Connection, batch: Batch, now: datetime) -> int:
@@ -315,12 +391,12 @@ def complete_plans(conn: Connection, now: datetime) -> list[dict]:
     open_plans = conn.execute(select(plans).where(plans.c.completed_at.is_(None))).mappings().all()
     done = []
     for p in open_plans:
-        active = conn.execute(select(deliveries.c.id).where(
-            deliveries.c.status.in_(ACTIVE), deliveries.c.channel == p["channel"],
-            deliveries.c.statement_id == p["statement_id"], deliveries.c.revision == p["revision"]).limit(1)).first()
+        copies = _copies(p["statement_id"], p["revision"], p["channel"], p["generation"])
+        active = conn.execute(select(deliveries.c.id).where(deliveries.c.status.in_(ACTIVE), *copies).limit(1)).first()
         if active is not None:
             continue  # cheap while a long send is under way; counted once, when it is done
-        counts = status_counts(conn, p["statement_id"], p["revision"], p["channel"])
+        counts = dict(conn.execute(select(deliveries.c.status, func.count()).where(*copies)
+                                   .group_by(deliveries.c.status)).all())
         if not any(counts.get(s, 0) for s in ACTIVE):
             marked = conn.execute(update(plans).where(
                 plans.c.statement_id == p["statement_id"], plans.c.revision == p["revision"],
@@ -347,7 +423,8 @@ def log_rows(conn: Connection, statement_id: str | None = None) -> Iterator[dict
         deliveries.c.statement_id.label("statement"), deliveries.c.revision, deliveries.c.channel,
         deliveries.c.target, deliveries.c.status, deliveries.c.attempts, deliveries.c.last_error.label("error"),
         deliveries.c.due_at, deliveries.c.sent_at, deliveries.c.remote_id, deliveries.c.variant,
-        deliveries.c.next_attempt_at, statements.c.embargo,
+        deliveries.c.next_attempt_at, statements.c.embargo, deliveries.c.kind, deliveries.c.generation,
+        deliveries.c.notice,
     ).join(statements, statements.c.id == deliveries.c.statement_id).order_by(
         deliveries.c.statement_id, deliveries.c.revision, deliveries.c.channel, deliveries.c.id)
     if statement_id is not None:

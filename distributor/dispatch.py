@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import groupby, islice
 
 from distributor import deliveries, workflow
 from distributor.channels import Channel, Context, Job
-from distributor.channels.base import embargo_now
-from distributor.outcomes import Outcome, Result
+from distributor.channels.base import Notice, embargo_now
+from distributor.outcomes import Kind, Outcome, Result
 from distributor.recording import Recorder
 from distributor.statements.model import StatementStatus
 from distributor.store import reading
@@ -73,11 +74,19 @@ class Dispatcher:
         self.heartbeat.stop()
 
     @staticmethod
-    def job(conn, statement_id: str, revision: int) -> Job:
+    def job(conn, statement_id: str, revision: int, kind: Kind = Kind.STATEMENT, generation: int | None = None,
+            notice: int = 0) -> Job:
+        """What a channel needs to render one publication: the revision's content, its times, and the notice."""
         row = workflow.get(conn, statement_id)
         imported = workflow.imported_at(conn, statement_id)
+        found = None
+        if notice:
+            n = workflow.notice(conn, statement_id, notice)
+            found = Notice(notice, Kind(n["kind"]), n["note"], n["detail"] or {}, n["created_at"],
+                           workflow.version(conn, statement_id, notice))
         return Job(statement_id, revision, workflow.content(conn, statement_id, revision), row["embargo"],
-                   row["send_embargoed_at"], first_created=imported.get(1), version_created=imported.get(revision))
+                   row["send_embargoed_at"], first_created=imported.get(1), version_created=imported.get(revision),
+                   kind=kind, generation=row["generation"] if generation is None else generation, notice=found)
 
     # -- statements: lift what is past its embargo, plan what is due -----------------------------------------
     def advance(self, defer_lists: bool = False) -> int:
@@ -157,7 +166,7 @@ class Dispatcher:
         job = self.job(conn, row["id"], row["revision"])
         assert job.embargo is not None  # only scheduled statements are planned
         planned = deliveries.plan(conn, job.statement_id, job.revision, name, channel.targets(conn, job),
-                                  channel.due_at(job.embargo, job.send_embargoed_at), now)
+                                  channel.due_at(job.embargo, job.send_embargoed_at), now, job.generation)
         self.planned(conn, job, name, planned, now)
 
     def plan_in_chunks(self, row: dict, name: str, now: datetime) -> None:
@@ -169,9 +178,11 @@ class Dispatcher:
             due = channel.due_at(job.embargo, job.send_embargoed_at)
             for chunk in batched(channel.targets(source, job), PLAN_CHUNK):
                 with self.engine.begin() as conn:
-                    deliveries.plan_chunk(conn, job.statement_id, job.revision, name, list(chunk), due, now)
+                    deliveries.plan_chunk(conn, job.statement_id, job.revision, name, list(chunk), due, now,
+                                          job.generation)
         with self.engine.begin() as conn:
-            self.planned(conn, job, name, deliveries.finish_plan(conn, job.statement_id, job.revision, name, now), now)
+            self.planned(conn, job, name, deliveries.finish_plan(conn, job.statement_id, job.revision, name, now,
+                                                                 job.generation), now)
 
     def planned(self, conn, job: Job, name: str, planned: int | None, now: datetime) -> None:
         if planned is not None:  # None: another worker finished this plan first
@@ -193,7 +204,7 @@ class Dispatcher:
                 due.append(name)
         if not due:  # most statements most of the time: no query
             return []
-        planned = deliveries.planned_channels(conn, row["id"], row["revision"])
+        planned = deliveries.planned_channels(conn, row["id"], row["revision"], row["generation"])
         return [name for name in due if name not in planned]
 
     # -- deliveries: one channel, batch after batch until nothing is due -------------------------------------
@@ -204,16 +215,22 @@ class Dispatcher:
     def deliver(self, name: str) -> dict[Result, int]:
         self.heartbeat.register()  # rows are claimed in this worker's name
         channel = self.channels[name]
-        jobs: dict[tuple[str, int], Job] = {}
-        rendered: dict[tuple[str, int, str], object] = {}
+        jobs: dict[tuple, Job] = {}
+        rendered: dict[tuple, object] = {}
         with Recorder(self.engine, self.policy, self.clock, self.worker) as recorder:
             while not self.stopping.is_set():
                 now = self.clock.now()
                 with self.engine.begin() as conn:
                     batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size,
                                              self.policy.lease_seconds, self.cutoff(conn))
-                    for key in {(r.statement_id, r.revision) for r in batch.rows} - set(jobs):
-                        jobs[key] = self.job(conn, *key)
+                    for key in {r.publication for r in batch.rows} - set(jobs):
+                        sid, revision, kind, generation, notice = key
+                        jobs[key] = self.job(conn, sid, revision, Kind(kind), generation, notice)
+                    # the embargo as it is now, never as it was when the job was first read: it may have moved
+                    embargoes = workflow.embargoes(conn, {r.statement_id for r in batch.rows})
+                    for key, job in list(jobs.items()):
+                        if key[0] in embargoes and job.embargo != embargoes[key[0]]:
+                            jobs[key] = replace(job, embargo=embargoes[key[0]])
                 if not batch.rows:
                     break
                 before = dict(recorder.counts)
@@ -225,7 +242,8 @@ class Dispatcher:
                         trouble.append(outcome)
                     return record(outcome)
                 try:
-                    for key, group in groupby(batch.rows, key=lambda r: (r.statement_id, r.revision)):
+                    for key, group in groupby(sorted(batch.rows, key=lambda r: r.publication),
+                                              key=lambda r: r.publication):
                         rows = list(group)
                         job = jobs[key]
                         try:
@@ -234,7 +252,7 @@ class Dispatcher:
                                 rendered[(*key, variant)] = channel.render(job, variant)
                             channel.send(job, rendered[(*key, variant)], rows, report)
                         except Exception as exc:  # a bug or a broken template must not strand the rows
-                            log.exception("%s: %s r%d: delivery failed", name, *key)
+                            log.exception("%s: %s r%d: delivery failed", name, *key[:2])
                             for row in rows:
                                 report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
                 finally:

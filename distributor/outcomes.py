@@ -16,6 +16,29 @@ class Variant(str, Enum):
     RELEASED = "released"    # the public version, at or after the lift
 
 
+class Kind(str, Enum):
+    """What a delivery carries: the statement itself, or news about one a target already has."""
+
+    STATEMENT = "statement"          # the copy (embargoed or released)
+    CORRECTION = "correction"        # a corrected revision, to those who had an earlier one
+    WITHDRAWAL = "withdrawal"        # an embargoed statement will not be published
+    EMBARGO_CHANGE = "embargo-change"
+    RETRACTION = "retraction"        # a released statement is withdrawn from publication (a kill)
+
+    @property
+    def notice_only(self) -> bool:
+        """A notice that carries no statement text."""
+        return self in (Kind.WITHDRAWAL, Kind.EMBARGO_CHANGE, Kind.RETRACTION)
+
+
+def publication_tag(kind: Kind, generation: int, notice: int) -> str:
+    """What tells one publication of a statement revision from another, in Message-IDs and idempotency keys:
+    empty for the copy of the first schedule (whose ids keep the form they always had)."""
+    if kind is Kind.STATEMENT and generation == 1:
+        return ""
+    return f"{kind.value}.g{generation}" + (f".n{notice}" if notice else "")
+
+
 class Result(str, Enum):
     """What a channel says about one target. The delivery state machine turns it into a status."""
 
@@ -39,6 +62,18 @@ class Claimed:
     attempts: int            # every attempt ever made, abandoned ones included
     due_at: datetime
     since_requeue: int = 0   # attempts since it was last put back in the queue by hand; max_attempts counts these
+    kind: Kind = Kind.STATEMENT
+    generation: int = 1      # of the statement's schedule
+    notice: int = 0          # the notice's number; 0 for a copy
+
+    @property
+    def tag(self) -> str:
+        return publication_tag(self.kind, self.generation, self.notice)
+
+    @property
+    def publication(self) -> tuple[str, int, str, int, int]:
+        """What one rendering serves: (statement, revision, kind, generation, notice)."""
+        return (self.statement_id, self.revision, self.kind.value, self.generation, self.notice)
 
 
 @dataclass(frozen=True)

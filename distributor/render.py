@@ -126,4 +126,5 @@ class Renderer:
             "body_html": Markup(statement.body_html) if statement.body_html else None,
             "public_url": self.office.public_link(statement_id),
             "summary": statement.first_sentence(),
+            "correction": None,
         }

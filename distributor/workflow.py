@@ -1,8 +1,12 @@
 """The statement state machine and its audit trail. Every transition lives here.
 
-    draft ──approve──▶ approved ──schedule──▶ scheduled ──lift──▶ released
-      ▲                    │                      │
-      └──── new revision ──┴──────────────────────┘         withdraw: any state before released
+    draft ──approve──▶ approved ──schedule──▶ scheduled ──lift──▶ released ──retract──▶ retracted
+      ▲                    │                   │    ▲                │  ▲
+      └──── new revision ──┴───────────────────┘    └─reschedule     │  └─ correct (an approved new revision)
+    withdraw: any state before released; a withdrawn statement may be approved and scheduled again (generation + 1)
+
+Holders (journalists with a sent embargoed copy) are told of a withdrawal, a moved embargo or a correction by
+notices: email deliveries of their own kind, planned here, due at once.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from distributor import deliveries
 from distributor.clock import clock_time
 from distributor.errors import InputError, StateError
+from distributor.outcomes import Kind
 from distributor.statements.model import Statement, StatementStatus
-from distributor.store.schema import audit, revisions, statements
+from distributor.store.schema import audit, notices, revisions, statements
 
 S = StatementStatus
 
@@ -31,8 +36,9 @@ TRANSITIONS: dict[StatementStatus, frozenset[StatementStatus]] = {
     S.DRAFT: frozenset({S.APPROVED, S.WITHDRAWN, S.DRAFT}),
     S.APPROVED: frozenset({S.SCHEDULED, S.DRAFT, S.WITHDRAWN}),
     S.SCHEDULED: frozenset({S.SCHEDULED, S.RELEASED, S.DRAFT, S.WITHDRAWN}),
-    S.RELEASED: frozenset(),
-    S.WITHDRAWN: frozenset({S.DRAFT}),
+    S.RELEASED: frozenset({S.RETRACTED}),
+    S.WITHDRAWN: frozenset({S.DRAFT, S.APPROVED}),
+    S.RETRACTED: frozenset(),
 }
 
 
@@ -52,6 +58,11 @@ class Action(str, Enum):
     RECIPIENT_REMOVED = "recipient_removed"
     TEST_SENT = "test-sent"
     RETRIED = "retried"
+    RESCHEDULED = "rescheduled"
+    CORRECTED = "corrected"
+    RETRACTED = "retracted"
+    NOTIFIED = "notified"
+    ALERT = "alert"
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,12 @@ def lock(conn: Connection, statement_id: str) -> dict | None:
     return dict(row) if row else None
 
 
+def embargoes(conn: Connection, statement_ids: set[str]) -> dict[str, datetime | None]:
+    """The current embargo of each statement, read afresh (an embargo may move while a worker sends)."""
+    return dict(conn.execute(select(statements.c.id, statements.c.embargo).where(  # type: ignore[arg-type]
+        statements.c.id.in_(list(statement_ids)))).all())
+
+
 def content(conn: Connection, statement_id: str, revision: int) -> Statement:
     data: dict = conn.execute(select(revisions.c.content).where(
         revisions.c.statement_id == statement_id, revisions.c.number == revision)).scalar_one()
@@ -96,9 +113,14 @@ def imported_at(conn: Connection, statement_id: str) -> dict[int, datetime]:
 
 
 def released(conn: Connection, now: datetime, limit: int) -> list[dict]:
-    """The most recent released statements, newest first, with the content of their current revision."""
-    rows = conn.execute(select(statements, revisions.c.content, revisions.c.imported_at).join(revisions, and_(
-        revisions.c.statement_id == statements.c.id, revisions.c.number == statements.c.revision)).where(
+    """The most recent released statements, newest first, with the content of their published revision and when
+    it was last corrected (None if never)."""
+    corrected = select(func.max(notices.c.created_at)).where(
+        notices.c.statement_id == statements.c.id, notices.c.kind == Kind.CORRECTION.value,
+        notices.c.revision == statements.c.published_revision).scalar_subquery().label("corrected_at")
+    rows = conn.execute(select(statements, revisions.c.content, revisions.c.imported_at, corrected).join(
+        revisions, and_(revisions.c.statement_id == statements.c.id,
+                        revisions.c.number == statements.c.published_revision)).where(
         statements.c.status == S.RELEASED.value, statements.c.embargo <= now,
     ).order_by(statements.c.released_at.desc(), statements.c.id).limit(limit)).mappings()
     return [dict(r) for r in rows]
@@ -108,6 +130,9 @@ def _move(conn: Connection, row: dict, to: StatementStatus, at: datetime, **fiel
     current = StatementStatus(row["status"])
     if to not in TRANSITIONS[current]:
         raise StateError(f"statement {row['id']} is {current.value}; it cannot become {to.value}", where=row["id"])
+    if current is S.WITHDRAWN:  # scheduled again: a new schedule, with rows and Message-IDs of its own
+        fields["generation"] = row["generation"] + 1
+        deliveries.forget_plans(conn, row["id"])
     result = conn.execute(update(statements).where(
         statements.c.id == row["id"], statements.c.status == current.value, statements.c.revision == row["revision"],
     ).values(status=to.value, updated_at=at, **fields))
@@ -119,7 +144,8 @@ ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?")
 
 
 def import_statement(conn: Connection, statement: Statement, source: str, actor: str, at: datetime,
-                     new_id: str | None = None, revision_of: str | None = None) -> ImportResult:
+                     new_id: str | None = None, revision_of: str | None = None, note: str | None = None
+                     ) -> ImportResult:
     """Import a statement: a new one, or a new revision of the one it is.
 
     Which one it is: ``revision_of`` or ``new_id`` when given; else the id from its reference; else an earlier
@@ -148,7 +174,7 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
     if existing is None:
         conn.execute(insert(statements).values(
             id=statement_id, status=S.DRAFT.value, revision=1, created_at=at, updated_at=at))
-        _add_revision(conn, statement_id, 1, statement, digest, source, actor, at)
+        _add_revision(conn, statement_id, 1, statement, digest, source, actor, at, note)
         record(conn, Action.IMPORTED, actor, at, statement_id, 1, source=source, hash=digest)
         return ImportResult(statement_id, 1, created=True, changed=True, approval_revoked=False, cancelled=0)
 
@@ -158,9 +184,9 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
     if current_hash == digest:
         return ImportResult(statement_id, row["revision"], created=False, changed=False, approval_revoked=False,
                             cancelled=0)
-    if row["status"] == S.RELEASED.value:
-        raise StateError(f"statement {statement_id} is already released; a changed file cannot replace it "
-                         f"(issue a correction under a new reference)", where=source)
+    if row["status"] == S.RETRACTED.value:
+        raise StateError(f"statement {statement_id} was retracted; import the file as a new statement with "
+                         f"--id NEW-ID", where=source)
     if (row["embargo_source"] == EmbargoSource.SET.value and statement.embargo is not None
             and statement.embargo != row["embargo"]):
         raise StateError(
@@ -168,10 +194,14 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
             f"{_utc(row['embargo'])}; make the line say that, or import it unchanged and move the embargo with "
             f"'distributor schedule {statement_id} --embargo TIME --override-embargo'", where=source)
     revision = row["revision"] + 1
-    was_approved = row["approved_revision"] is not None
-    _add_revision(conn, statement_id, revision, statement, digest, source, actor, at)
-    _move(conn, row, S.DRAFT, at, revision=revision, approved_revision=None, approved_hash=None, approved_by=None,
-          approved_at=None)
+    was_approved = row["approved_revision"] is not None and row["approved_revision"] != row["published_revision"]
+    _add_revision(conn, statement_id, revision, statement, digest, source, actor, at, note)
+    unapproved = {"revision": revision, "approved_revision": None, "approved_hash": None, "approved_by": None,
+                  "approved_at": None}
+    if row["status"] == S.RELEASED.value:  # a correction in the making: the public keeps the published revision
+        _update(conn, row, at, **unapproved)
+    else:
+        _move(conn, row, S.DRAFT, at, **unapproved)
     cancelled = deliveries.cancel_unsent(conn, statement_id, at, reason=f"superseded by revision {revision}",
                                          before_revision=revision)
     record(conn, Action.REVISED, actor, at, statement_id, revision, source=source, hash=digest, cancelled=cancelled)
@@ -194,22 +224,39 @@ def _refuse_a_silent_merge(conn: Connection, statement: Statement, statement_id:
             f"{statement_id} for a new revision of that one", where=source)
 
 
-def _add_revision(conn, statement_id, number, statement, digest, source, actor, at) -> None:
+def _add_revision(conn, statement_id, number, statement, digest, source, actor, at, note=None) -> None:
     conn.execute(insert(revisions).values(
         statement_id=statement_id, number=number, content_hash=digest, content=statement.to_dict(),
-        source=source, imported_by=actor, imported_at=at))
+        source=source, imported_by=actor, imported_at=at, note=note))
+
+
+def _update(conn: Connection, row: dict, at: datetime, **fields) -> None:
+    """Change a statement without changing its status, if nobody changed it meanwhile."""
+    result = conn.execute(update(statements).where(
+        statements.c.id == row["id"], statements.c.status == row["status"], statements.c.revision == row["revision"],
+    ).values(updated_at=at, **fields))
+    if result.rowcount != 1:
+        raise StateError(f"statement {row['id']} changed while this command ran; try again", where=row["id"])
 
 
 def approve(conn: Connection, statement_id: str, by: str, at: datetime) -> dict:
     if not by.strip():
         raise InputError("--by needs the approver's name", where="--by")
     row = get(conn, statement_id)
-    if row["status"] != S.DRAFT.value:
-        raise StateError(f"statement {statement_id} is {row['status']}; only a draft can be approved", where=statement_id)
+    correction = row["status"] == S.RELEASED.value and row["revision"] != row["published_revision"]
+    if row["status"] not in (S.DRAFT.value, S.WITHDRAWN.value) and not correction:
+        raise StateError(f"statement {statement_id} is {row['status']}; only a draft, a withdrawn statement or "
+                         f"the correction of a released one can be approved", where=statement_id)
+    if correction and row["approved_revision"] == row["revision"]:
+        raise StateError(f"revision {row['revision']} of {statement_id} is approved already; publish it with "
+                         f"'distributor correct {statement_id} --by NAME --reason TEXT'", where=statement_id)
     digest: str = conn.execute(select(revisions.c.content_hash).where(
         revisions.c.statement_id == statement_id, revisions.c.number == row["revision"])).scalar_one()
-    _move(conn, row, S.APPROVED, at, approved_revision=row["revision"], approved_hash=digest, approved_by=by,
-          approved_at=at)
+    approval = {"approved_revision": row["revision"], "approved_hash": digest, "approved_by": by, "approved_at": at}
+    if correction:
+        _update(conn, row, at, **approval)
+    else:
+        _move(conn, row, S.APPROVED, at, **approval)
     record(conn, Action.APPROVED, by, at, statement_id, row["revision"], hash=digest)
     return get(conn, statement_id)
 
@@ -227,7 +274,8 @@ def own_embargo(row: dict, document: Statement) -> datetime | None:
 
 
 def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, embargo: datetime | None,
-             send_embargoed_at: datetime | None, channels: dict[str, Timed], override_embargo: bool = False) -> dict:
+             send_embargoed_at: datetime | None, channels: dict[str, Timed], override_embargo: bool = False,
+             reason: str | None = None) -> dict:
     """``channels`` maps each chosen channel's name to the channel, which says when it is due.
 
     ``embargo`` must be the statement's own embargo unless ``override_embargo``: a typed time never silently beats
@@ -253,17 +301,18 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
     if send_at >= embargo:
         raise InputError("embargoed copies must go out before the embargo", where="--send-embargoed-at")
 
-    sent = deliveries.sent_embargoed(conn, statement_id)
-    if any(revision == row["revision"] for revision, _ in sent):
-        raise StateError(f"embargoed copies of {statement_id} have already gone out; it cannot be scheduled again "
-                         f"(moving an embargo needs notices to every holder)", where=statement_id)
-    if sent and row["embargo"] is not None and row["embargo"] != embargo:
-        raise StateError(f"journalists already hold {statement_id} under the embargo "
-                         f"{row['embargo']:%Y-%m-%d} {clock_time(row['embargo'])} UTC; it cannot be moved",
-                         where="--embargo")
+    generation = row["generation"]
+    held = deliveries.holders(conn, statement_id, generation)
+    if held and row["embargo"] is not None and row["embargo"] != embargo:
+        raise StateError(f"{journalists(len(held))} already {'holds' if len(held) == 1 else 'hold'} {statement_id} "
+                         f"under the embargo "
+                         f"{_utc(row['embargo'])}; move it with 'distributor reschedule {statement_id} "
+                         f"--embargo TIME --by NAME --reason TEXT', which tells them", where="--embargo")
     if row["status"] == S.SCHEDULED.value:
         due = {name: channel.due_at(embargo, send_at) for name, channel in channels.items()}
         deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at)
+    elif held and "email" in channels:
+        _correct_holders(conn, row, held, actor, at, send_at, reason)
     source = EmbargoSource.DOCUMENT if embargo == document.embargo else EmbargoSource.SET
     _move(conn, row, S.SCHEDULED, at, embargo=embargo, embargo_source=source.value, send_embargoed_at=send_at,
           channels=list(channels))
@@ -273,6 +322,133 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
     record(conn, Action.SCHEDULED, actor, at, statement_id, row["revision"], embargo=embargo,
            send_embargoed_at=send_at, channels=list(channels))
     return get(conn, statement_id)
+
+
+def _correct_holders(conn: Connection, row: dict, held: list[str], actor: str, at: datetime, due: datetime,
+                     reason: str | None) -> None:
+    """A new revision scheduled while journalists hold an earlier one: they get it as a correction (with the
+    import's note, else the reason given here); the plan of its copies leaves them out."""
+    has_it = deliveries.holders_of_revision(conn, row["id"], row["revision"], row["generation"])
+    targets = [t for t in held if t not in has_it]
+    if not targets:
+        return
+    note = conn.execute(select(revisions.c.note).where(
+        revisions.c.statement_id == row["id"], revisions.c.number == row["revision"])).scalar() or reason
+    _notify(conn, row, Kind.CORRECTION, {"email": targets}, actor, at, note=note, due=due)
+
+
+def _notify(conn: Connection, row: dict, kind: Kind, targets: dict[str, list[str]], actor: str, at: datetime,
+            note: str | None, due: datetime | None = None, **detail) -> int:
+    """Number a notice and plan its deliveries (due at once unless ``due``). Returns how many targets."""
+    number = (conn.execute(select(func.max(notices.c.number)).where(
+        notices.c.statement_id == row["id"])).scalar() or 0) + 1
+    conn.execute(insert(notices).values(
+        statement_id=row["id"], number=number, kind=kind.value, revision=row["revision"],
+        generation=row["generation"], note=note, detail=json.loads(json.dumps(detail, default=str)) or None,
+        actor=actor, created_at=at))
+    planned = deliveries.plan_notice(conn, row["id"], row["revision"], row["generation"], kind, number, targets,
+                                     due or at, at)
+    record(conn, Action.NOTIFIED, actor, at, row["id"], row["revision"], kind=kind.value, notice=number,
+           note=note, **{f"{channel}_targets": n for channel, n in planned.items()})
+    return sum(planned.values())
+
+
+def notice(conn: Connection, statement_id: str, number: int) -> dict:
+    return dict(conn.execute(select(notices).where(
+        notices.c.statement_id == statement_id, notices.c.number == number)).mappings().one())
+
+
+def version(conn: Connection, statement_id: str, number: int | None) -> int:
+    """The ninjs version of what a notice publishes: 1 for the release, then one more for every correction or
+    retraction published after it, up to this notice."""
+    if number is None:
+        return 1
+    details = conn.execute(select(notices.c.detail).where(
+        notices.c.statement_id == statement_id, notices.c.number <= number)).scalars()
+    return 1 + sum(1 for d in details if d and d.get("public"))
+
+
+def reschedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, embargo: datetime, reason: str,
+               note: str | None, channels: dict[str, Timed], lead_seconds: float) -> dict:
+    """Move the embargo of a scheduled statement, telling every holder. Earlier only while the notices can go
+    out first: the new time must be ``lead_seconds`` ahead."""
+    row = get(conn, statement_id)
+    if row["status"] in (S.RELEASED.value, S.RETRACTED.value):
+        raise StateError(f"statement {statement_id} is {row['status']} (public since {_utc(row['released_at'])}); "
+                         f"its embargo cannot move", where=statement_id)
+    if row["status"] != S.SCHEDULED.value:
+        raise StateError(f"statement {statement_id} is {row['status']}; only a scheduled statement can be "
+                         f"rescheduled ('distributor schedule {statement_id}' sets the embargo)", where=statement_id)
+    previous: datetime = row["embargo"]
+    if embargo == previous:
+        raise InputError(f"the embargo is {_utc(previous)} already", where="--embargo")
+    if embargo <= at:
+        raise InputError(f"the embargo {_utc(embargo)} is in the past", where="--embargo")
+    held = deliveries.holders(conn, statement_id, row["generation"])
+    if held and embargo < previous and (embargo - at).total_seconds() < lead_seconds:
+        raise InputError(f"{_utc(embargo)} is too soon: {journalists(len(held))} hold the embargoed copy and must "
+                         f"be told first; the new time must be at least {lead_seconds:g} s ahead "
+                         f"(delivery.notice_lead_seconds)", where="--embargo")
+    send_at = row["send_embargoed_at"] if row["send_embargoed_at"] < embargo else at
+    due = {name: channel.due_at(embargo, send_at) for name, channel in channels.items()}
+    deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at)
+    _move(conn, row, S.SCHEDULED, at, embargo=embargo, embargo_source=EmbargoSource.SET.value,
+          send_embargoed_at=send_at)
+    notified = _notify(conn, row, Kind.EMBARGO_CHANGE, {"email": held}, actor, at, note=note,
+                       previous=previous, embargo=embargo) if held else 0
+    record(conn, Action.RESCHEDULED, actor, at, statement_id, row["revision"], embargo=embargo, previous=previous,
+           reason=reason, note=note, notified=notified)
+    return get(conn, statement_id)
+
+
+def correct(conn: Connection, statement_id: str, actor: str, at: datetime, *, reason: str,
+            note: str | None) -> dict:
+    """Publish the approved correction of a released statement at once, on every channel that has it."""
+    row = get(conn, statement_id)
+    if row["status"] != S.RELEASED.value:
+        hint = " (before the release, schedule the approved new revision: its holders get it as a correction)" \
+            if row["status"] in (S.APPROVED.value, S.SCHEDULED.value, S.DRAFT.value) else ""
+        raise StateError(f"statement {statement_id} is {row['status']}; only a released statement can be "
+                         f"corrected{hint}", where=statement_id)
+    if row["revision"] == row["published_revision"]:
+        raise StateError(f"statement {statement_id} has no new revision to publish; import the corrected file "
+                         f"first", where=statement_id)
+    if row["approved_revision"] != row["revision"]:
+        raise StateError(f"revision {row['revision']} of {statement_id} is not approved; "
+                         f"'distributor approve {statement_id} --by NAME' first", where=statement_id)
+    note = note or conn.execute(select(revisions.c.note).where(
+        revisions.c.statement_id == statement_id, revisions.c.number == row["revision"])).scalar()
+    targets = _everyone_reached(conn, row)
+    _update(conn, row, at, published_revision=row["revision"])
+    notified = _notify(conn, row, Kind.CORRECTION, targets, actor, at, note=note, public=True)
+    record(conn, Action.CORRECTED, actor, at, statement_id, row["revision"], reason=reason, note=note,
+           previous_revision=row["published_revision"], targets=notified)
+    return get(conn, statement_id)
+
+
+def retract(conn: Connection, statement_id: str, actor: str, at: datetime, *, reason: str,
+            note: str | None) -> dict:
+    """Withdraw a released statement from publication (a kill): every channel that has it takes it down."""
+    row = get(conn, statement_id)
+    if row["status"] != S.RELEASED.value:
+        hint = f"; before the release use 'distributor withdraw {statement_id}'" if row["status"] in (
+            S.DRAFT.value, S.APPROVED.value, S.SCHEDULED.value) else ""
+        raise StateError(f"statement {statement_id} is {row['status']}; only a released statement can be "
+                         f"retracted{hint}", where=statement_id)
+    deliveries.cancel_unsent(conn, statement_id, at, reason=f"retracted: {reason}")
+    targets = _everyone_reached(conn, row)
+    _move(conn, row, S.RETRACTED, at, revision=row["published_revision"] or row["revision"])
+    notified = _notify(conn, {**row, "revision": row["published_revision"] or row["revision"]}, Kind.RETRACTION,
+                       targets, actor, at, note=note, public=True)
+    record(conn, Action.RETRACTED, actor, at, statement_id, row["published_revision"], reason=reason, note=note,
+           targets=notified)
+    return get(conn, statement_id)
+
+
+def _everyone_reached(conn: Connection, row: dict) -> dict[str, list[str]]:
+    """Channel → targets that got any copy of the statement in its current schedule."""
+    return {channel: deliveries.holders(conn, row["id"], row["generation"], embargoed=False, channel=channel)
+            for channel in row["channels"] or []}
 
 
 def retry_failed(conn: Connection, statement_id: str, actor: str, at: datetime,
@@ -285,22 +461,32 @@ def retry_failed(conn: Connection, statement_id: str, actor: str, at: datetime,
     return count
 
 
+def journalists(count: int) -> str:
+    return f"{count} journalist" + ("" if count == 1 else "s")
+
+
 def _utc(instant: datetime) -> str:
-    return f"{instant:%Y-%m-%d %H:%M:%S} UTC"
+    return f"{instant:%Y-%m-%d} {clock_time(instant)} UTC"
 
 
-def withdraw(conn: Connection, statement_id: str, actor: str, at: datetime, reason: str) -> dict:
+def withdraw(conn: Connection, statement_id: str, actor: str, at: datetime, reason: str,
+             note: str | None = None) -> dict:
+    """Stop a statement before its release. Every journalist holding its embargoed copy is told."""
     row = get(conn, statement_id)
-    if row["status"] == S.RELEASED.value:
-        raise StateError(f"statement {statement_id} is already public; it cannot be withdrawn", where=statement_id)
+    if row["status"] in (S.RELEASED.value, S.RETRACTED.value):
+        raise StateError(f"statement {statement_id} is already public; it cannot be withdrawn (retract it: "
+                         f"'distributor retract {statement_id} --by NAME --reason TEXT')", where=statement_id)
     _move(conn, row, S.WITHDRAWN, at)
     cancelled = deliveries.cancel_unsent(conn, statement_id, at, reason=f"withdrawn: {reason}")
-    record(conn, Action.WITHDRAWN, actor, at, statement_id, row["revision"], reason=reason, cancelled=cancelled)
+    held = deliveries.holders(conn, statement_id, row["generation"])
+    notified = _notify(conn, row, Kind.WITHDRAWAL, {"email": held}, actor, at, note=note) if held else 0
+    record(conn, Action.WITHDRAWN, actor, at, statement_id, row["revision"], reason=reason,
+           cancelled=cancelled, notified=notified, **({"note": note} if note else {}))
     return get(conn, statement_id)
 
 
 def release(conn: Connection, row: dict, actor: str, at: datetime) -> None:
-    _move(conn, row, S.RELEASED, at, released_at=at)
+    _move(conn, row, S.RELEASED, at, released_at=at, published_revision=row["revision"])
     record(conn, Action.RELEASED, actor, at, row["id"], row["revision"], embargo=row["embargo"],
            late_seconds=round((at - row["embargo"]).total_seconds(), 3))
 

@@ -565,7 +565,8 @@ def test_log_rows_carry_the_embargo_in_order_and_filter(planned):
         assert (b["status"], b["error"], b["attempts"], b["revision"], b["embargo"], b["due_at"]) == \
             ("failed", "550", 0, 1, NOW + timedelta(hours=1), NOW)
         assert set(b) == {"statement", "revision", "channel", "target", "status", "attempts", "error", "due_at",
-                          "sent_at", "remote_id", "variant", "next_attempt_at", "embargo"}
+                          "sent_at", "remote_id", "variant", "next_attempt_at", "embargo", "kind", "generation",
+                          "notice"}
         assert [r["target"] for r in d.log_rows(conn, "s0")] == ["z@x"]
 
 

@@ -114,13 +114,27 @@ def test_changed_scheduled_statement_revokes_approval_and_cancels_unsent(engine)
     assert errors["a@x"] == "superseded by revision 2"
 
 
-def test_changed_released_statement_is_refused(engine):
+def test_a_changed_released_statement_becomes_a_draft_revision_and_the_public_keeps_the_published_one(engine):
     scheduled(engine)
     with engine.begin() as conn:
         workflow.release(conn, workflow.get(conn, SID), "scheduler", NOW + HOUR)
+    result = imported(engine, replace(DOC, body=("Changed.",)))
+    with engine.connect() as conn:
+        row = workflow.get(conn, SID)
+        public = workflow.released(conn, NOW + 2 * HOUR, 10)
+    assert (result.revision, row["status"], row["revision"], row["published_revision"], row["approved_revision"]) \
+        == (2, "released", 2, 1, None)
+    assert [(r["id"], r["published_revision"], r["content"]["body"]) for r in public] == [(SID, 1, list(DOC.body))]
+
+
+def test_a_retracted_statement_takes_no_new_revision(engine):
+    scheduled(engine)
+    with engine.begin() as conn:
+        workflow.release(conn, workflow.get(conn, SID), "scheduler", NOW + HOUR)
+        workflow.retract(conn, SID, "Maya", NOW + HOUR, reason="wrong figures", note=None)
     with pytest.raises(StateError) as error:
         imported(engine, replace(DOC, body=("Changed.",)))
-    assert "already released" in error.value.message and error.value.where == "file.txt"
+    assert "was retracted" in error.value.message and error.value.where == "file.txt"
 
 
 # -- approve -----------------------------------------------------------------------------------------------------------
@@ -146,7 +160,8 @@ def test_only_a_draft_can_be_approved(engine):
     approved(engine)
     with engine.begin() as conn, pytest.raises(StateError) as error:
         workflow.approve(conn, SID, "Maya", NOW)
-    assert error.value.message == f"statement {SID} is approved; only a draft can be approved"
+    assert error.value.message == (f"statement {SID} is approved; only a draft, a withdrawn statement or the "
+                                   f"correction of a released one can be approved")
     assert error.value.where == SID
 
 
@@ -190,7 +205,7 @@ def test_schedule_embargo_other_than_the_statements_needs_an_override_and_is_aud
         workflow.approve(conn, SID, "Maya", NOW)
     error = schedule_error(engine, embargo=NOW + HOUR)
     assert isinstance(error, InputError) and error.where == "--embargo"
-    assert error.message == ("2030-01-01 13:00:00 UTC is not the statement's own embargo (2030-01-01 14:00:00 UTC); "
+    assert error.message == ("2030-01-01 13:00 UTC is not the statement's own embargo (2030-01-01 14:00 UTC); "
                              "add --override-embargo to move it")
     with engine.begin() as conn:
         row = workflow.schedule(conn, SID, "ana", NOW, embargo=NOW + 2 * HOUR, send_embargoed_at=None,
@@ -217,7 +232,7 @@ def test_a_new_revision_must_agree_with_an_embargo_set_by_a_person(engine):
     with engine.begin() as conn, pytest.raises(StateError) as err:
         workflow.import_statement(conn, replace(DOC, embargo=NOW + 2 * HOUR, body=("Changed.",)), "b.txt", "ana", NOW)
     assert err.value.where == "b.txt"
-    assert "the embargo line says 2030-01-01 14:00:00 UTC but the embargo of" in err.value.message
+    assert "the embargo line says 2030-01-01 14:00 UTC but the embargo of" in err.value.message
     assert "--override-embargo" in err.value.message
     with engine.begin() as conn:  # a line that agrees, or none, is fine
         assert workflow.import_statement(conn, replace(DOC, embargo=NOW + HOUR, body=("Changed.",)), "b.txt", "ana",
@@ -304,14 +319,14 @@ def test_first_schedule_does_not_touch_rows(engine):
         assert conn.execute(select(delivery_rows.c.status)).scalar_one() == "pending"
 
 
-def test_schedule_again_after_embargoed_copies_went_out_is_refused(engine):
+def test_schedule_again_with_another_embargo_after_embargoed_copies_went_out_is_refused(engine):
     scheduled(engine)
     with engine.begin() as conn:
         deliveries.plan(conn, SID, 1, "email", ["a@x"], NOW, NOW)
         conn.execute(update(delivery_rows).values(status="sent", variant="embargoed"))
-    error = schedule_error(engine, embargo=NOW + HOUR)
-    assert isinstance(error, StateError) and error.where == SID
-    assert error.message.startswith(f"embargoed copies of {SID} have already gone out")
+    error = schedule_error(engine, embargo=NOW + 2 * HOUR, override_embargo=True)
+    assert isinstance(error, StateError) and error.where == "--embargo"
+    assert error.message.startswith(f"1 journalist already holds {SID}") and "distributor reschedule" in error.message
 
 
 def test_copies_of_an_earlier_revision_pin_the_embargo(engine):
@@ -324,8 +339,9 @@ def test_copies_of_an_earlier_revision_pin_the_embargo(engine):
         workflow.approve(conn, SID, "Maya", NOW)
     error = schedule_error(engine, embargo=NOW + 2 * HOUR, override_embargo=True)
     assert isinstance(error, StateError) and error.where == "--embargo"
-    assert error.message == (f"journalists already hold {SID} under the embargo "
-                             f"{NOW + HOUR:%Y-%m-%d %H:%M} UTC; it cannot be moved")
+    assert error.message == (f"1 journalist already holds {SID} under the embargo "
+                             f"{NOW + HOUR:%Y-%m-%d %H:%M} UTC; move it with 'distributor reschedule {SID} "
+                             f"--embargo TIME --by NAME --reason TEXT', which tells them")
     with engine.begin() as conn:  # the same embargo is fine
         row = workflow.schedule(conn, SID, "ana", NOW, embargo=NOW + HOUR, send_embargoed_at=None, channels=CHANNELS)
     assert (row["status"], row["revision"]) == ("scheduled", 2)
@@ -351,7 +367,7 @@ def test_withdraw_before_release_cancels_what_has_not_gone(engine, stage):
         conn.execute(update(delivery_rows).where(delivery_rows.c.target == "b@x").values(status="sent"))
         row = workflow.withdraw(conn, SID, "Maya", NOW + HOUR, "legal advice")
         assert (row["status"], row["updated_at"]) == ("withdrawn", NOW + HOUR)
-        assert trail(conn)[-1] == ("withdrawn", "Maya", 1, {"cancelled": 1, "reason": "legal advice"})
+        assert trail(conn)[-1] == ("withdrawn", "Maya", 1, {"cancelled": 1, "notified": 0, "reason": "legal advice"})
         errors = dict(conn.execute(select(delivery_rows.c.target, delivery_rows.c.last_error)).all())
     assert errors == {"a@x": "withdrawn: legal advice", "b@x": None}
 
@@ -362,7 +378,8 @@ def test_released_cannot_be_withdrawn(engine):
         workflow.release(conn, workflow.get(conn, SID), "scheduler", NOW + HOUR)
     with engine.begin() as conn, pytest.raises(StateError) as error:
         workflow.withdraw(conn, SID, "Maya", NOW + HOUR, "late")
-    assert error.value.message == f"statement {SID} is already public; it cannot be withdrawn"
+    assert error.value.message == (f"statement {SID} is already public; it cannot be withdrawn (retract it: "
+                                   f"'distributor retract {SID} --by NAME --reason TEXT')")
     assert error.value.where == SID
 
 
@@ -394,8 +411,9 @@ def test_transitions():
         S.DRAFT: {S.APPROVED, S.WITHDRAWN, S.DRAFT},
         S.APPROVED: {S.SCHEDULED, S.DRAFT, S.WITHDRAWN},
         S.SCHEDULED: {S.SCHEDULED, S.RELEASED, S.DRAFT, S.WITHDRAWN},
-        S.RELEASED: set(),
-        S.WITHDRAWN: {S.DRAFT},
+        S.RELEASED: {S.RETRACTED},
+        S.WITHDRAWN: {S.DRAFT, S.APPROVED},
+        S.RETRACTED: set(),
     }
 
 
@@ -521,7 +539,8 @@ def test_audit_detail_is_sorted_json_keeping_unicode(engine):
 def test_action_names():
     assert [a.value for a in Action] == ["imported", "revised", "approval_revoked", "approved", "scheduled",
                                          "released", "withdrawn", "planned", "delivered", "unsubscribed",
-                                         "embargo_overridden", "recipients_imported", "recipient_removed", "test-sent", "retried"]
+                                         "embargo_overridden", "recipients_imported", "recipient_removed", "test-sent", "retried",
+                                         "rescheduled", "corrected", "retracted", "notified", "alert"]
 
 
 def test_lock_returns_the_row(engine):

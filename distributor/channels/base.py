@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from distributor.clock import Clock
 from distributor.config import Config, Table
-from distributor.outcomes import Claimed, Outcome, Receipt, Report, Result, Variant
+from distributor.outcomes import Claimed, Kind, Outcome, Receipt, Report, Result, Variant, publication_tag
 from distributor.render import Renderer
 from distributor.statements.model import Statement
 
@@ -50,8 +50,20 @@ def embargo_now(context: Context) -> datetime:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A withdrawal, embargo change, correction or retraction, as the command that made it recorded it."""
+
+    number: int
+    kind: Kind
+    note: str | None          # for the journalists: the only free text a notice shows
+    detail: dict              # the facts it states (for an embargo change: "previous" and "embargo")
+    at: datetime
+    version: int = 1          # the ninjs version of the item it publishes (corrections and retractions count)
+
+
+@dataclass(frozen=True)
 class Job:
-    """One statement revision as the scheduler hands it to a channel."""
+    """One statement revision as the scheduler hands it to a channel: its copy, or a notice about it."""
 
     statement_id: str
     revision: int
@@ -60,11 +72,20 @@ class Job:
     send_embargoed_at: datetime | None
     first_created: datetime | None = None    # when revision 1 was imported
     version_created: datetime | None = None  # when this revision was imported
+    kind: Kind = Kind.STATEMENT
+    generation: int = 1
+    notice: Notice | None = None
+
+    @property
+    def tag(self) -> str:
+        return publication_tag(self.kind, self.generation, self.notice.number if self.notice else 0)
 
 
 def idempotency_key(item: Job | Claimed, target: str) -> str:
-    """Stable per (statement revision, target): a retried request is recognisably the same request."""
-    return hashlib.sha256(f"{item.statement_id}/r{item.revision}/{target}".encode()).hexdigest()[:32]
+    """Stable per (statement revision, publication, target): a retried request is recognisably the same request;
+    a correction or a retraction is another request."""
+    tag = f"/{item.tag}" if item.tag else ""
+    return hashlib.sha256(f"{item.statement_id}/r{item.revision}{tag}/{target}".encode()).hexdigest()[:32]
 
 
 def tables_of(channels: Table, key: str, network: str | None = None) -> list[Table]:

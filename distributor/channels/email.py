@@ -20,16 +20,18 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from distributor import recipients
+from distributor import deliveries, recipients
 from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, between, is_loopback
-from distributor.outcomes import RECORDED, Claimed, Outcome, Receipt, Report, Result, Variant
+from distributor.outcomes import RECORDED, Claimed, Kind, Outcome, Receipt, Report, Result, Variant
+from distributor.render import embargo_lines
 from distributor.store import reading
 from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody, mail_address
 from distributor.transports.file import MailFolder
 from distributor.transports.smtp import SmtpPool, SmtpSettings
 
 TEMPLATES = {"subject": "email/embargoed.subject.j2", "text": "email/embargoed.txt.j2", "html": "email/embargoed.html.j2"}
+HEADLINES = {Kind.WITHDRAWAL: "WITHDRAWN", Kind.EMBARGO_CHANGE: "EMBARGO CHANGED", Kind.RETRACTION: "RETRACTED"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -50,19 +52,23 @@ class RenderedEmail:
     shared: SharedBody  # From, Subject, Reply-To, List-Unsubscribe, MIME headers and the encoded body
 
     @staticmethod
-    def own_headers(to: str, name: str, message_id: str, date: datetime) -> bytes:
-        """The three headers of one recipient's copy; everything after them is ``shared``. ``to`` is ASCII
-        unless its local part cannot be (SMTPUTF8, RFC 6532: the header then carries it as UTF-8)."""
+    def own_headers(to: str, name: str, message_id: str, date: datetime, replying_to: str | None = None) -> bytes:
+        """The headers of one recipient's copy; everything after them is ``shared``. ``to`` is ASCII unless its
+        local part cannot be (SMTPUTF8, RFC 6532: the header then carries it as UTF-8). ``replying_to`` is the
+        Message-ID of the copy a notice threads under (In-Reply-To and References)."""
         display = _CONTROL.sub(" ", name).strip()[:100]
         utf8 = not to.isascii()
         addressed = _utf8_address(display, to) if utf8 else formataddr((display, to), "utf-8")
+        thread = ""
+        if replying_to and MESSAGE_ID.fullmatch(replying_to):
+            thread = f"In-Reply-To: {replying_to}\r\nReferences: {replying_to}\r\n"
         return (f"To: {addressed}\r\n"
                 f"Date: {format_datetime(date)}\r\n"
-                f"Message-ID: {message_id}\r\n").encode("utf-8" if utf8 else "ascii")
+                f"Message-ID: {message_id}\r\n{thread}").encode("utf-8" if utf8 else "ascii")
 
-    def message(self, to: str, name: str, message_id: str, date: datetime) -> bytes:
+    def message(self, to: str, name: str, message_id: str, date: datetime, replying_to: str | None = None) -> bytes:
         """The whole message for one recipient."""
-        return self.own_headers(to, name, message_id, date) + self.shared.raw
+        return self.own_headers(to, name, message_id, date, replying_to) + self.shared.raw
 
 
 def _utf8_address(display: str, address: str) -> str:
@@ -86,10 +92,16 @@ def one_line(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
+MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,900}>")  # what a notice may put in In-Reply-To: one id, no spaces or CR/LF
+
+
 def message_id(job: Job, address: str, domain: str) -> str:
-    """Deterministic per (statement revision, recipient): a resend is recognisably the same message."""
-    digest = hashlib.sha256(f"{job.statement_id}/{job.revision}/{recipients.key(address)}".encode()).hexdigest()
-    return f"<{job.statement_id}.r{job.revision}.{digest[:24]}@{domain}>"
+    """Deterministic per (statement revision, publication, recipient): a resend is recognisably the same message;
+    a notice, a correction or a copy of a later schedule is another."""
+    tag = job.tag
+    seed = f"{job.statement_id}/{job.revision}/{recipients.key(address)}" + (f"/{tag}" if tag else "")
+    digest = hashlib.sha256(seed.encode()).hexdigest()
+    return f"<{job.statement_id}.r{job.revision}.{tag + '.' if tag else ''}{digest[:24]}@{domain}>"
 
 
 class EmailChannel(Channel):
@@ -142,19 +154,34 @@ class EmailChannel(Channel):
         return self._transport
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
-        return recipients.eligible(conn, self.settings.list, embargoed=True)
+        """The vetted members of the list, except those who get this revision as a correction."""
+        corrected = deliveries.holders_of_revision(conn, job.statement_id, job.revision, job.generation)
+        for address in recipients.eligible(conn, self.settings.list, embargoed=True):
+            if address not in corrected:
+                yield address
 
     def render(self, job: Job, variant: Variant, subject_prefix: str = "") -> RenderedEmail:
         renderer = self.context.renderer
         context = renderer.context(job.statement, job.statement_id, job.embargo, embargoed=variant == EMBARGOED)
-        subject = subject_prefix + one_line(renderer.render(TEMPLATES["subject"], **context))
-        text = renderer.render(TEMPLATES["text"], **context)
-        html = renderer.render(TEMPLATES["html"], **context)
+        templates = TEMPLATES
+        if job.kind is Kind.CORRECTION:
+            subject_prefix += "CORRECTED: "
+            context["correction"] = {"note": job.notice.note if job.notice else None}
+        elif job.kind.notice_only:
+            templates = {part: f"email/{job.kind.value}.{ext}.j2" for part, ext in
+                         (("subject", "subject"), ("text", "txt"), ("html", "html"))}
+            detail = job.notice.detail if job.notice else {}
+            previous = detail.get("previous")
+            context.update(note=job.notice.note if job.notice else None, headline=HEADLINES[job.kind],
+                           previous_lines=embargo_lines(datetime.fromisoformat(previous), self.office) if previous else [])
+        subject = subject_prefix + one_line(renderer.render(templates["subject"], **context))
+        text = renderer.render(templates["text"], **context)
+        html = renderer.render(templates["html"], **context)
 
         body = EmailMessage(policy=SMTP)
         body.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
         body.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-        seed = f"{job.statement_id}/{job.revision}/{variant.value}".encode()
+        seed = f"{job.statement_id}/{job.revision}/{job.tag}/{variant.value}".encode()
         body.set_boundary("=_" + hashlib.sha256(seed).hexdigest()[:32])
         raw = body.as_bytes(policy=SMTP)
         mime_head, _, encoded = raw.partition(b"\r\n\r\n")
@@ -209,19 +236,24 @@ class EmailChannel(Channel):
             self._transport.close()
 
     def deliver(self, job: Job, rendered: RenderedEmail, rows: list[Claimed], report: Report) -> None:
+        targets = [row.target for row in rows]
         with reading(self.context.engine) as conn:  # checked again now: a journalist may have been de-vetted
-            standing = recipients.standing(conn, self.settings.list, [row.target for row in rows])
+            standing = recipients.standing(conn, self.settings.list, targets)
+            threads = deliveries.first_copies(conn, job.statement_id, self.name, targets, job.generation) \
+                if job.kind is not Kind.STATEMENT else {}
+        # a notice goes to whoever holds the copy, vetted still or not; the statement's text only to the vetted
+        embargoed = rendered.variant == EMBARGOED and not job.kind.notice_only
         now = self.clock.now()
         envelopes: list[Envelope] = []
         ids: dict[int, str] = {}
 
         def prepare(row: Claimed) -> Outcome | None:
-            refusal = standing[row.target].refusal(rendered.variant == EMBARGOED, self.settings.list)
+            refusal = standing[row.target].refusal(embargoed, self.settings.list)
             if refusal:
                 return Outcome(row.id, Result.CANCELLED, refusal)
             address, smtputf8 = mail_address(row.target)
             mid = message_id(job, row.target, self.office.domain)
-            own = rendered.own_headers(address, standing[row.target].name, mid, now)
+            own = rendered.own_headers(address, standing[row.target].name, mid, now, threads.get(row.target))
             ids[row.id] = mid
             envelopes.append(Envelope(row.id, self.office.from_addr, address, own, mid, rendered.shared, smtputf8))
             return None

@@ -24,6 +24,7 @@ class StatementStatus(str, Enum):
     SCHEDULED = "scheduled"
     RELEASED = "released"
     WITHDRAWN = "withdrawn"
+    RETRACTED = "retracted"  # released, then withdrawn from publication
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ statements = Table(
     Column("send_embargoed_at", UTCDateTime),
     Column("channels", JSON),
     Column("released_at", UTCDateTime),
+    Column("generation", Integer, nullable=False, default=1, server_default="1"),  # scheduled again after a withdrawal: +1
+    Column("published_revision", Integer),   # the revision the public has (the feed, show); corrections move it
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -60,6 +62,7 @@ revisions = Table(
     Column("source", Text, nullable=False),
     Column("imported_by", String(200), nullable=False),
     Column("imported_at", UTCDateTime, nullable=False),
+    Column("note", Text),  # "what changed", for the journalists who hold an earlier revision
 )
 
 recipients = Table(
@@ -93,6 +96,7 @@ plans = Table(
     Column("revision", Integer, primary_key=True),
     Column("channel", String(80), primary_key=True),
     Column("targets", Integer, nullable=False),
+    Column("generation", Integer, nullable=False, default=1, server_default="1"),
     Column("planned_at", UTCDateTime, nullable=False),
     Column("completed_at", UTCDateTime),
 )
@@ -116,10 +120,28 @@ deliveries = Table(
     Column("sent_at", UTCDateTime),
     Column("remote_id", String(500)),
     Column("variant", String(16)),  # what was actually sent: "embargoed" or "released"
+    Column("kind", String(16), nullable=False, default="statement", server_default="statement"),  # DeliveryKind
+    Column("generation", Integer, nullable=False, default=1, server_default="1"),  # of the statement's schedule
+    Column("notice", Integer, nullable=False, default=0, server_default="0"),  # notices.number; 0 for a copy
     Column("updated_at", UTCDateTime, nullable=False),
-    UniqueConstraint("statement_id", "revision", "channel", "target", name="uq_deliveries_target"),
+    UniqueConstraint("statement_id", "revision", "channel", "target", "kind", "generation", "notice",
+                     name="uq_deliveries_target"),
     Index("ix_deliveries_due", "status", "channel", "next_attempt_at"),
     Index("ix_deliveries_worker", "worker_id"),
+)
+
+# Withdrawal, embargo change, correction, retraction: each numbered per statement. Their deliveries carry the number.
+notices = Table(
+    "notices", metadata,
+    Column("statement_id", String(80), ForeignKey("statements.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("note", Text),          # for the journalists; the only free text a notice shows
+    Column("detail", JSON),        # facts the notice states (old and new embargo)
+    Column("actor", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 # One row per `distributor run` process. A stale heartbeat (judged by the database's clock) lets others take over.

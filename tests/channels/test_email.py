@@ -319,14 +319,15 @@ def test_new_revision_cancels_unsent_deliveries(make_system, smtp_sink, tmp_path
     assert again.code == 0
 
 
-def test_schedule_again_after_copies_went_out_is_refused(make_system, smtp_sink, tmp_path, statement_file):
+def test_schedule_refuses_to_move_a_held_embargo_and_names_reschedule(make_system, smtp_sink, tmp_path,
+                                                                      statement_file):
     system = make_system(transport="smtp", smtp_port=smtp_sink.port)
     prepare(system, tmp_path, statement_file)
     system.dispatcher.advance()
     system.dispatcher.deliver("email")
     result = system.cli("schedule", SID, "--embargo", soon(7200), "--override-embargo")
     assert result.code == 2
-    assert "already gone out" in result.err
+    assert "3 journalists already hold" in result.err and f"distributor reschedule {SID}" in result.err
 
 
 def test_rate_limit_spaces_messages(make_system, smtp_sink, tmp_path, statement_file):
