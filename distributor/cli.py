@@ -332,14 +332,15 @@ def cmd_run(args) -> int:
     return runner.run(exit_when_idle=args.exit_when_idle)
 
 
-LOG_FIELDS = ["statement", "revision", "channel", "target", "status", "attempts", "error", "due_at", "sent_at",
-              "late_seconds", "variant", "remote_id", "next_attempt_at"]
+LOG_FIELDS = ["statement", "revision", "kind", "generation", "channel", "target", "status", "attempts", "error",
+              "due_at", "sent_at", "late_seconds", "variant", "remote_id", "next_attempt_at"]
 
 
 def log_record(row: dict) -> dict:
     late = (row["sent_at"] - row["due_at"]).total_seconds() if row["sent_at"] else None
     return {
-        "statement": row["statement"], "revision": row["revision"], "channel": row["channel"],
+        "statement": row["statement"], "revision": row["revision"], "kind": row["kind"],
+        "generation": row["generation"], "channel": row["channel"],
         "target": row["target"], "status": row["status"], "attempts": row["attempts"], "error": row["error"],
         "due_at": iso_z(row["due_at"]), "sent_at": iso_z(row["sent_at"]),
         "late_seconds": round(late, 3) if late is not None else None, "variant": row["variant"],
@@ -395,9 +396,9 @@ def cmd_log(args) -> int:
                 counts[r["status"]] = counts.get(r["status"], 0) + 1
                 note = r["error"] or ("after the lift, as released" if r["variant"] == Variant.RELEASED.value
                                       and r["channel"] == "email" else "")
-                rows.append([r["statement"], r["channel"], r["target"], r["status"], str(r["attempts"]),
+                rows.append([r["statement"], r["channel"], r["kind"], r["target"], r["status"], str(r["attempts"]),
                              r["sent_at"] or "-", cut(note or "", 70)])
-            table(["statement", "channel", "target", "status", "tries", "sent_at", "note"], rows)
+            table(["statement", "channel", "kind", "target", "status", "tries", "sent_at", "note"], rows)
             print()
             print("total " + str(sum(counts.values())) + ": "
                   + ", ".join(f"{status} {counts[status]}" for status in sorted(counts)) if counts else "no deliveries")

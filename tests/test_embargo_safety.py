@@ -141,7 +141,8 @@ def test_embargo_cannot_move_for_a_new_revision_once_journalists_hold_a_copy(mak
     assert result.code == 0 and "approval is revoked" in result.err
     assert system.cli("approve", SID, "--by", "Maya").code == 0
 
-    refusal = f"journalists already hold {SID} under the embargo 2027-01-06 00:01 UTC; it cannot be moved"
+    refusal = (f"1 journalist already holds {SID} under the embargo 2027-01-06 00:01 UTC; move it with "
+               f"'distributor reschedule {SID} --embargo TIME --by NAME --reason TEXT', which tells them")
     for moved in (["--embargo", "2027-01-07 00:01 Europe/London", "--override-embargo"],
                   ["--embargo", "2027-01-05T12:00Z", "--override-embargo"]):
         result = system.cli("schedule", SID, *moved, "--send-embargoed-at", clock.now().isoformat())
@@ -150,7 +151,7 @@ def test_embargo_cannot_move_for_a_new_revision_once_journalists_hold_a_copy(mak
         shown = json.loads(system.cli("show", SID, "--format", "json").out)
         assert (shown["revision"], shown["status"], shown["embargo"]) == (2, "approved", "2027-01-06T00:01:00Z")
     with system.engine.connect() as conn:
-        with pytest.raises(StateError, match="cannot be moved"):
+        with pytest.raises(StateError, match="already holds"):
             workflow.schedule(conn, SID, "test", clock.now(), embargo=utc(2027, 1, 7, 0, 1), send_embargoed_at=None,
                               channels={}, override_embargo=True)
     audit = json.loads(system.cli("audit", SID, "--format", "json").out)
@@ -165,8 +166,8 @@ def test_embargo_cannot_move_for_a_new_revision_once_journalists_hold_a_copy(mak
     system.dispatcher.advance()
     system.dispatcher.deliver("email")
     rows = json.loads(system.cli("log", SID, "--format", "json").out)
-    assert [(r["revision"], r["status"], r["variant"]) for r in rows] == [(1, "sent", "embargoed"),
-                                                                        (2, "sent", "embargoed")]
+    assert [(r["revision"], r["status"], r["variant"], r["kind"]) for r in rows] == [
+        (1, "sent", "embargoed", "statement"), (2, "sent", "embargoed", "correction")]
 
 
 def test_a_worker_whose_clock_runs_fast_lifts_nothing_until_it_agrees_with_the_database(
