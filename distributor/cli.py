@@ -141,7 +141,8 @@ def cmd_import(args) -> int:
             statement = parse_file(path)
             with app.engine.begin() as conn:
                 result = workflow.import_statement(conn, statement, str(path), actor(args), app.clock.now(),
-                                                   new_id=args.id, revision_of=args.revision_of)
+                                                   new_id=args.id, revision_of=args.revision_of,
+                                                   note=optional_text(args.note, "--note"))
         except UserError as exc:
             print(f"distributor: {exc}", file=sys.stderr)
             rejected += 1
@@ -232,7 +233,8 @@ def cmd_schedule(args) -> int:
         chosen = channel_registry.choose(args.channels, app.config.channels, document.channels)
         row = workflow.schedule(conn, args.id, actor(args), app.clock.now(), embargo=embargo,
                                 send_embargoed_at=send_at, channels={n: channel_registry.REGISTRY[n] for n in chosen},
-                                override_embargo=args.override_embargo)
+                                override_embargo=args.override_embargo,
+                                reason=optional_text(args.reason, "--reason"))
     office = app.config.office
     print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
           f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}")
@@ -314,11 +316,59 @@ def cmd_retry(args) -> int:
     return 0
 
 
+def optional_text(value: str | None, option: str) -> str | None:
+    return checked_text(value, option, 1000) if value is not None and value.strip() else None
+
+
+def notified(count: int) -> str:
+    return f"; {workflow.journalists(count)} will be told" if count else ""
+
+
 def cmd_withdraw(args) -> int:
     app = open_app(args)
     with app.engine.begin() as conn:
-        workflow.withdraw(conn, args.id, actor(args), app.clock.now(), checked_text(args.reason, "--reason", 1000))
-    print(f"{args.id}: withdrawn")
+        workflow.withdraw(conn, args.id, actor(args), app.clock.now(), checked_text(args.reason, "--reason", 1000),
+                          note=optional_text(args.note, "--note"))
+        held = deliveries.holders(conn, args.id, workflow.get(conn, args.id)["generation"])
+    print(f"{args.id}: withdrawn{notified(len(held))}")
+    return 0
+
+
+def cmd_reschedule(args) -> int:
+    app = open_app(args)
+    embargo = parse_time(args.embargo, "--embargo")
+    assert embargo is not None  # required
+    with app.engine.begin() as conn:
+        row = workflow.get(conn, args.id)
+        chosen = {n: channel_registry.REGISTRY[n] for n in row["channels"] or [] if n in channel_registry.REGISTRY}
+        previous = row["embargo"]
+        row = workflow.reschedule(conn, args.id, actor(args), app.clock.now(), embargo=embargo,
+                                  reason=checked_text(args.reason, "--reason", 1000),
+                                  note=optional_text(args.note, "--note"), channels=chosen,
+                                  lead_seconds=app.config.delivery.notice_lead_seconds)
+        held = deliveries.holders(conn, args.id, row["generation"])
+    office = app.config.office
+    print(f"{args.id}: embargo moved from {when(previous)} to {when(row['embargo'])} = "
+          f"{when(row['embargo'], office.timezone)}{notified(len(held))}")
+    return 0
+
+
+def cmd_correct(args) -> int:
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        row = workflow.correct(conn, args.id, actor(args), app.clock.now(),
+                               reason=checked_text(args.reason, "--reason", 1000),
+                               note=optional_text(args.note, "--note"))
+    print(f"{args.id}: revision {row['published_revision']} published as a correction")
+    return 0
+
+
+def cmd_retract(args) -> int:
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        workflow.retract(conn, args.id, actor(args), app.clock.now(),
+                         reason=checked_text(args.reason, "--reason", 1000), note=optional_text(args.note, "--note"))
+    print(f"{args.id}: retracted")
     return 0
 
 
@@ -560,6 +610,7 @@ def build_parser() -> Parser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--id", metavar="ID", help="a new statement with this id (when its own id is taken)")
     which.add_argument("--revision-of", metavar="ID", help="a new revision of this statement")
+    p.add_argument("--note", metavar="TEXT", help="what changed, for journalists who hold an earlier revision")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("show", help="show one statement")
@@ -585,7 +636,31 @@ def build_parser() -> Parser:
     p.add_argument("--send-embargoed-at", metavar="TIME", help="when embargoed copies go out (default: now)")
     p.add_argument("--channels", help="comma-separated channels (default: every configured channel)")
     p.add_argument("--by", help="who schedules (default: the login name)")
+    p.add_argument("--reason", metavar="TEXT",
+                   help="for a corrected revision: what changed, when the import gave no --note")
     p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("reschedule", help="move the embargo of a scheduled statement; every holder is told")
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
+    p.add_argument("--embargo", metavar="TIME", required=True, help="the new embargo (any form 'schedule' takes)")
+    p.add_argument("--by", required=True, help="who moves it (required)")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
+    p.add_argument("--note", metavar="TEXT", help="a note for the journalists, printed in the notice")
+    p.set_defaults(func=cmd_reschedule)
+
+    p = sub.add_parser("correct", help="publish the approved new revision of a released statement, everywhere")
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
+    p.add_argument("--by", required=True, help="who corrects it (required)")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
+    p.add_argument("--note", metavar="TEXT", help="what changed, for the journalists (default: the import's --note)")
+    p.set_defaults(func=cmd_correct)
+
+    p = sub.add_parser("retract", help="withdraw a released statement from publication (a kill), everywhere")
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
+    p.add_argument("--by", required=True, help="who retracts it (required)")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
+    p.add_argument("--note", metavar="TEXT", help="a note for the journalists, printed in the notice")
+    p.set_defaults(func=cmd_retract)
 
     p = sub.add_parser("preview", help="what a target would get, through the channel's own rendering; sends nothing")
     p.add_argument("id", help="the statement's id (see 'distributor list')")
@@ -611,10 +686,12 @@ def build_parser() -> Parser:
     p.add_argument("--by", required=True, help="who requeues them (required)")
     p.set_defaults(func=cmd_retry)
 
-    p = sub.add_parser("withdraw", help="withdraw a statement before release; unsent deliveries are cancelled")
+    p = sub.add_parser("withdraw", help="withdraw a statement before release; unsent deliveries are cancelled and "
+                                        "every holder of the embargoed copy is told")
     p.add_argument("id", help="the statement's id (see 'distributor list')")
     p.add_argument("--by", required=True, help="who withdraws (required)")
-    p.add_argument("--reason", required=True)
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
+    p.add_argument("--note", metavar="TEXT", help="a note for the journalists, printed in the notice")
     p.set_defaults(func=cmd_withdraw)
 
     p = sub.add_parser("run", help="run the scheduler: deliver what is due, lift embargoes")
@@ -676,7 +753,8 @@ def build_parser() -> Parser:
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "new": ("distributor new press-office", "distributor new /srv/press-office"),
     "init": ("distributor init", "distributor --config /etc/distributor/distributor.toml init"),
-    "import": ("distributor import statements/flood-maps.txt", "distributor import release.md --by 'Sam Lee'"),
+    "import": ("distributor import statements/flood-maps.txt", "distributor import release.md --by 'Sam Lee'",
+               "distributor import flood-maps-v2.txt --note 'Corrects the date in paragraph 3.'"),
     "show": ("distributor show tro-01-001-2026", "distributor show tro-01-001-2026 --format json"),
     "list": ("distributor list", "distributor list --format json"),
     "approve": ("distributor approve tro-01-001-2026 --by 'Maya Okafor'",),
@@ -688,7 +766,15 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "send-test": ("distributor send-test tro-01-001-2026 --to editor@press.example.org --by 'Sam Lee'",),
     "retry": ("distributor retry tro-01-001-2026 --by 'Maya Okafor'",
               "distributor retry tro-01-001-2026 --channel wire --by 'Maya Okafor'"),
-    "withdraw": ("distributor withdraw tro-01-001-2026 --by 'Maya Okafor' --reason 'figures under review'",),
+    "withdraw": ("distributor withdraw tro-01-001-2026 --by 'Maya Okafor' --reason 'figures under review'",
+                 "distributor withdraw tro-01-001-2026 --by 'Maya Okafor' --reason 'legal advice' "
+                 "--note 'A revised statement will follow.'"),
+    "reschedule": ("distributor reschedule tro-01-001-2026 --embargo '16 December 2026 00:01 GMT' "
+                   "--by 'Maya Okafor' --reason 'minister delayed' --note 'The report is now out a day later.'",),
+    "correct": ("distributor import statements/flood-maps.txt --note 'The figure in paragraph 2 is 1,200, not 12,000.'",
+                "distributor approve tro-01-001-2026 --by 'Maya Okafor'",
+                "distributor correct tro-01-001-2026 --by 'Maya Okafor' --reason 'wrong figure'"),
+    "retract": ("distributor retract tro-01-001-2026 --by 'Maya Okafor' --reason 'published in error'",),
     "run": ("distributor run", "distributor run --exit-when-idle"),
     "log": ("distributor log tro-01-001-2026 --status failed", "distributor log tro-01-001-2026 --attempts",
             "distributor log --channel social --format csv > deliveries.csv"),

@@ -194,6 +194,9 @@ class DeliveryPolicy:
     batch_size: int = 500
     lease_seconds: float = 300.0
     worker_timeout_seconds: float = 15.0
+    notice_lead_seconds: float = 600.0     # an embargo moves earlier only this far ahead: the notices go first
+    alert_after_seconds: float = 300.0     # a channel meeting only transport faults this long raises an alert
+    alert_command: str | None = None       # run with an alert's text on standard input
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the given number of attempts (1 → first retry)."""
@@ -277,6 +280,9 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
         batch_size=int(r.get("batch_size", int, 500, check=between(1, 100_000))),
         lease_seconds=r.get("lease_seconds", float, 300.0, check=between(1, DAY)),
         worker_timeout_seconds=r.get("worker_timeout_seconds", float, 15.0, check=between(1, 3600)),
+        notice_lead_seconds=r.get("notice_lead_seconds", float, 600.0, check=between(0, DAY)),
+        alert_after_seconds=r.get("alert_after_seconds", float, 300.0, check=between(1, DAY)),
+        alert_command=r.get("alert_command", str, None) or None,
     )
     r.done()
 

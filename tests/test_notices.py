@@ -1,0 +1,207 @@
+"""After the first send: notices to the holders of an embargoed copy, a moved embargo, corrections before the
+release. Through the real loopback SMTP server and the whole pipeline (plan, claim, send, record)."""
+
+import email
+import email.policy
+import json
+from datetime import timedelta
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from distributor import workflow
+from distributor.clock import FixedClock
+from distributor.errors import InputError
+from tests.channels.conftest import wire
+from tests.conftest import soon, utc
+
+SID = "tro-01-001-2026"
+LIST = """email,name,outlet,embargo_ok
+ana@paper.example.com,Ana Lima,Paper,yes
+bob@wire.example.net,Bob Ng,Wire,yes
+"""
+START = utc(2027, 3, 1, 9, 0)
+EMBARGO = utc(2027, 3, 2, 0, 1)
+
+
+def messages(sink) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(m.data, policy=email.policy.default) for m in sink.messages]
+
+
+def rows(system, sid=SID) -> list[tuple]:
+    return [(r["kind"], r["revision"], r["target"], r["status"])
+            for r in json.loads(system.cli("log", sid, "--format", "json").out)]
+
+
+def audit(system, sid=SID) -> list[tuple]:
+    return [(e["action"], e["actor"], e["detail"]) for e in json.loads(system.cli("audit", sid, "--format", "json").out)]
+
+
+def tick(system) -> None:
+    system.dispatcher.advance()
+    for name in system.channels:
+        system.dispatcher.deliver(name)
+
+
+@pytest.fixture
+def held(make_system, smtp_sink, statement_file, tmp_path):
+    """Ana and Bob hold the embargoed copy; Cy joins the list afterwards."""
+    def make(extra: str = "", channels: str = "email"):
+        clock = FixedClock(START)
+        system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port, extra=extra)
+        csv = tmp_path / "list.csv"
+        csv.write_text(LIST, encoding="utf-8")
+        assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+        assert system.cli("import", statement_file()).code == 0
+        assert system.cli("approve", SID, "--by", "Maya").code == 0
+        result = system.cli("schedule", SID, "--embargo", EMBARGO.isoformat(), "--send-embargoed-at",
+                            START.isoformat(), "--channels", channels)
+        assert result.code == 0, result.err
+        tick(system)
+        assert len(smtp_sink.messages) == 2
+        csv.write_text(LIST + "cy@radio.example.org,Cy Doe,Radio,yes\n", encoding="utf-8")
+        assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+        return system, clock
+    return make
+
+
+def test_a_withdrawal_tells_exactly_the_holders_threaded_under_their_copy(held, smtp_sink):
+    system, clock = held()
+    copies = {m["To"].addresses[0].addr_spec: m["Message-ID"] for m in messages(smtp_sink)}
+    clock.advance(60)
+    result = system.cli("withdraw", SID, "--by", "Maya", "--reason", "legal advice",
+                        "--note", "A revised statement will follow.")
+    assert result.code == 0 and "2 journalists will be told" in result.out
+    tick(system)
+    notices = messages(smtp_sink)[2:]
+    assert sorted(m["To"].addresses[0].addr_spec for m in notices) == sorted(copies)
+    for notice in notices:
+        to = notice["To"].addresses[0].addr_spec
+        assert notice["Subject"] == "WITHDRAWN: Riverland: Flood maps must be published"
+        assert notice["In-Reply-To"] == copies[to] and notice["References"] == copies[to]
+        assert notice["Message-ID"] != copies[to] and ".withdrawal.g1.n1." in notice["Message-ID"]
+        text = notice.get_body(("plain",)).get_content()
+        assert "Index: TRO 01/001/2026" in text and "A revised statement will follow." in text
+        assert "legal advice" not in text  # the reason is for the audit trail only
+        assert "nobody listened" not in text  # a notice carries no statement text
+    assert sorted(rows(system)) == [
+        ("statement", 1, "ana@paper.example.com", "sent"), ("statement", 1, "bob@wire.example.net", "sent"),
+        ("withdrawal", 1, "ana@paper.example.com", "sent"), ("withdrawal", 1, "bob@wire.example.net", "sent")]
+    trail = audit(system)
+    assert ("notified", "Maya", {"email_targets": 2, "kind": "withdrawal", "note": "A revised statement will follow.",
+                                 "notice": 1}) in trail
+    assert [t for t in trail if t[0] == "withdrawn"][0] == ("withdrawn", "Maya", {"cancelled": 0, "notified": 2, "reason": "legal advice",
+                                               "note": "A revised statement will follow."})
+
+
+def test_a_notice_without_a_note_states_the_facts_alone(held, smtp_sink):
+    system, clock = held()
+    assert system.cli("withdraw", SID, "--by", "Maya", "--reason", "legal advice").code == 0
+    tick(system)
+    text = messages(smtp_sink)[-1].get_body(("plain",)).get_content()
+    assert "WITHDRAWN" in text and "Note from the press office" not in text
+
+
+def test_a_withdrawn_statement_scheduled_again_is_a_new_schedule_with_its_own_message_ids(held, smtp_sink):
+    system, clock = held()
+    first = {m["Message-ID"] for m in messages(smtp_sink)}
+    assert system.cli("withdraw", SID, "--by", "Maya", "--reason", "legal advice").code == 0
+    tick(system)
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    result = system.cli("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email")
+    assert result.code == 0, result.err
+    tick(system)
+    again = messages(smtp_sink)[4:]
+    assert sorted(m["To"].addresses[0].addr_spec for m in again) == [
+        "ana@paper.example.com", "bob@wire.example.net", "cy@radio.example.org"]
+    assert not first & {m["Message-ID"] for m in again}
+    assert all(".statement.g2." in m["Message-ID"] for m in again)
+    generations = {(r["kind"], r["generation"]) for r in json.loads(system.cli("log", SID, "--format", "json").out)}
+    assert generations == {("statement", 1), ("withdrawal", 1), ("statement", 2)}
+
+
+def wire_server(httpserver: HTTPServer, posted: list):
+    def handle(request):
+        posted.append(request.get_json())
+        return Response('{"id": "w1"}', content_type="application/json")
+    httpserver.expect_request("/ninjs", method="POST").respond_with_handler(handle)
+    return wire(httpserver.url_for("/ninjs"))
+
+
+def test_moving_the_embargo_tells_the_holders_and_the_wire_goes_at_the_new_time_only(held, smtp_sink, httpserver):
+    posted: list = []
+    system, clock = held(extra=wire_server(httpserver, posted), channels="email,wire")
+    later = EMBARGO + timedelta(days=1, seconds=30)
+    result = system.cli("reschedule", SID, "--embargo", later.isoformat(), "--by", "Maya",
+                        "--reason", "minister delayed", "--note", "The report is now out a day later.")
+    assert result.code == 0, result.err
+    tick(system)
+    notices = messages(smtp_sink)[2:]
+    subjects = {m["Subject"] for m in notices}
+    assert subjects == {"EMBARGO CHANGED: now 00:01:30 GMT 3 March 2027: Riverland: Flood maps must be published"}
+    text = notices[0].get_body(("plain",)).get_content()
+    assert "00:01:30 UTC Wednesday 3 March 2027" in text and "00:01 UTC Tuesday 2 March 2027" in text
+    assert "The report is now out a day later." in text
+    assert len(notices) == 2  # the holders get the notice and nothing more
+    # nothing public at the old time
+    clock.set(EMBARGO + timedelta(seconds=5))
+    tick(system)
+    assert posted == [] and json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "scheduled"
+    clock.set(later)
+    tick(system)
+    assert len(posted) == 1
+    trail = audit(system)
+    assert [a for a, _, _ in trail].count("rescheduled") == 1
+    [(_, actor, detail)] = [t for t in trail if t[0] == "rescheduled"]
+    assert (actor, detail["reason"], detail["notified"]) == ("Maya", "minister delayed", 2)
+
+
+def test_an_embargo_moved_earlier_must_leave_time_for_the_notices(held, smtp_sink):
+    system, clock = held()  # the command line runs on the real clock
+    result = system.cli("reschedule", SID, "--embargo", soon(540), "--by", "Maya", "--reason", "r")
+    assert result.code == 2 and "too soon: 2 journalists hold the embargoed copy" in result.err
+    assert "at least 600 s ahead (delivery.notice_lead_seconds)" in result.err and result.err.count("\n") == 1
+    with system.engine.begin() as conn:
+        with pytest.raises(InputError, match="too soon"):
+            workflow.reschedule(conn, SID, "Maya", START, embargo=START + timedelta(seconds=599), reason="r",
+                                note=None, channels={}, lead_seconds=600)
+        row = workflow.reschedule(conn, SID, "Maya", START, embargo=START + timedelta(seconds=600), reason="r",
+                                  note=None, channels={}, lead_seconds=600)
+    assert row["embargo"] == START + timedelta(seconds=600)
+
+
+def test_a_released_statement_cannot_be_rescheduled(held, smtp_sink):
+    system, clock = held()
+    clock.set(EMBARGO)
+    tick(system)
+    result = system.cli("reschedule", SID, "--embargo", (EMBARGO + timedelta(days=1)).isoformat(), "--by", "Maya",
+                        "--reason", "r")
+    assert result.code == 2 and "is released" in result.err and "cannot move" in result.err
+
+
+def test_a_correction_before_the_release_goes_to_the_holders_and_the_copy_to_everyone_else(
+        held, smtp_sink, statement_file):
+    system, clock = held()
+    result = system.cli("import", statement_file(body_extra="The maps cover 1,200 homes."),
+                        "--note", "Adds the number of homes.")
+    assert result.code == 0
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    result = system.cli("schedule", SID)
+    assert result.code == 0, result.err
+    tick(system)
+    later = messages(smtp_sink)[2:]
+    by_address = {m["To"].addresses[0].addr_spec: m for m in later}
+    assert sorted(by_address) == ["ana@paper.example.com", "bob@wire.example.net", "cy@radio.example.org"]
+    corrected = by_address["ana@paper.example.com"]
+    assert corrected["Subject"].startswith("CORRECTED: EMBARGOED UNTIL 00:01 GMT 2 March 2027: ")
+    text = corrected.get_body(("plain",)).get_content()
+    assert "What changed: Adds the number of homes." in text and "1,200 homes" in text
+    assert corrected["In-Reply-To"] == messages(smtp_sink)[0]["Message-ID"] or \
+        corrected["In-Reply-To"] == messages(smtp_sink)[1]["Message-ID"]
+    fresh = by_address["cy@radio.example.org"]
+    assert fresh["Subject"].startswith("EMBARGOED UNTIL") and "What changed" not in fresh.get_body(
+        ("plain",)).get_content() and fresh["In-Reply-To"] is None
+    assert sorted(r for r in rows(system) if r[1] == 2) == [
+        ("correction", 2, "ana@paper.example.com", "sent"), ("correction", 2, "bob@wire.example.net", "sent"),
+        ("statement", 2, "cy@radio.example.org", "sent")]
