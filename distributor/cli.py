@@ -65,7 +65,7 @@ def open_app(args, require_schema: bool = True) -> App:
         if not current:
             raise ConfigError("the database schema is missing or old; run 'distributor init'",
                               where=str(config.path))
-    return App(config, engine, Clock())
+    return App(config, engine, getattr(args, "clock", None) or Clock())
 
 
 def cannot_open(config: Config, exc: OperationalError | ProgrammingError) -> ConfigError:
@@ -158,14 +158,17 @@ def cmd_import(args) -> int:
 
 def statement_view(conn, statement_id: str) -> dict:
     row = workflow.get(conn, statement_id)
-    document = workflow.content(conn, statement_id, row["revision"])
+    published = row["published_revision"]
+    shown = published if published is not None else row["revision"]  # the public's version, once there is one
+    document = workflow.content(conn, statement_id, shown)
     return {
         "id": statement_id, "kind": document.kind, "title": document.title,
         "date": document.date.isoformat() if document.date else None,
         "reference": document.reference, "serial": document.serial,
         "embargo": iso_z(row["embargo"] or document.embargo), "body": list(document.body),
         "contacts": document.contacts, "classification": document.classification, "summary": document.summary,
-        "status": row["status"], "revision": row["revision"], "approved_by": row["approved_by"],
+        "status": row["status"], "revision": shown, "working_revision": row["revision"],
+        "generation": row["generation"], "approved_by": row["approved_by"],
         "approved_at": iso_z(row["approved_at"]), "send_embargoed_at": iso_z(row["send_embargoed_at"]),
         "released_at": iso_z(row["released_at"]), "channels": row["channels"],
     }
@@ -179,7 +182,9 @@ def cmd_show(args) -> int:
         print(json.dumps(view, ensure_ascii=False, indent=2))
         return 0
     office = app.config.office
-    lines = [f"{view['id']}  [{view['status']}, revision {view['revision']}]", "",
+    working = view["working_revision"]
+    pending = f"; revision {working} in the making" if working != view["revision"] else ""
+    lines = [f"{view['id']}  [{view['status']}, revision {view['revision']}{pending}]", "",
              f"{view['kind']} · {view['date'] or 'no date'} · {view['reference'] or 'no reference'}"
              + (f" · {view['serial']}" if view["serial"] else ""), "", view["title"], "=" * min(len(view["title"]), 78)]
     if view["embargo"]:
@@ -796,8 +801,10 @@ def setup_logging(level: int) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING if level < 1 else logging.INFO)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, clock: Clock | None = None) -> int:
+    """Run one command; ``clock`` (default: the system's) is the time every command acts at."""
     args = build_parser().parse_args(argv)
+    args.clock = clock
     setup_logging(args.verbose - args.quiet)
     try:
         return args.func(args)

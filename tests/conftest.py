@@ -198,11 +198,11 @@ class Result:
 def run(capsys):
     """Run the CLI in-process: run(config, "import", "file.txt") → Result."""
 
-    def invoke(config: Path | None, *args: str) -> Result:
+    def invoke(config: Path | None, *args: str, clock: Clock | None = None) -> Result:
         capsys.readouterr()
         argv = (["--config", str(config)] if config else []) + [str(a) for a in args]
         try:
-            code = cli.main(argv)
+            code = cli.main(argv, clock)
         except SystemExit as exc:  # argparse
             code = exc.code
         captured = capsys.readouterr()
@@ -230,7 +230,12 @@ class System:
         self.dispatcher.heartbeat.start()  # a live worker; channels open on first use
 
     def cli(self, *args):
+        """A command at the real time."""
         return self.run(self.config_path, *args)
+
+    def at(self, *args):
+        """A command at this system's clock, as a press officer would type it at that moment."""
+        return self.run(self.config_path, *args, clock=self.clock)
 
     def close(self):
         self.dispatcher.close()

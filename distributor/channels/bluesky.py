@@ -18,10 +18,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from distributor import deliveries
 from distributor.channels.base import Channel, Job
 from distributor.channels.social import accounts, count_graphemes, fit, links, render_post, unique_names
 from distributor.config import Office, Table, secret, secure_url
-from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
+from distributor.outcomes import Claimed, Kind, Outcome, Report, Result, Variant
+from distributor.store import reading
 from distributor.transports import http
 from distributor.transports.file import JsonFolder
 
@@ -180,19 +182,62 @@ class BlueskyChannel(Channel):
         return f"{text}\n\n[{count_graphemes(text)} of {LIMIT} graphemes as Bluesky counts them]\n"
 
     def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
+        posts, replies = self.earlier_posts(job, rows)
+
         def handle(row: Claimed) -> Outcome:
             account = self.accounts.get(row.target)
             if account is None:
                 return Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured")
+            original = posts.get(row.target)
+            if job.kind is not Kind.STATEMENT and original is None:
+                return Outcome(row.id, Result.FAILED, f"no post of {job.statement_id} on {account.name} to "
+                                                      f"{'delete' if job.kind is Kind.RETRACTION else 'reply to'}")
+            transport = self.transports[account.name]
+            if job.kind is Kind.RETRACTION:  # the post and every correction reply under it
+                keys = [record_key(remote) for remote in (original, *replies.get(row.target, []))]
+                return transport.post(row, {"action": "delete", "rkeys": [k for k in keys if k]})
+            title, summary = job.statement.title, job.statement.first_sentence()
+            if job.kind is Kind.CORRECTION:  # Bluesky has no edit: a reply under the original post
+                title = f"Correction: {title}"
+                summary = (job.notice.note if job.notice and job.notice.note else "") or summary
             try:
-                text = fit(render, job.statement.title, job.statement.first_sentence(), LIMIT, count_graphemes)
+                text = fit(render, title, summary, LIMIT, count_graphemes)
             except ValueError as exc:
                 return Outcome(row.id, Result.FAILED, str(exc))
             assert job.embargo is not None  # public: delivered only after the lift
-            rkey = tid(job.embargo, f"{job.statement_id}/r{job.revision}/{account.name}")
-            return self.transports[account.name].post(row, {"rkey": rkey, "record": self.record(job, text)})
+            record = self.record(job, text)
+            if job.kind is Kind.CORRECTION and job.notice is not None and original is not None:
+                ref = reference(original)
+                record["reply"] = {"root": ref, "parent": ref}
+                key = tid(job.notice.at, f"{job.statement_id}/r{job.revision}/{job.tag}/{account.name}")
+            else:
+                key = tid(job.embargo, f"{job.statement_id}/r{job.revision}/{account.name}"
+                          + (f"/{job.tag}" if job.tag else ""))
+            return transport.post(row, {"rkey": key, "record": record})
 
         self.each_target(rows, report, handle)
+
+    def earlier_posts(self, job: Job, rows: list[Claimed]) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """Account → "uri cid" of the post a correction replies to or a retraction deletes; and → its replies."""
+        if job.kind is Kind.STATEMENT:
+            return {}, {}
+        with reading(self.context.engine) as conn:
+            posts = deliveries.first_copies(conn, job.statement_id, self.name, [r.target for r in rows],
+                                            job.generation)
+            replies = deliveries.sent_of_kind(conn, job.statement_id, self.name, Kind.CORRECTION)
+        return posts, replies
+
+
+def reference(remote: str) -> dict:
+    """A strong reference ({uri, cid}) from a delivery's remote id ("uri cid")."""
+    uri, _, cid = remote.partition(" ")
+    return {"uri": uri, "cid": cid}
+
+
+def record_key(remote: str) -> str | None:
+    """The record key of a post from its remote id ("at://did/app.bsky.feed.post/<rkey> cid")."""
+    uri = remote.split(" ")[0]
+    return uri.rsplit("/", 1)[-1] if uri.startswith("at://") and f"/{COLLECTION}/" in uri else None
 
 
 class BlueskyHttp(http.HttpTransport):
@@ -212,11 +257,14 @@ class BlueskyHttp(http.HttpTransport):
         self.session = None
 
     def send(self, row: Claimed, payload: dict) -> Outcome:
-        session, rkey, record = self.session, payload["rkey"], payload["record"]
+        session = self.session
         assert session is not None  # made by open(), which post() calls first
         failed = session.ensure()
         if failed is not None:
             return Outcome(row.id, failed.result, f"session: {failed.detail}", retry_after=failed.retry_after)
+        if payload.get("action") == "delete":
+            return self.delete(row, payload["rkeys"])
+        rkey, record = payload["rkey"], payload["record"]
         if row.attempts:
             existing = self.existing(rkey)
             if existing:
@@ -231,6 +279,17 @@ class BlueskyHttp(http.HttpTransport):
             return Outcome(row.id, Result.SENT, "record already existed (earlier attempt)",
                            remote_id=existing or f"at://{session.did}/{COLLECTION}/{rkey}")
         return Outcome(row.id, reply.result, reply.detail, retry_after=reply.retry_after)
+
+    def delete(self, row: Claimed, rkeys: list[str]) -> Outcome:
+        """Delete each record (deleting one that is gone already succeeds, as the PDS answers)."""
+        session = self.session
+        assert session is not None
+        for key in rkeys:
+            reply = session.call("POST", "com.atproto.repo.deleteRecord",
+                                 json={"repo": session.did, "collection": COLLECTION, "rkey": key})
+            if reply.result is not Result.SENT:
+                return Outcome(row.id, reply.result, reply.detail, retry_after=reply.retry_after)
+        return Outcome(row.id, Result.SENT, f"deleted {len(rkeys)} record(s)", remote_id=" ".join(rkeys) or None)
 
     def existing(self, rkey: str) -> str | None:
         session = self.session

@@ -109,8 +109,8 @@ class FeedChannel(Channel):
         for row, statement, first_imported in entries:
             job = Job(row["id"], row["revision"], statement, row["embargo"], row["send_embargoed_at"],
                       first_created=first_imported, version_created=row["imported_at"])
-            # published at the lift; updated again only if a later revision changed the content
-            entry_updated = max(row["released_at"], row["imported_at"])
+            # published at the lift; updated again when a correction is published
+            entry_updated = max(row["released_at"], row.get("corrected_at") or row["released_at"])
             newest = max(newest, entry_updated) if newest else entry_updated
             entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
             ET.SubElement(entry, f"{{{ATOM}}}id").text = statement_uri(office, job)

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
+from distributor import deliveries
 from distributor.channels.base import Channel, Job, idempotency_key
-from distributor.channels.social import accounts, count_mastodon, fit, render_post, unique_names
+from distributor.channels.social import accounts, count_mastodon, fit, links, render_post, unique_names
 from distributor.config import Office, Table, secret, secure_url
-from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
+from distributor.outcomes import Claimed, Kind, Outcome, Report, Result, Variant
+from distributor.store import reading
 from distributor.transports import http
 from distributor.transports.file import JsonFolder
 
@@ -86,26 +88,49 @@ class MastodonChannel(Channel):
 
     def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
         statement = job.statement
+        posted = self.first_posts(job, rows)
 
         def handle(row: Claimed) -> Outcome:
             account = self.accounts.get(row.target)
             if account is None:
                 return Outcome(row.id, Result.FAILED, f"account {row.target!r} is no longer configured")
             transport = self.transports[account.name]
+            status = posted.get(row.target)
+            if job.kind is not Kind.STATEMENT and status is None:
+                return Outcome(row.id, Result.FAILED, f"no status of {job.statement_id} on {account.name} to "
+                                                      f"{'delete' if job.kind is Kind.RETRACTION else 'edit'}")
+            if job.kind is Kind.RETRACTION:
+                return transport.post(row, {"action": "delete", "id": status})
             limit, url_length = transport.limits()
             try:
                 text = self.text(job, render, limit, url_length)
             except ValueError as exc:
                 return Outcome(row.id, Result.FAILED, str(exc))
-            body = {"status": text, "visibility": account.visibility,
-                    "language": (statement.language or self.context.config.office.language)[:2]}
+            language = (statement.language or self.context.config.office.language)[:2]
+            if job.kind is Kind.CORRECTION:  # Mastodon edits a status in place (PUT /api/v1/statuses/:id)
+                return transport.post(row, {"action": "edit", "id": status, "status": text, "language": language})
+            body = {"status": text, "visibility": account.visibility, "language": language}
             return transport.post(row, body)
 
         self.each_target(rows, report, handle)
 
 
+    def first_posts(self, job: Job, rows: list[Claimed]) -> dict[str, str]:
+        """Account → id of the status a correction edits or a retraction deletes."""
+        if job.kind is Kind.STATEMENT:
+            return {}
+        with reading(self.context.engine) as conn:
+            found = deliveries.first_copies(conn, job.statement_id, self.name, [r.target for r in rows],
+                                            job.generation)
+        return {target: remote.split()[0] for target, remote in found.items()}
+
+
+IDEMPOTENCY_SECONDS = 3600  # how long Mastodon remembers an Idempotency-Key
+
+
 class MastodonHttp(http.HttpTransport):
-    """POST /api/v1/statuses with the account's bearer token and an Idempotency-Key."""
+    """POST /api/v1/statuses with the account's bearer token and an Idempotency-Key; PUT to edit, DELETE to
+    retract. A retry of a post later than Mastodon remembers the key first looks for the status it may have made."""
 
     def __init__(self, account: MastodonAccount, clock):
         super().__init__(clock)
@@ -133,13 +158,48 @@ class MastodonHttp(http.HttpTransport):
         return found
 
     def send(self, row: Claimed, payload: dict) -> Outcome:
+        auth = {"Authorization": f"Bearer {self.token}"}
+        action = payload.get("action")
+        if action is not None:
+            url = f"{self.account.base_url}/api/v1/statuses/{payload['id']}"
+            if action == "delete":
+                reply = self.client.send("DELETE", url, headers=auth)
+                if reply.response is not None and reply.response.status_code == 404:
+                    return Outcome(row.id, Result.SENT, "already deleted", remote_id=payload["id"])
+            else:
+                reply = self.client.send("PUT", url, headers=auth,
+                                         json={"status": payload["status"], "language": payload["language"]})
+            return Outcome(row.id, reply.result, reply.detail, remote_id=payload["id"] if reply.result is
+                           Result.SENT else None, retry_after=reply.retry_after)
+        if row.attempts and (self.client.clock.now() - row.due_at).total_seconds() > IDEMPOTENCY_SECONDS:
+            found = self.find(payload["status"])
+            if found:
+                return Outcome(row.id, Result.SENT, "already posted by an earlier attempt", remote_id=found)
         reply = self.client.send("POST", f"{self.account.base_url}/api/v1/statuses", json=payload, headers={
-            "Authorization": f"Bearer {self.token}", "Idempotency-Key": idempotency_key(row, self.account.name)})
+            **auth, "Idempotency-Key": idempotency_key(row, self.account.name)})
         remote = None
         if reply.result is Result.SENT:
             data = reply.json()
             remote = " ".join(str(data[k]) for k in ("id", "url") if data.get(k)) or None
         return Outcome(row.id, reply.result, reply.detail, remote_id=remote, retry_after=reply.retry_after)
+
+
+    def find(self, text: str) -> str | None:
+        """The account's recent status carrying this post's link, as "id url"; None if there is none."""
+        urls = [url for _, _, url in links(text)]
+        if not urls:
+            return None
+        auth = {"Authorization": f"Bearer {self.token}"}
+        me = self.client.send("GET", f"{self.account.base_url}/api/v1/accounts/verify_credentials", headers=auth)
+        if me.result is not Result.SENT or not me.json().get("id"):
+            return None
+        reply = self.client.send("GET", f"{self.account.base_url}/api/v1/accounts/{me.json()['id']}/statuses",
+                                 headers=auth, params={"limit": 40})
+        statuses = reply.response.json() if reply.result is Result.SENT and reply.response is not None else []
+        for status in statuses if isinstance(statuses, list) else []:
+            if isinstance(status, dict) and urls[-1] in str(status.get("content", "")):
+                return " ".join(str(status[k]) for k in ("id", "url") if status.get(k))
+        return None
 
 
 class MastodonFile(JsonFolder):

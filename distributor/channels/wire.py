@@ -23,7 +23,7 @@ from distributor.channels.base import Channel, Job, idempotency_key, tables_of
 from distributor.channels.social import unique_names
 from distributor.clock import iso_z
 from distributor.config import Office, Table, between, secret
-from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
+from distributor.outcomes import Claimed, Kind, Outcome, Report, Result, Variant
 from distributor.render import statement_uri
 from distributor.transports import http
 from distributor.transports.file import JsonFolder
@@ -49,11 +49,11 @@ def ninjs(job: Job, office: Office, text: str, html: str) -> dict:
         "uri": statement_uri(office, job),
         "type": "text",
         "profile": "press-release",
-        "version": str(job.revision),
-        "versionCreated": iso_z(job.version_created or job.embargo),
+        "version": str(job.notice.version if job.notice else 1),  # every publication: release, correction, retraction
+        "versionCreated": iso_z(job.notice.at if job.notice else (job.version_created or job.embargo)),
         "firstCreated": iso_z(job.first_created or job.embargo),
         "contentCreated": iso_z(job.first_created or job.embargo),
-        "pubStatus": "usable",
+        "pubStatus": "canceled" if job.kind is Kind.RETRACTION else "usable",
         "language": s.language or office.language,
         "headlines": [{"role": "main", "contentType": "text/plain", "value": s.title}],
         "bodies": [{"role": "main", "contentType": "text/plain", "value": text},

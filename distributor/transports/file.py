@@ -61,7 +61,8 @@ class MailFolder:
 
 class JsonFolder:
     """The ``file`` transport of the HTTP channels: what would have been posted, as JSON, one file per delivery
-    (``<statement>.r<revision>.<target>.json``, written atomically). Reports sent, with the path as remote id."""
+    (``<statement>.r<revision>[.<kind>.g<generation>.n<notice>].<target>.json``, written atomically). Reports
+    sent, with the path as remote id."""
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -77,6 +78,7 @@ class JsonFolder:
             folder = real_folder(self.directory)
         except SymlinkRefused as exc:
             return Outcome(row.id, Result.FAILED, str(exc))
-        path = folder / f"{safe_name(f'{row.statement_id}.r{row.revision}.{row.target}')}.json"
+        tag = f".{row.tag}" if row.tag else ""
+        path = folder / f"{safe_name(f'{row.statement_id}.r{row.revision}{tag}.{row.target}')}.json"
         write_atomically(path, json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8"))
         return Outcome(row.id, Result.SENT, remote_id=str(path))

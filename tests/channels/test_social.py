@@ -78,6 +78,9 @@ class MastodonServer:
         self.posts = []
         self.keys = []
         self.responses = []
+        self.statuses_by_id = {}
+        self.edits = []
+        self.deleted = []
 
     def instance(self, request):
         return Response(json.dumps({"configuration": {"statuses": {
@@ -98,8 +101,40 @@ class MastodonServer:
             return self.responses.pop(0)
         self.posts.append(body)
         n = len(self.posts)
+        self.statuses_by_id[f"1100{n}"] = body
         return Response(json.dumps({"id": f"1100{n}", "url": f"https://social.example/@press/1100{n}"}),
                         content_type="application/json")
+
+    def authorised(self, request):
+        return request.headers.get("Authorization") == "Bearer mastodon-token-123"
+
+    def status(self, request):
+        """PUT (edit) or DELETE one status, as /api/v1/statuses/:id does: 404 for an unknown id."""
+        if not self.authorised(request):
+            return Response('{"error": "The access token is invalid"}', status=401, content_type="application/json")
+        status_id = request.path.rsplit("/", 1)[-1]
+        if status_id not in self.statuses_by_id:
+            return Response('{"error": "Record not found"}', status=404, content_type="application/json")
+        if request.method == "DELETE":
+            self.deleted.append(status_id)
+            del self.statuses_by_id[status_id]
+        else:
+            body = request.get_json()
+            assert isinstance(body.get("status"), str) and count_mastodon(body["status"]) <= self.limit
+            self.edits.append((status_id, body))
+            self.statuses_by_id[status_id] = {**self.statuses_by_id[status_id], **body}
+        return Response(json.dumps({"id": status_id}), content_type="application/json")
+
+    def me(self, request):
+        if not self.authorised(request):
+            return Response('{"error": "The access token is invalid"}', status=401, content_type="application/json")
+        return Response('{"id": "42", "username": "press"}', content_type="application/json")
+
+    def account_statuses(self, request):
+        assert request.path == "/api/v1/accounts/42/statuses"
+        return Response(json.dumps([{"id": i, "url": f"https://social.example/@press/{i}",
+                                     "content": f"<p>{b['status']}</p>"} for i, b in reversed(
+                                         self.statuses_by_id.items())]), content_type="application/json")
 
 
 @pytest.fixture
@@ -107,6 +142,12 @@ def mastodon_server(httpserver):
     server = MastodonServer()
     httpserver.expect_request("/api/v2/instance", method="GET").respond_with_handler(server.instance)
     httpserver.expect_request("/api/v1/statuses", method="POST").respond_with_handler(server.statuses)
+    for method in ("PUT", "DELETE"):
+        httpserver.expect_request(re.compile(r"/api/v1/statuses/\w+"), method=method).respond_with_handler(
+            server.status)
+    httpserver.expect_request("/api/v1/accounts/verify_credentials", method="GET").respond_with_handler(server.me)
+    httpserver.expect_request(re.compile(r"/api/v1/accounts/\w+/statuses"), method="GET").respond_with_handler(
+        server.account_statuses)
     return server
 
 
@@ -176,6 +217,7 @@ class PDS:
         self.records = {}
         self.creates = 0
         self.fail_after_store = False
+        self.deletes = []
 
     def json(self, data, status=200):
         return Response(json.dumps(data), status=status, content_type="application/json")
@@ -243,6 +285,11 @@ class PDS:
         for facet in record.get("facets", []):
             start, end = facet["index"]["byteStart"], facet["index"]["byteEnd"]
             assert record["text"].encode()[start:end].decode() == facet["features"][0]["uri"]
+        if "reply" in record:  # strong references to posts that exist
+            for ref in (record["reply"]["root"], record["reply"]["parent"]):
+                rkey = ref["uri"].rsplit("/", 1)[-1]
+                if rkey not in self.records or self.records[rkey]["cid"] != ref["cid"]:
+                    return self.json({"error": "InvalidRequest", "message": "reply to an unknown post"}, 400)
         self.creates += 1
         if body["rkey"] in self.records:
             return self.json({"error": "InternalServerError", "message": "Internal Server Error"}, 500)
@@ -252,6 +299,16 @@ class PDS:
             self.fail_after_store = False
             return self.json({"error": "InternalServerError"}, 502)
         return self.json({"uri": uri, "cid": f"bafyrei{body['rkey']}"})
+
+    def delete_record(self, request):
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
+        body = request.get_json()
+        assert body["repo"] == self.DID and body["collection"] == "app.bsky.feed.post"
+        self.records.pop(body["rkey"], None)  # deleting a record that is gone succeeds, as on a real PDS
+        self.deletes.append(body["rkey"])
+        return self.json({})
 
     def get_record(self, request):
         refused = self.refusal(request)
@@ -271,6 +328,7 @@ def pds(httpserver):
         ("com.atproto.server.refreshSession", "POST", server.refresh_session),
         ("com.atproto.repo.createRecord", "POST", server.create_record),
         ("com.atproto.repo.getRecord", "GET", server.get_record),
+        ("com.atproto.repo.deleteRecord", "POST", server.delete_record),
     ]:
         httpserver.expect_request(f"/xrpc/{nsid}", method=method).respond_with_handler(handler)
     return server
