@@ -165,15 +165,20 @@ def planned_channels(conn: Connection, statement_id: str, revision: int, generat
 
 
 def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: dict[str, datetime],
-                     now: datetime) -> None:
-    """Move rows not yet sent to their channel's new due time; cancel rows of channels no longer chosen."""
+                     now: datetime, lift: tuple[datetime, datetime] | None = None) -> None:
+    """Move rows not yet sent to their channel's new due time; cancel rows of channels no longer chosen. With
+    ``lift`` (old embargo, new embargo), rows due at the old lift (the released version) move to the new one."""
     unsent = [deliveries.c.statement_id == statement_id, deliveries.c.revision == revision,
-              deliveries.c.status.in_(CLAIMABLE)]
+              deliveries.c.status.in_(CLAIMABLE), deliveries.c.kind == Kind.STATEMENT.value]
+    conn.execute(update(deliveries).where(*unsent, deliveries.c.channel.not_in(list(due))).values(
+        status=DeliveryStatus.CANCELLED.value, last_error="channel dropped by reschedule", updated_at=now))
+    if lift is not None:
+        conn.execute(update(deliveries).where(*unsent, deliveries.c.due_at == lift[0]).values(
+            due_at=lift[1], next_attempt_at=lift[1], updated_at=now))
+        unsent.append(deliveries.c.due_at != lift[1])
     for channel, due_at in due.items():
         conn.execute(update(deliveries).where(*unsent, deliveries.c.channel == channel).values(
             due_at=due_at, next_attempt_at=due_at, updated_at=now))
-    conn.execute(update(deliveries).where(*unsent, deliveries.c.channel.not_in(list(due))).values(
-        status=DeliveryStatus.CANCELLED.value, last_error="channel dropped by reschedule", updated_at=now))
 
 
 def _live():

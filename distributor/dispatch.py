@@ -165,6 +165,9 @@ class Dispatcher:
         channel = self.channels[name]
         job = self.job(conn, row["id"], row["revision"])
         assert job.embargo is not None  # only scheduled statements are planned
+        if name not in deliveries.planned_channels(conn, job.statement_id, job.revision, job.generation):
+            deliveries.plan_chunk(conn, job.statement_id, job.revision, name, list(channel.release_targets(conn, job)),
+                                  job.embargo, now, job.generation)
         planned = deliveries.plan(conn, job.statement_id, job.revision, name, channel.targets(conn, job),
                                   channel.due_at(job.embargo, job.send_embargoed_at), now, job.generation)
         self.planned(conn, job, name, planned, now)
@@ -179,6 +182,10 @@ class Dispatcher:
             for chunk in batched(channel.targets(source, job), PLAN_CHUNK):
                 with self.engine.begin() as conn:
                     deliveries.plan_chunk(conn, job.statement_id, job.revision, name, list(chunk), due, now,
+                                          job.generation)
+            for chunk in batched(channel.release_targets(source, job), PLAN_CHUNK):  # the rest, at the lift
+                with self.engine.begin() as conn:
+                    deliveries.plan_chunk(conn, job.statement_id, job.revision, name, list(chunk), job.embargo, now,
                                           job.generation)
         with self.engine.begin() as conn:
             self.planned(conn, job, name, deliveries.finish_plan(conn, job.statement_id, job.revision, name, now,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -226,6 +227,11 @@ class Standing:
     embargo_ok: bool = False
     suppressed: bool = False
 
+    @property
+    def awaits_release(self) -> bool:
+        """A member who may not have the embargoed copy but gets the released version at the lift."""
+        return self.member and not self.embargo_ok and not self.suppressed
+
     def refusal(self, embargoed: bool, list_name: str) -> str | None:
         """Why this address may not have the copy now, or None. Only an embargoed copy needs a vetted member."""
         if self.suppressed:
@@ -237,19 +243,37 @@ class Standing:
         return None
 
 
-def standing(conn: Connection, list_name: str, emails: list[str]) -> dict[str, Standing]:
-    """Each address's standing (by address as given), read in two queries whatever the number."""
+def standing(conn: Connection, list_name: str, emails: list[str],
+             release_lists: tuple[str, ...] = ()) -> dict[str, Standing]:
+    """Each address's standing (by address as given), read in two queries whatever the number. A member of a
+    release list only counts as a member who is not vetted: the released version is theirs, at the lift."""
     keys = {key(e): e for e in emails}
-    found = {r.email_key: r for r in conn.execute(select(
-        recipients.c.email_key, recipients.c.name, recipients.c.embargo_ok).where(
-        recipients.c.list_name == list_name, recipients.c.email_key.in_(list(keys))))}
+    found: dict[str, Any] = {}
+    for r in conn.execute(select(
+            recipients.c.email_key, recipients.c.name, recipients.c.embargo_ok, recipients.c.list_name).where(
+            recipients.c.list_name.in_((list_name, *release_lists)), recipients.c.email_key.in_(list(keys)))):
+        if r.list_name == list_name or r.email_key not in found:
+            found[r.email_key] = (r.name, bool(r.embargo_ok) and r.list_name == list_name)
     suppressed = is_suppressed(conn, emails)
     result = {}
     for k, email in keys.items():
         row = found.get(k)
-        result[email] = Standing(name=row.name if row else "", member=row is not None,
-                                 embargo_ok=bool(row and row.embargo_ok), suppressed=k in suppressed)
+        result[email] = Standing(name=row[0] if row else "", member=row is not None,
+                                 embargo_ok=bool(row and row[1]), suppressed=k in suppressed)
     return result
+
+
+def release_members(conn: Connection, list_name: str, release_lists: tuple[str, ...],
+                    skip: set[str]) -> Iterator[str]:
+    """Who gets the released version at the lift: the list's members not vetted for embargoes, then the members
+    of each release list; each address once (by its key), none in ``skip`` (keys), none unsubscribed."""
+    seen = set(skip)
+    for name in (list_name, *release_lists):
+        for address in eligible(conn, name, embargoed=False):
+            k = key(address)
+            if k not in seen:
+                seen.add(k)
+                yield address
 
 
 def remove(conn: Connection, list_name: str, email: str) -> bool:

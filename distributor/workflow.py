@@ -310,7 +310,7 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
                          f"--embargo TIME --by NAME --reason TEXT', which tells them", where="--embargo")
     if row["status"] == S.SCHEDULED.value:
         due = {name: channel.due_at(embargo, send_at) for name, channel in channels.items()}
-        deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at)
+        deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at, lift=(row["embargo"], embargo))
     elif held and "email" in channels:
         _correct_holders(conn, row, held, actor, at, send_at, reason)
     source = EmbargoSource.DOCUMENT if embargo == document.embargo else EmbargoSource.SET
@@ -391,7 +391,7 @@ def reschedule(conn: Connection, statement_id: str, actor: str, at: datetime, *,
                          f"(delivery.notice_lead_seconds)", where="--embargo")
     send_at = row["send_embargoed_at"] if row["send_embargoed_at"] < embargo else at
     due = {name: channel.due_at(embargo, send_at) for name, channel in channels.items()}
-    deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at)
+    deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at, lift=(previous, embargo))
     _move(conn, row, S.SCHEDULED, at, embargo=embargo, embargo_source=EmbargoSource.SET.value,
           send_embargoed_at=send_at)
     notified = _notify(conn, row, Kind.EMBARGO_CHANGE, {"email": held}, actor, at, note=note,

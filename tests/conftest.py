@@ -162,6 +162,7 @@ lease_seconds = {lease_seconds}
 [channels.email]
 transport = "{transport}"
 list = "embargo"
+{email_extra}
 
 [channels.email.smtp]
 host = "127.0.0.1"
@@ -178,11 +179,12 @@ directory = "outbox"
 def write_config(tmp_path, db_url):
     def write(transport: str = "file", smtp_port: int = 25, smtp_extra: str = "", batch_size: int = 500,
               extra: str = "", name: str = "distributor.toml", lease_seconds: float = 60,
-              connections: int = 2) -> Path:
+              connections: int = 2, email_extra: str = "") -> Path:
         path = tmp_path / name
         path.write_text(CONFIG.format(templates=TEMPLATES, db_url=db_url, transport=transport, smtp_port=smtp_port,
                                       smtp_extra=smtp_extra, batch_size=batch_size,
-                                      lease_seconds=lease_seconds, connections=connections) + extra, encoding="utf-8")
+                                      lease_seconds=lease_seconds, connections=connections,
+                                      email_extra=email_extra) + extra, encoding="utf-8")
         return path
     return write
 

@@ -205,3 +205,68 @@ def test_a_correction_before_the_release_goes_to_the_holders_and_the_copy_to_eve
     assert sorted(r for r in rows(system) if r[1] == 2) == [
         ("correction", 2, "ana@paper.example.com", "sent"), ("correction", 2, "bob@wire.example.net", "sent"),
         ("statement", 2, "cy@radio.example.org", "sent")]
+
+
+# -- the rest of the list, at the lift -----------------------------------------------------------------------------
+
+def test_unvetted_members_and_release_lists_get_the_released_version_at_the_lift_and_only_then(
+        make_system, smtp_sink, statement_file, tmp_path):
+    clock = FixedClock(START)
+    system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port,
+                         email_extra='release_lists = ["newsdesks"]')
+    lists = {"embargo": LIST + "tv@tv.example.org,Tess,TV,no\ngone@tv.example.org,Gone,TV,no\n",
+             "newsdesks": "email,name\ndesk@daily.example.com,Desk\nANA@paper.example.com,Ana again\n"
+                          "tv@tv.example.org,Tess again\n"}
+    for name, text in lists.items():
+        csv = tmp_path / f"{name}.csv"
+        csv.write_text(text, encoding="utf-8")
+        assert system.cli("recipients", "import", csv, "--list", name).code == 0
+    assert system.cli("recipients", "unsubscribe", "gone@tv.example.org").code == 0
+    assert system.cli("import", statement_file()).code == 0
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.cli("schedule", SID, "--embargo", EMBARGO.isoformat(), "--send-embargoed-at", START.isoformat(),
+                      "--channels", "email").code == 0
+    tick(system)
+    embargoed = messages(smtp_sink)
+    assert sorted(m["To"].addresses[0].addr_spec for m in embargoed) == ["ana@paper.example.com",
+                                                                          "bob@wire.example.net"]
+    clock.set(EMBARGO - timedelta(seconds=1))
+    tick(system)
+    assert len(smtp_sink.messages) == 2  # nothing for the others before the lift
+    clock.set(EMBARGO)
+    tick(system)
+    released = messages(smtp_sink)[2:]
+    assert sorted(m["To"].addresses[0].addr_spec for m in released) == ["desk@daily.example.com",
+                                                                         "tv@tv.example.org"]
+    assert all(not m["Subject"].startswith("EMBARGOED") for m in released)
+    assert all("EMBARGOED" not in m.get_body(("plain",)).get_content() for m in released)
+    log = {(r["target"], r["variant"]) for r in json.loads(system.cli("log", SID, "--format", "json").out)}
+    assert log == {("ana@paper.example.com", "embargoed"), ("bob@wire.example.net", "embargoed"),
+                   ("desk@daily.example.com", "released"), ("tv@tv.example.org", "released")}
+
+
+def test_a_journalist_de_vetted_while_waiting_gets_the_released_version_at_the_lift(
+        make_system, smtp_sink, statement_file, tmp_path):
+    clock = FixedClock(START)
+    system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port)
+    smtp_sink.handler.rcpt_replies["ana@paper.example.com"] = "451 4.3.0 try later"
+    csv = tmp_path / "list.csv"
+    csv.write_text(LIST, encoding="utf-8")
+    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+    assert system.cli("import", statement_file()).code == 0
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.cli("schedule", SID, "--embargo", EMBARGO.isoformat(), "--send-embargoed-at", START.isoformat(),
+                      "--channels", "email").code == 0
+    tick(system)
+    del smtp_sink.handler.rcpt_replies["ana@paper.example.com"]
+    csv.write_text(LIST.replace("Paper,yes", "Paper,no"), encoding="utf-8")
+    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+    clock.advance(3600)
+    tick(system)
+    [row] = [r for r in json.loads(system.cli("log", SID, "--format", "json").out) if r["target"].startswith("ana")]
+    assert (row["status"], row["next_attempt_at"]) == ("pending", "2027-03-02T00:01:00Z")
+    assert "the released version goes at the lift" in row["error"]
+    clock.set(EMBARGO)
+    tick(system)
+    [copy] = [m for m in messages(smtp_sink) if m["To"].addresses[0].addr_spec == "ana@paper.example.com"]
+    assert not copy["Subject"].startswith("EMBARGOED")

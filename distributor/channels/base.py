@@ -130,6 +130,10 @@ class Channel(ABC):
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         """Every target of this statement on this channel."""
 
+    def release_targets(self, conn: Connection, job: Job) -> Iterable[str]:
+        """Targets of a channel that sends ahead of the embargo who get the released version at the lift."""
+        return ()
+
     @classmethod
     def due_at(cls, embargo: datetime, send_embargoed_at: datetime | None) -> datetime:
         """Public channels are due at the embargo; the others when embargoed copies go out. Builds nothing."""

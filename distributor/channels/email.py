@@ -41,6 +41,7 @@ class EmailSettings:
     list: str
     smtp: SmtpSettings
     directory: Path
+    release_lists: tuple[str, ...] = ()  # their members, and the list's unvetted ones, get the release at the lift
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,11 @@ class EmailChannel(Channel):
         f = t.table("file")
         directory = f.path("directory", "../outbox/email")
         f.done()
+        release_lists = t.get("release_lists", list, [])
+        if not all(isinstance(name, str) and name.strip() for name in release_lists):
+            raise t.error("release_lists", "expected a list of list names, e.g. [\"newsdesks\"]")
         settings = EmailSettings(transport=transport, list=t.get("list", str, "embargo"), smtp=smtp,
-                                 directory=directory)
+                                 directory=directory, release_lists=tuple(release_lists))
         t.done()
         return settings
 
@@ -159,6 +163,14 @@ class EmailChannel(Channel):
         for address in recipients.eligible(conn, self.settings.list, embargoed=True):
             if address not in corrected:
                 yield address
+
+    def release_targets(self, conn: Connection, job: Job) -> Iterable[str]:
+        """The list's members who are not vetted, and the release lists' members: the released version, at the
+        lift. Nobody who has (or is about to get) this revision otherwise."""
+        skip = {recipients.key(a) for a in deliveries.holders_of_revision(
+            conn, job.statement_id, job.revision, job.generation)}
+        skip.update(recipients.key(a) for a in recipients.eligible(conn, self.settings.list, embargoed=True))
+        return recipients.release_members(conn, self.settings.list, self.settings.release_lists, skip)
 
     def render(self, job: Job, variant: Variant, subject_prefix: str = "") -> RenderedEmail:
         renderer = self.context.renderer
@@ -238,7 +250,7 @@ class EmailChannel(Channel):
     def deliver(self, job: Job, rendered: RenderedEmail, rows: list[Claimed], report: Report) -> None:
         targets = [row.target for row in rows]
         with reading(self.context.engine) as conn:  # checked again now: a journalist may have been de-vetted
-            standing = recipients.standing(conn, self.settings.list, targets)
+            standing = recipients.standing(conn, self.settings.list, targets, self.settings.release_lists)
             threads = deliveries.first_copies(conn, job.statement_id, self.name, targets, job.generation) \
                 if job.kind is not Kind.STATEMENT else {}
         # a notice goes to whoever holds the copy, vetted still or not; the statement's text only to the vetted
@@ -248,6 +260,9 @@ class EmailChannel(Channel):
         ids: dict[int, str] = {}
 
         def prepare(row: Claimed) -> Outcome | None:
+            if embargoed and standing[row.target].awaits_release:
+                return Outcome(row.id, Result.REFUSED, "not vetted for embargoed copies: the released version goes "
+                                                       "at the lift", not_before=job.embargo)
             refusal = standing[row.target].refusal(embargoed, self.settings.list)
             if refusal:
                 return Outcome(row.id, Result.CANCELLED, refusal)
