@@ -20,6 +20,7 @@ from wcwidth import wcswidth, wcwidth
 from distributor import __version__, csvout, deliveries, recipients, workflow
 from distributor import channels as channel_registry
 from distributor import config as config_module
+from distributor import status as status_module
 from distributor import workers as workers_module
 from distributor.channels.base import Job
 from distributor.channels.email import EmailChannel
@@ -345,7 +346,8 @@ def cmd_reschedule(args) -> int:
     assert embargo is not None  # required
     with app.engine.begin() as conn:
         row = workflow.get(conn, args.id)
-        chosen = {n: channel_registry.REGISTRY[n] for n in row["channels"] or [] if n in channel_registry.REGISTRY}
+        chosen: dict[str, workflow.Timed] = {n: channel_registry.REGISTRY[n] for n in row["channels"] or []
+                                             if n in channel_registry.REGISTRY}
         previous = row["embargo"]
         row = workflow.reschedule(conn, args.id, actor(args), app.clock.now(), embargo=embargo,
                                   reason=checked_text(args.reason, "--reason", 1000),
@@ -473,6 +475,34 @@ def cmd_audit(args) -> int:
               [[i["at"], i["actor"], i["action"], i["statement"] or "-",
                 cut(", ".join(f"{k}={v}" for k, v in i["detail"].items()), 80)] for i in items])
     return 0
+
+
+def cmd_status(args) -> int:
+    """Exit 0 when nothing needs attention, 1 when something does (for cron and monitoring)."""
+    app = open_app(args)
+    with reading(app.engine) as conn:
+        found = status_module.report(conn, app.clock.now(), app.config.delivery)
+    if args.format == "json":
+        print(json.dumps(found, ensure_ascii=False, indent=2, default=lambda v: iso_z(v)))
+        return 1 if found["needs_attention"] else 0
+    office = app.config.office
+    verdict = "needs attention: " + "; ".join(found["reasons"]) if found["needs_attention"] else "all well"
+    print(f"distributor status at {when(found['at'])}: {verdict}")
+    print(f"\nOpen alerts ({len(found['alerts'])})")
+    for a in found["alerts"]:
+        print(f"  {iso_z(a['raised_at'])}  {visible(a['text'])}")
+    for title, section in (("Failed deliveries, last 7 days", "failed"), ("Overdue deliveries", "overdue")):
+        part = found[section]
+        print(f"\n{title} ({part['count']})")
+        if part["rows"]:
+            table(["statement", "channel", "kind", "target", "due_at", "note"],
+                  [[r["statement_id"], r["channel"], r["kind"], r["target"], iso_z(r["due_at"]) or "-",
+                    cut(r["last_error"] or "", 60)] for r in part["rows"]])
+    print(f"\nScheduled in the next 24 hours ({len(found['scheduled'])})")
+    for s in found["scheduled"]:
+        print(f"  {s['id']}: embargo {when(s['embargo'], office.timezone)}")
+    print(f"\nWorkers running: {found['workers_running']}")
+    return 1 if found["needs_attention"] else 0
 
 
 def cmd_workers(args) -> int:
@@ -718,6 +748,11 @@ def build_parser() -> Parser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_audit)
 
+    p = sub.add_parser("status", help="what needs attention: open alerts, failed and overdue deliveries, what is "
+                                      "due in 24 hours; exits 1 when something needs attention")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("workers", help="the `run` processes seen by this database, and how long ago each beat")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_workers)
@@ -785,6 +820,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
             "distributor log --channel social --format csv > deliveries.csv"),
     "audit": ("distributor audit tro-01-001-2026",),
     "workers": ("distributor workers",),
+    "status": ("distributor status", "distributor status --format json || notify-the-duty-officer"),
     "recipients import": ("distributor recipients import recipients/journalists.csv --list embargo",
                           "distributor recipients import journalists.csv --list embargo --replace --by 'Kim Ahn'"),
     "recipients remove": ("distributor recipients remove ana@paper.example.com --list embargo --by 'Kim Ahn'",),

@@ -123,6 +123,14 @@ def holders_of_revision(conn: Connection, statement_id: str, revision: int, gene
         deliveries.c.status != DeliveryStatus.CANCELLED.value)).scalars())
 
 
+def unsent_embargoed(conn: Connection, statement_id: str, generation: int, embargo: datetime) -> int:
+    """Email copies of the current schedule due before the embargo (embargoed ones) and not sent or failed yet."""
+    return conn.execute(select(func.count()).select_from(deliveries).where(
+        deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+        deliveries.c.generation == generation, deliveries.c.status.in_(ACTIVE), deliveries.c.due_at < embargo,
+        deliveries.c.kind.in_((Kind.STATEMENT.value, Kind.CORRECTION.value)))).scalar_one()
+
+
 def first_copies(conn: Connection, statement_id: str, channel: str, targets: Iterable[str],
                  generation: int | None = None) -> dict[str, str]:
     """Target → remote id of the earliest sent copy (the Message-ID a notice threads under, the post a
@@ -135,7 +143,7 @@ def first_copies(conn: Connection, statement_id: str, channel: str, targets: Ite
     found: dict[str, str] = {}
     for target, remote in conn.execute(select(deliveries.c.target, deliveries.c.remote_id).where(*condition)
                                        .order_by(deliveries.c.sent_at.desc(), deliveries.c.id.desc())):
-        found[target] = remote  # the earliest wins: rows come newest first
+        found[str(target)] = str(remote)  # the earliest wins: rows come newest first
     return found
 
 
@@ -146,7 +154,7 @@ def sent_of_kind(conn: Connection, statement_id: str, channel: str, kind: Kind) 
             deliveries.c.statement_id == statement_id, deliveries.c.channel == channel,
             deliveries.c.kind == kind.value, deliveries.c.status == DeliveryStatus.SENT.value,
             deliveries.c.remote_id.is_not(None)).order_by(deliveries.c.id)):
-        found.setdefault(target, []).append(remote)
+        found.setdefault(str(target), []).append(str(remote))
     return found
 
 
@@ -248,7 +256,8 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
                 deliveries.c.target, deliveries.c.attempts, deliveries.c.due_at,
                 deliveries.c.attempts_since_requeue, deliveries.c.kind, deliveries.c.generation,
                 deliveries.c.notice)).all()
-    return Batch(token, sorted((Claimed(*r[:8], Kind(r[8]), r[9], r[10]) for r in rows), key=lambda c: c.id))
+    claimed = [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], Kind(r[8]), r[9], r[10]) for r in rows]
+    return Batch(token, sorted(claimed, key=lambda c: c.id))
 
 
 def release(conn: Connection, batch: Batch, now: datetime) -> int:
@@ -400,8 +409,8 @@ def complete_plans(conn: Connection, now: datetime) -> list[dict]:
         active = conn.execute(select(deliveries.c.id).where(deliveries.c.status.in_(ACTIVE), *copies).limit(1)).first()
         if active is not None:
             continue  # cheap while a long send is under way; counted once, when it is done
-        counts = dict(conn.execute(select(deliveries.c.status, func.count()).where(*copies)
-                                   .group_by(deliveries.c.status)).all())
+        counts: dict[str, int] = dict(conn.execute(select(deliveries.c.status, func.count()).where(*copies)
+                                                   .group_by(deliveries.c.status)).all())
         if not any(counts.get(s, 0) for s in ACTIVE):
             marked = conn.execute(update(plans).where(
                 plans.c.statement_id == p["statement_id"], plans.c.revision == p["revision"],

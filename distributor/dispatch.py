@@ -9,9 +9,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import groupby, islice
 
-from distributor import deliveries, workflow
+from distributor import alerts, deliveries, workflow
 from distributor.channels import Channel, Context, Job
 from distributor.channels.base import Notice, embargo_now
+from distributor.clock import clock_time
 from distributor.outcomes import Kind, Outcome, Result
 from distributor.recording import Recorder
 from distributor.statements.model import StatementStatus
@@ -50,6 +51,8 @@ class Dispatcher:
         self._warned: set[tuple[str, str]] = set()
         self._lists: dict[tuple[str, int, str], dict] = {}  # long lists due, left by advance() for plan_lists()
         self._lists_lock = threading.Lock()
+        self._alerts_to_send: list[str] = []
+        self._faulty_since: dict[str, datetime] = {}  # channel → first of an unbroken run of transport faults
 
     def open(self) -> None:
         """Register this worker and open every channel; if one fails, close what was opened and re-raise."""
@@ -122,6 +125,8 @@ class Dispatcher:
                     lifted += 1
                     log.info("%s: embargo lifted at %s (%.3fs after %s)", row["id"], now.isoformat(),
                              (now - row["embargo"]).total_seconds(), row["embargo"].isoformat())
+                    self.unsent_at_lift(conn, row, now)
+        self.resolve_lift_alerts(now)
         if defer_lists:
             with self._lists_lock:
                 for row, name in later:
@@ -130,6 +135,62 @@ class Dispatcher:
             for row, name in later:
                 self.plan_in_chunks(row, name, now)
         return lifted
+
+    # -- alerts ----------------------------------------------------------------------------------------------
+    def alert(self, conn, key: str, text: str, now: datetime, **about) -> None:
+        if alerts.raise_alert(conn, key, text, self.actor, now, **about):
+            self._alerts_to_send.append(text)
+
+    def send_alerts(self) -> None:
+        """Hand the alerts raised (and committed) so far to ``delivery.alert_command``."""
+        while self._alerts_to_send:
+            alerts.notify(self.policy.alert_command, self._alerts_to_send.pop(0))
+
+    def unsent_at_lift(self, conn, row: dict, now: datetime) -> None:
+        """An alert when journalists on the list had not all got the embargoed copy by the lift."""
+        unsent = deliveries.unsent_embargoed(conn, row["id"], row["generation"], row["embargo"])
+        if unsent:
+            self.alert(conn, f"unsent-at-lift:{row['id']}",
+                       f"{row['id']}: {unsent} embargoed copies were still unsent when the embargo lifted at "
+                       f"{row['embargo']:%Y-%m-%d} {clock_time(row['embargo'])} UTC; they go out as the released "
+                       f"version", now, statement_id=row["id"], channel="email")
+
+    def resolve_lift_alerts(self, now: datetime) -> None:
+        with reading(self.engine) as conn:  # most sweeps: one read, nothing open
+            open_now = alerts.open_alerts(conn, "unsent-at-lift:")
+        if open_now:
+            self.resolve_open(open_now, now)
+        self.send_alerts()
+
+    def resolve_open(self, open_now: list[dict], now: datetime) -> None:
+        with self.engine.begin() as conn:
+            for alert in open_now:
+                row = workflow.get(conn, alert["statement_id"])
+                if row["embargo"] is None or not deliveries.unsent_embargoed(conn, row["id"], row["generation"],
+                                                                               row["embargo"]):
+                    alerts.resolve(conn, alert["key"], self.actor, now, "every copy has been sent or has failed")
+
+    def transport_health(self, name: str, counts: dict[Result, int], last_fault: str | None) -> None:
+        """Alert when a channel has met only transport faults for ``delivery.alert_after_seconds``; the alert is
+        over once it sends again."""
+        now = self.clock.now()
+        key = f"transport:{name}"
+        if counts.get(Result.SENT):
+            self._faulty_since.pop(name, None)
+            with reading(self.engine) as conn:  # raised by this worker or another
+                raised = alerts.open_alerts(conn, key)
+            if raised:
+                with self.engine.begin() as conn:
+                    alerts.resolve(conn, key, self.actor, now, f"{name} is sending again")
+            return
+        if not counts or not set(counts) <= {Result.TRANSPORT}:
+            return
+        since = self._faulty_since.setdefault(name, now)
+        if (now - since).total_seconds() >= self.policy.alert_after_seconds:
+            with self.engine.begin() as conn:
+                self.alert(conn, key, f"{name}: nothing but transport faults for "
+                                      f"{(now - since).total_seconds():.0f} s: {last_fault}", now, channel=name)
+            self.send_alerts()
 
     def lists_to_plan(self) -> bool:
         with self._lists_lock:
@@ -224,6 +285,8 @@ class Dispatcher:
         channel = self.channels[name]
         jobs: dict[tuple, Job] = {}
         rendered: dict[tuple, object] = {}
+        run: dict[Result, int] = {}  # this call's outcomes, for the channel's health
+        last_fault: str | None = None
         with Recorder(self.engine, self.policy, self.clock, self.worker) as recorder:
             while not self.stopping.is_set():
                 now = self.clock.now()
@@ -267,6 +330,9 @@ class Dispatcher:
                     with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
                         deliveries.release(conn, batch, self.clock.now())
                 counts = {r: n - before.get(r, 0) for r, n in recorder.counts.items() if n != before.get(r, 0)}
+                for result, n in counts.items():
+                    run[result] = run.get(result, 0) + n
+                last_fault = next((o.detail for o in reversed(trouble) if o.result is Result.TRANSPORT), last_fault)
                 log.info("%s: batch of %d: %s", name, len(batch.rows),
                          ", ".join(f"{r.value} {n}" for r, n in sorted(counts.items())))
                 self.log_failures(name, batch, trouble)
@@ -274,6 +340,7 @@ class Dispatcher:
                     break  # nothing will succeed right now; the retry schedule brings the rows back
             totals = dict(recorder.counts)
         self.finish_plans()
+        self.transport_health(name, run, last_fault)
         return totals
 
     @staticmethod

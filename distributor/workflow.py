@@ -63,6 +63,7 @@ class Action(str, Enum):
     RETRACTED = "retracted"
     NOTIFIED = "notified"
     ALERT = "alert"
+    ALERT_RESOLVED = "alert_resolved"
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def lock(conn: Connection, statement_id: str) -> dict | None:
 
 def embargoes(conn: Connection, statement_ids: set[str]) -> dict[str, datetime | None]:
     """The current embargo of each statement, read afresh (an embargo may move while a worker sends)."""
-    return dict(conn.execute(select(statements.c.id, statements.c.embargo).where(  # type: ignore[arg-type]
+    return dict(conn.execute(select(statements.c.id, statements.c.embargo).where(
         statements.c.id.in_(list(statement_ids)))).all())
 
 
@@ -363,8 +364,8 @@ def version(conn: Connection, statement_id: str, number: int | None) -> int:
     retraction published after it, up to this notice."""
     if number is None:
         return 1
-    details = conn.execute(select(notices.c.detail).where(
-        notices.c.statement_id == statement_id, notices.c.number <= number)).scalars()
+    details: list[dict | None] = list(conn.execute(select(notices.c.detail).where(
+        notices.c.statement_id == statement_id, notices.c.number <= number)).scalars())
     return 1 + sum(1 for d in details if d and d.get("public"))
 
 

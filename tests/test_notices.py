@@ -4,17 +4,20 @@ release. Through the real loopback SMTP server and the whole pipeline (plan, cla
 import email
 import email.policy
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from pytest_httpserver import HTTPServer
+from sqlalchemy import update
 from werkzeug import Response
 
 from distributor import workflow
 from distributor.clock import FixedClock
 from distributor.errors import InputError
+from distributor.store.schema import workers
+from distributor.workers import db_now
 from tests.channels.conftest import wire
-from tests.conftest import soon, utc
+from tests.conftest import soon, utc, wait_for
 
 SID = "tro-01-001-2026"
 LIST = """email,name,outlet,embargo_ok
@@ -91,7 +94,8 @@ def test_a_withdrawal_tells_exactly_the_holders_threaded_under_their_copy(held, 
     trail = audit(system)
     assert ("notified", "Maya", {"email_targets": 2, "kind": "withdrawal", "note": "A revised statement will follow.",
                                  "notice": 1}) in trail
-    assert [t for t in trail if t[0] == "withdrawn"][0] == ("withdrawn", "Maya", {"cancelled": 0, "notified": 2, "reason": "legal advice",
+    assert [t for t in trail if t[0] == "withdrawn"][0] == ("withdrawn", "Maya", {
+        "cancelled": 0, "notified": 2, "reason": "legal advice",
                                                "note": "A revised statement will follow."})
 
 
@@ -270,3 +274,95 @@ def test_a_journalist_de_vetted_while_waiting_gets_the_released_version_at_the_l
     tick(system)
     [copy] = [m for m in messages(smtp_sink) if m["To"].addresses[0].addr_spec == "ana@paper.example.com"]
     assert not copy["Subject"].startswith("EMBARGOED")
+
+
+# -- alerts and status ---------------------------------------------------------------------------------------------
+
+def status(system) -> tuple[int, dict]:
+    result = system.at("status", "--format", "json")
+    return result.code, json.loads(result.out)
+
+
+def test_copies_unsent_at_the_lift_raise_an_alert_that_closes_when_they_are_gone(
+        make_system, smtp_sink, statement_file, tmp_path):
+    clock = FixedClock(START)
+    out = tmp_path / "alert.txt"
+    system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port,
+                         delivery_extra=f"alert_command = \"sh -c 'cat > {out}'\"")
+    smtp_sink.handler.rcpt_replies["ana@paper.example.com"] = "451 4.3.0 try later"
+    csv = tmp_path / "list.csv"
+    csv.write_text(LIST, encoding="utf-8")
+    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+    assert system.cli("import", statement_file()).code == 0
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    tick(system)
+    code, found = status(system)
+    assert code == 0 and found["reasons"] == [] and [s["id"] for s in found["scheduled"]] == [SID]  # information
+    clock.set(EMBARGO - timedelta(minutes=30))
+    with system.engine.begin() as conn:  # the only worker stopped beating a minute ago
+        conn.execute(update(workers).values(last_seen=db_now(conn) - timedelta(minutes=1)))
+    code, found = status(system)
+    assert [s["id"] for s in found["scheduled"]] == [SID]
+    assert code == 1 and found["reasons"] == [  # Ana's copy waits for a retry: overdue
+        "1 overdue deliveries", f"{SID} due within the hour and no worker running ('distributor run')"]
+    system.dispatcher.heartbeat.beat()
+    clock.set(EMBARGO)
+    tick(system)
+    code, found = status(system)
+    [alert] = found["alerts"]
+    assert alert["text"].startswith(f"{SID}: 1 embargoed copies were still unsent when the embargo lifted")
+    assert code == 1 and "1 open alert(s)" in found["reasons"]
+    assert wait_for(lambda: out.exists() and out.read_text().startswith(SID))
+    trail = audit(system)
+    assert [a for a, _, _ in trail].count("alert") == 1
+    del smtp_sink.handler.rcpt_replies["ana@paper.example.com"]
+    clock.advance(3600)
+    tick(system)
+    system.dispatcher.advance()
+    code, found = status(system)
+    assert found["alerts"] == [] and code == 0, found["reasons"]
+    assert [a for a, _, _ in audit(system)].count("alert_resolved") == 1
+
+
+def test_a_channel_meeting_only_transport_faults_raises_an_alert_after_alert_after_seconds(
+        make_system, smtp_sink, statement_file, tmp_path):
+    clock = FixedClock(START)
+    smtp_sink.handler.mail_reply = "550 5.7.1 sender not allowed"  # the session fails: a transport fault
+    system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port)
+    csv = tmp_path / "list.csv"
+    csv.write_text(LIST, encoding="utf-8")
+    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+    assert system.cli("import", statement_file()).code == 0
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    tick(system)
+    clock.advance(299)
+    system.dispatcher.deliver("email")
+    rows = json.loads(system.cli("log", SID, "--format", "json").out)
+    assert {r["status"] for r in rows} == {"retrying"}
+    assert status(system)[1]["alerts"] == []
+    clock.set(max(datetime.fromisoformat(r["next_attempt_at"]) for r in rows))  # 300 s and more since the first
+    system.dispatcher.deliver("email")
+    code, found = status(system)
+    [alert] = found["alerts"]
+    assert alert["key"] == "transport:email" and "550 5.7.1" in alert["text"] and code == 1
+    smtp_sink.handler.mail_reply = None
+    clock.advance(3600)
+    system.dispatcher.deliver("email")
+    assert status(system)[1]["alerts"] == []
+
+
+def test_failed_and_overdue_deliveries_need_attention(held, smtp_sink):
+    system, clock = held()
+    with system.engine.begin() as conn:
+        from distributor.store.schema import deliveries
+        conn.execute(update(deliveries).where(deliveries.c.target == "ana@paper.example.com").values(
+            status="failed", last_error="550 no such user", updated_at=clock.now()))
+    code, found = status(system)
+    assert code == 1 and found["failed"]["count"] == 1 and found["failed"]["rows"][0]["last_error"] == "550 no such user"
+    clock.advance(8 * 24 * 3600)
+    code, found = status(system)
+    assert found["failed"]["count"] == 0
+    text = system.at("status")
+    assert text.code == found["needs_attention"] and "Workers running" in text.out

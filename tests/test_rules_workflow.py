@@ -540,7 +540,7 @@ def test_action_names():
     assert [a.value for a in Action] == ["imported", "revised", "approval_revoked", "approved", "scheduled",
                                          "released", "withdrawn", "planned", "delivered", "unsubscribed",
                                          "embargo_overridden", "recipients_imported", "recipient_removed", "test-sent", "retried",
-                                         "rescheduled", "corrected", "retracted", "notified", "alert"]
+                                         "rescheduled", "corrected", "retracted", "notified", "alert", "alert_resolved"]
 
 
 def test_lock_returns_the_row(engine):

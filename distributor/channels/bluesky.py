@@ -194,7 +194,7 @@ class BlueskyChannel(Channel):
                                                       f"{'delete' if job.kind is Kind.RETRACTION else 'reply to'}")
             transport = self.transports[account.name]
             if job.kind is Kind.RETRACTION:  # the post and every correction reply under it
-                keys = [record_key(remote) for remote in (original, *replies.get(row.target, []))]
+                keys = [record_key(remote) for remote in (original or "", *replies.get(row.target, []))]
                 return transport.post(row, {"action": "delete", "rkeys": [k for k in keys if k]})
             title, summary = job.statement.title, job.statement.first_sentence()
             if job.kind is Kind.CORRECTION:  # Bluesky has no edit: a reply under the original post

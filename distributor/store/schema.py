@@ -144,6 +144,19 @@ notices = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Something a person must look at: open until its cause is gone. Raised and resolved by the workers.
+alerts = Table(
+    "alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False),      # what it is about, e.g. "transport:email"; one open per key
+    Column("statement_id", String(80)),
+    Column("channel", String(80)),
+    Column("text", Text, nullable=False),
+    Column("raised_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Index("ix_alerts_open", "key", "resolved_at"),
+)
+
 # One row per `distributor run` process. A stale heartbeat (judged by the database's clock) lets others take over.
 workers = Table(
     "workers", metadata,

@@ -1,4 +1,4 @@
-"""notices to embargo holders, corrections and retractions: the kind and generation of each delivery
+"""notices to embargo holders, corrections and retractions: the kind and generation of each delivery; alerts
 
 Revision ID: 0004
 Revises: 0003
@@ -44,10 +44,24 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['statement_id'], ['statements.id'], name='fk_notices_statement_id_statements'),
         sa.PrimaryKeyConstraint('statement_id', 'number', name='pk_notices'),
     )
+    op.create_table(
+        'alerts',
+        sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column('key', sa.String(length=200), nullable=False),
+        sa.Column('statement_id', sa.String(length=80), nullable=True),
+        sa.Column('channel', sa.String(length=80), nullable=True),
+        sa.Column('text', sa.Text(), nullable=False),
+        sa.Column('raised_at', UTCDateTime(), nullable=False),
+        sa.Column('resolved_at', UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint('id', name='pk_alerts'),
+    )
+    op.create_index('ix_alerts_open', 'alerts', ['key', 'resolved_at'])
     op.execute("UPDATE statements SET published_revision = revision WHERE status = 'released'")
 
 
 def downgrade() -> None:
+    op.drop_index('ix_alerts_open', table_name='alerts')
+    op.drop_table('alerts')
     op.drop_table('notices')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_constraint('uq_deliveries_target', type_='unique')
