@@ -189,7 +189,7 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
         raise StateError(f"statement {statement_id} was retracted; import the file as a new statement with "
                          f"--id NEW-ID", where=source)
     if (row["embargo_source"] == EmbargoSource.SET.value and statement.embargo is not None
-            and statement.embargo != row["embargo"]):
+            and statement.embargo != row["embargo"] and row["status"] != S.RELEASED.value):
         raise StateError(
             f"the embargo line says {_utc(statement.embargo)} but the embargo of {statement_id} was set to "
             f"{_utc(row['embargo'])}; make the line say that, or import it unchanged and move the embargo with "

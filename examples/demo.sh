@@ -17,5 +17,18 @@ echo
 echo
 "$distributor" log
 echo
-echo "Written by the file transports (embargoed email before the lift; wire, feed and social at it):"
+echo "A correction after the release: a changed file, approved, then published everywhere at once."
+mkdir -p var
+sed 's/more than 3,000 families/more than 3,200 families/' examples/statements/nhrn-12-004-2026.txt > var/corrected.txt
+"$distributor" import var/corrected.txt --note "The number of families is 3,200, not 3,000." >/dev/null
+"$distributor" approve "$id" --by "Demo Approver"
+"$distributor" correct "$id" --by "Demo Approver" --reason "figure updated by the research team"
+"$distributor" run --exit-when-idle
+echo
+"$distributor" log "$id" --channel wire
+echo
+"$distributor" status || true
+echo
+echo "Written by the file transports (embargoed email before the lift; wire, feed and social at it; then the"
+echo "correction: an email to everyone who had a copy, a new wire version, an edit and a reply on social):"
 find outbox -type f | sort

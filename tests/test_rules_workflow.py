@@ -127,6 +127,14 @@ def test_a_changed_released_statement_becomes_a_draft_revision_and_the_public_ke
     assert [(r["id"], r["published_revision"], r["content"]["body"]) for r in public] == [(SID, 1, list(DOC.body))]
 
 
+def test_the_embargo_line_of_a_correction_after_the_release_is_not_held_against_it(engine):
+    scheduled(engine)  # the embargo was set by a person: the document has no line
+    with engine.begin() as conn:
+        workflow.release(conn, workflow.get(conn, SID), "scheduler", NOW + HOUR)
+    result = imported(engine, replace(DOC, body=("Changed.",), embargo=NOW + 5 * HOUR))
+    assert (result.revision, result.changed) == (2, True)
+
+
 def test_a_retracted_statement_takes_no_new_revision(engine):
     scheduled(engine)
     with engine.begin() as conn:
