@@ -318,9 +318,10 @@ class Dispatcher:
                         job = jobs[key]
                         try:
                             variant = channel.variant(job, channel.embargo_now())
-                            if (*key, variant) not in rendered:
-                                rendered[(*key, variant)] = channel.render(job, variant)
-                            channel.send(job, rendered[(*key, variant)], rows, report)
+                            once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
+                            if once not in rendered:
+                                rendered[once] = channel.render(job, variant)
+                            channel.send(job, rendered[once], rows, report)
                         except Exception as exc:  # a bug or a broken template must not strand the rows
                             log.exception("%s: %s r%d: delivery failed", name, *key[:2])
                             for row in rows:

@@ -99,6 +99,17 @@ def test_a_withdrawal_tells_exactly_the_holders_threaded_under_their_copy(held, 
                                                "note": "A revised statement will follow."})
 
 
+def test_nothing_public_goes_out_for_a_withdrawn_statement(held, smtp_sink, httpserver):
+    posted: list = []
+    system, clock = held(extra=wire_server(httpserver, posted), channels="email,wire")
+    assert system.cli("withdraw", SID, "--by", "Maya", "--reason", "legal advice").code == 0
+    clock.set(EMBARGO + timedelta(hours=1))
+    tick(system)
+    assert posted == [] and json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "withdrawn"
+    assert {r[0] for r in rows(system)} == {"statement", "withdrawal"}
+    assert all(r["channel"] == "email" for r in json.loads(system.cli("log", SID, "--format", "json").out))
+
+
 def test_a_notice_without_a_note_states_the_facts_alone(held, smtp_sink):
     system, clock = held()
     assert system.cli("withdraw", SID, "--by", "Maya", "--reason", "legal advice").code == 0

@@ -5,17 +5,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete, insert
 
 from distributor.channels.base import EMBARGOED, RELEASED, Channel, Context, Job, idempotency_key, tables_of
 from distributor.clock import FixedClock
 from distributor.config import Table
 from distributor.outcomes import RECORDED, Claimed, Outcome, Result, Variant
 from distributor.statements.model import Statement
+from distributor.store import connect, init_schema
+from distributor.store.schema import statements
 
+# The guard reads each statement's embargo and status from the database: a real one, empty unless a test adds a row.
+ENGINE = connect(f"sqlite:///{tempfile.mkdtemp(prefix='rules-channels-')}/distributor.db")
+init_schema(ENGINE)
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 EMBARGO = NOW + timedelta(hours=1)
 DOC = Statement(title="T", body=("B.",), reference="TRO 01/001/2030")
@@ -26,7 +33,7 @@ class Plain(Channel):
     public = True
 
     def __init__(self, clock, behaviour=None):
-        super().__init__("settings", Context(None, None, clock, None))
+        super().__init__("settings", Context(None, ENGINE, clock, None))
         self.behaviour = behaviour or (lambda rows, report: [report(Outcome(r.id, Result.SENT)) for r in rows])
         self.delivered: list = []
 
@@ -87,6 +94,40 @@ def test_public_channel_refuses_every_row_before_the_embargo(caplog):
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert caplog.records[0].getMessage() == (f"plain: refused 2 deliveries of tro-01-001-2030: embargo until {EMBARGO} "
                                               f"(now {EMBARGO - timedelta(microseconds=1)})")
+
+
+@pytest.fixture
+def stored():
+    """The statement as the database holds it: stored(embargo=..., status=...)."""
+    def store(embargo, status="scheduled"):
+        with ENGINE.begin() as conn:
+            conn.execute(delete(statements))
+            conn.execute(insert(statements).values(id="tro-01-001-2030", status=status, revision=2, embargo=embargo,
+                                                   created_at=NOW, updated_at=NOW))
+    yield store
+    with ENGINE.begin() as conn:
+        conn.execute(delete(statements))
+
+
+def test_the_guard_follows_the_embargo_in_the_database_not_the_one_in_the_job(stored):
+    stored(EMBARGO + timedelta(days=1))  # moved a day later after the job was read
+    channel = Plain(FixedClock(EMBARGO))
+    outcomes, report = collect()
+    channel.send(job(), "r", claimed(1), report)
+    assert outcomes == [Outcome(1, Result.REFUSED, "refused: embargo", not_before=EMBARGO + timedelta(days=1))]
+    stored(EMBARGO - timedelta(minutes=5), status="released")  # moved earlier, and lifted
+    outcomes, report = collect()
+    Plain(FixedClock(EMBARGO - timedelta(minutes=1))).send(job(), "r", claimed(2), report)
+    assert outcomes == [Outcome(2, Result.SENT)]
+
+
+def test_the_guard_cancels_what_a_withdrawal_left_in_flight(stored):
+    stored(EMBARGO - timedelta(minutes=5), status="withdrawn")
+    channel = Plain(FixedClock(EMBARGO))
+    outcomes, report = collect()
+    channel.send(job(), "r", claimed(1, 2), report)
+    assert channel.delivered == [] and outcomes == [Outcome(1, Result.CANCELLED, "withdrawn"),
+                                                    Outcome(2, Result.CANCELLED, "withdrawn")]
 
 
 def test_public_channel_acts_at_the_embargo_instant():

@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from sqlalchemy.engine import Engine
 
 from distributor.clock import Clock
 from distributor.config import Config, Table
 from distributor.outcomes import Claimed, Kind, Outcome, Receipt, Report, Result, Variant, publication_tag
 from distributor.render import Renderer
-from distributor.statements.model import Statement
+from distributor.statements.model import Statement, StatementStatus
+from distributor.store import reading
+from distributor.store.schema import statements
 
 log = logging.getLogger("distributor.channels")
 
@@ -213,12 +215,26 @@ class Channel(ABC):
                 report(Outcome(row.id, Result.RETRY, detail))
 
     def embargo_refusal(self, job: Job, rows: list[Claimed]) -> list[Outcome] | None:
-        """The embargo guard: a public channel refuses every row while the statement is under embargo."""
+        """The embargo guard: a public channel refuses every row while the statement is under embargo, and
+        cancels them once it is withdrawn. The embargo and the status are read from the database now, never
+        taken from the job, which may have been read before the embargo moved."""
         if not self.public:
             return None
+        embargo, status = self.current(job)
+        if status == StatementStatus.WITHDRAWN.value:
+            log.warning("%s: cancelled %d deliveries of %s: withdrawn", self.name, len(rows), job.statement_id)
+            return [Outcome(row.id, Result.CANCELLED, "withdrawn") for row in rows]
         now = self.embargo_now()
-        if job.embargo is not None and now >= job.embargo:
+        if embargo is not None and now >= embargo:
             return None
         log.warning("%s: refused %d deliveries of %s: embargo until %s (now %s)", self.name, len(rows),
-                    job.statement_id, job.embargo, now)
-        return [Outcome(row.id, Result.REFUSED, "refused: embargo", not_before=job.embargo) for row in rows]
+                    job.statement_id, embargo, now)
+        return [Outcome(row.id, Result.REFUSED, "refused: embargo", not_before=embargo) for row in rows]
+
+    def current(self, job: Job) -> tuple[datetime | None, str | None]:
+        """The statement's embargo and status as the database has them now (the job's, for one it does not
+        hold: a preview)."""
+        with reading(self.context.engine) as conn:
+            row = conn.execute(select(statements.c.embargo, statements.c.status).where(
+                statements.c.id == job.statement_id)).first()
+        return (row[0], row[1]) if row is not None else (job.embargo, None)
