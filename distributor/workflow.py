@@ -193,7 +193,9 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
         raise StateError(
             f"the embargo line says {_utc(statement.embargo)} but the embargo of {statement_id} was set to "
             f"{_utc(row['embargo'])}; make the line say that, or import it unchanged and move the embargo with "
-            f"'distributor schedule {statement_id} --embargo TIME --override-embargo'", where=source)
+            + (f"'distributor reschedule {statement_id} --embargo TIME --by NAME --reason TEXT'"
+               if row["status"] == S.SCHEDULED.value else
+               f"'distributor schedule {statement_id} --embargo TIME --override-embargo'"), where=source)
     revision = row["revision"] + 1
     was_approved = row["approved_revision"] is not None and row["approved_revision"] != row["published_revision"]
     _add_revision(conn, statement_id, revision, statement, digest, source, actor, at, note)

@@ -135,7 +135,7 @@ def test_embargo_cannot_move_for_a_new_revision_once_journalists_hold_a_copy(mak
     result = system.cli("import", statement_file(embargo="EMBARGOED FOR: 00:01 GMT Thursday 7 January 2027",
                                                  body_extra="A correction."))
     assert result.code == 2 and "the embargo line says 2027-01-07 00:01 UTC" in result.err
-    assert "--override-embargo" in result.err and result.err.count("\n") == 1
+    assert "distributor reschedule" in result.err and result.err.count("\n") == 1
     # Without the line it becomes revision 2, approved afresh.
     result = system.cli("import", statement_file(body_extra="A correction."))
     assert result.code == 0 and "approval is revoked" in result.err

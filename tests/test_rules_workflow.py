@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from distributor import deliveries, workflow
 from distributor.errors import InputError, StateError
 from distributor.statements.model import Statement, StatementStatus
-from distributor.store.schema import deliveries as delivery_rows
 from distributor.store.schema import statements
+from distributor.store.schema import statements as statements_table
 from distributor.workflow import Action
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -241,7 +241,12 @@ def test_a_new_revision_must_agree_with_an_embargo_set_by_a_person(engine):
         workflow.import_statement(conn, replace(DOC, embargo=NOW + 2 * HOUR, body=("Changed.",)), "b.txt", "ana", NOW)
     assert err.value.where == "b.txt"
     assert "the embargo line says 2030-01-01 14:00 UTC but the embargo of" in err.value.message
-    assert "--override-embargo" in err.value.message
+    assert f"'distributor reschedule {SID} --embargo TIME --by NAME --reason TEXT'" in err.value.message  # scheduled
+    with engine.begin() as conn:  # not yet scheduled: the way is schedule --override-embargo
+        conn.execute(update(statements).values(status="approved"))
+    with engine.begin() as conn, pytest.raises(StateError) as err:
+        workflow.import_statement(conn, replace(DOC, embargo=NOW + 2 * HOUR, body=("Changed.",)), "b.txt", "ana", NOW)
+    assert f"'distributor schedule {SID} --embargo TIME --override-embargo'" in err.value.message
     with engine.begin() as conn:  # a line that agrees, or none, is fine
         assert workflow.import_statement(conn, replace(DOC, embargo=NOW + HOUR, body=("Changed.",)), "b.txt", "ana",
                                          NOW).revision == 2
