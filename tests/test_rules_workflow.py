@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from distributor import deliveries, workflow
 from distributor.errors import InputError, StateError
 from distributor.statements.model import Statement, StatementStatus
+from distributor.store.schema import deliveries as delivery_rows
 from distributor.store.schema import statements
-from distributor.store.schema import statements as statements_table
 from distributor.workflow import Action
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
