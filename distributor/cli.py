@@ -10,25 +10,22 @@ import logging
 import os
 import re
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from wcwidth import wcswidth, wcwidth
 
-from distributor import __version__, csvout, deliveries, recipients, workflow
+from distributor import __version__, csvout, deliveries, operations, recipients, workflow
 from distributor import channels as channel_registry
 from distributor import config as config_module
 from distributor import status as status_module
+from distributor import users as users_module
 from distributor import workers as workers_module
-from distributor.channels.base import Job
-from distributor.channels.email import EmailChannel
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
 from distributor.errors import ConfigError, InputError, UserError, checked_text, one_line
-from distributor.outcomes import Result, Variant
-from distributor.render import Renderer, when
+from distributor.outcomes import Variant
+from distributor.render import when
 from distributor.statements import parse_file
 from distributor.statements.times import parse_instant
 from distributor.store import connect, init_schema, reading
@@ -43,19 +40,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-@dataclass
-class App:
-    config: Config
-    engine: Engine
-    clock: Clock
-
-    def context(self) -> channel_registry.Context:
-        return channel_registry.Context(self.config, self.engine, self.clock,
-                                        Renderer(self.config.paths.templates, self.config.office),
-                                        workers_module.database_clock(self.engine))
-
-
-def open_app(args, require_schema: bool = True) -> App:
+def open_app(args, require_schema: bool = True) -> operations.App:
     config = channel_registry.load_config(config_module.config_path(args.config))
     engine = connect(config.database_url)
     if require_schema:
@@ -66,7 +51,7 @@ def open_app(args, require_schema: bool = True) -> App:
         if not current:
             raise ConfigError("the database schema is missing or old; run 'distributor init'",
                               where=str(config.path))
-    return App(config, engine, getattr(args, "clock", None) or Clock())
+    return operations.App(config, engine, getattr(args, "clock", None) or Clock())
 
 
 def cannot_open(config: Config, exc: OperationalError | ProgrammingError) -> ConfigError:
@@ -224,7 +209,7 @@ def cmd_list(args) -> int:
 def cmd_approve(args) -> int:
     app = open_app(args)
     with app.engine.begin() as conn:
-        row = workflow.approve(conn, args.id, actor(args), app.clock.now())
+        row = workflow.approve(conn, args.id, actor(args), app.clock.now(), four_eyes=app.config.office.four_eyes)
     print(f"{args.id}: approved by {row['approved_by']} (revision {row['revision']})")
     return 0
 
@@ -234,54 +219,21 @@ def cmd_schedule(args) -> int:
     embargo = parse_time(args.embargo, "--embargo")
     send_at = parse_time(args.send_embargoed_at, "--send-embargoed-at")
     with app.engine.begin() as conn:
-        row = workflow.get(conn, args.id)
-        document = workflow.content(conn, args.id, row["revision"])
-        chosen = channel_registry.choose(args.channels, app.config.channels, document.channels)
-        row = workflow.schedule(conn, args.id, actor(args), app.clock.now(), embargo=embargo,
-                                send_embargoed_at=send_at, channels={n: channel_registry.REGISTRY[n] for n in chosen},
-                                override_embargo=args.override_embargo,
-                                reason=optional_text(args.reason, "--reason"))
+        row, chosen = operations.schedule(app, conn, args.id, actor(args), embargo=embargo, send_embargoed_at=send_at,
+                                          channels=args.channels, override_embargo=args.override_embargo,
+                                          reason=optional_text(args.reason, "--reason"))
     office = app.config.office
     print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
           f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}")
     return 0
 
 
-def preview_job(conn, statement_id: str, revision: int | None) -> Job:
-    """The statement (the current revision, or ``revision``) as a channel would get it; an unscheduled one carries
-    its document's own embargo."""
-    from distributor.dispatch import Dispatcher
-
-    number = revision or workflow.get(conn, statement_id)["revision"]
-    revisions = workflow.imported_at(conn, statement_id)
-    if number not in revisions:
-        raise InputError(f"{statement_id} has revisions 1 to {max(revisions)}, not {number}", where="--revision")
-    job = Dispatcher.job(conn, statement_id, number)
-    return replace(job, embargo=job.embargo or job.statement.embargo)
-
-
 def cmd_preview(args) -> int:
     app = open_app(args)
-    channels = channel_registry.build(app.context())
-    name = args.channel
-    channel_registry.expand(name, "--channel")
-    if name not in channels:
-        raise InputError(f"channel {name!r} is not configured (add [channels.{name}] to the config)", where="--channel")
-    channel = channels[name]
-    if args.format is not None and name != "email":
-        raise InputError(f"--format applies to email; {name} has one form", where="--format")
-    with reading(app.engine) as conn:
-        job = preview_job(conn, args.id, args.revision)
-    if args.variant == Variant.EMBARGOED.value and channel.public:
-        raise InputError(f"{name} is public: it only ever carries the released statement", where="--variant")
-    variant = Variant(args.variant) if args.variant else channel.variant(job, app.clock.now())
-    if isinstance(channel, EmailChannel):
-        text = channel.preview(job, variant, args.format or "eml")
-    else:
-        text = channel.preview(job, variant)
+    text, job, variant = operations.preview(app, args.id, args.channel, args.variant, args.format, args.revision)
     if args.output:
         write_atomically(Path(args.output), text.encode("utf-8"))
-        print(f"{args.output}: {name} preview of {args.id} r{job.revision} ({variant.value})")
+        print(f"{args.output}: {args.channel} preview of {args.id} r{job.revision} ({variant.value})")
     else:
         sys.stdout.write(text)
     return 0
@@ -289,27 +241,12 @@ def cmd_preview(args) -> int:
 
 def cmd_send_test(args) -> int:
     app = open_app(args)
-    addresses = [recipients.typed_address(address, "--to") for address in args.to]
-    channels = channel_registry.build(app.context())
-    if "email" not in channels:
-        raise InputError("the email channel is not configured", where="send-test")
     with reading(app.engine) as conn:
-        job = preview_job(conn, args.id, None)
-    email = channels["email"]
-    assert isinstance(email, EmailChannel)
-    variant = email.variant(job, app.clock.now())
-    results = email.send_test(job, variant, addresses)
-    with app.engine.begin() as conn:
-        workflow.record(conn, workflow.Action.TEST_SENT, actor(args), app.clock.now(), args.id, job.revision,
-                        to=addresses, variant=variant.value,
-                        results={addresses[h.key]: h.result.value + (f": {h.detail}" if h.detail else "")
-                                 for h in results})
-    failed = 0
-    for handed in results:
-        status = "sent" if handed.result is Result.SENT else f"not sent ({handed.result.value}: {handed.detail})"
-        failed += handed.result is not Result.SENT
-        print(f"{addresses[handed.key]}: test copy of {args.id} r{job.revision} {status}")
-    return 1 if failed else 0
+        revision = workflow.get(conn, args.id)["revision"]
+    results = operations.send_test(app, args.id, args.to, actor(args))
+    for address, _, what in results:
+        print(f"{address}: test copy of {args.id} r{revision} {what}")
+    return 0 if all(sent for _, sent, _ in results) else 1
 
 
 def cmd_retry(args) -> int:
@@ -345,14 +282,10 @@ def cmd_reschedule(args) -> int:
     embargo = parse_time(args.embargo, "--embargo")
     assert embargo is not None  # required
     with app.engine.begin() as conn:
-        row = workflow.get(conn, args.id)
-        chosen: dict[str, workflow.Timed] = {n: channel_registry.REGISTRY[n] for n in row["channels"] or []
-                                             if n in channel_registry.REGISTRY}
-        previous = row["embargo"]
-        row = workflow.reschedule(conn, args.id, actor(args), app.clock.now(), embargo=embargo,
-                                  reason=checked_text(args.reason, "--reason", 1000),
-                                  note=optional_text(args.note, "--note"), channels=chosen,
-                                  lead_seconds=app.config.delivery.notice_lead_seconds)
+        previous = workflow.get(conn, args.id)["embargo"]
+        row = operations.reschedule(app, conn, args.id, actor(args), embargo=embargo,
+                                    reason=checked_text(args.reason, "--reason", 1000),
+                                    note=optional_text(args.note, "--note"))
         held = deliveries.holders(conn, args.id, row["generation"])
     office = app.config.office
     print(f"{args.id}: embargo moved from {when(previous)} to {when(row['embargo'])} = "
@@ -389,24 +322,6 @@ def cmd_run(args) -> int:
     return runner.run(exit_when_idle=args.exit_when_idle)
 
 
-LOG_FIELDS = ["statement", "revision", "kind", "generation", "channel", "target", "status", "attempts", "error",
-              "due_at", "sent_at", "late_seconds", "variant", "remote_id", "next_attempt_at"]
-
-
-def log_record(row: dict) -> dict:
-    late = (row["sent_at"] - row["due_at"]).total_seconds() if row["sent_at"] else None
-    return {
-        "statement": row["statement"], "revision": row["revision"], "kind": row["kind"],
-        "generation": row["generation"], "channel": row["channel"],
-        "target": row["target"], "status": row["status"], "attempts": row["attempts"], "error": row["error"],
-        "due_at": iso_z(row["due_at"]), "sent_at": iso_z(row["sent_at"]),
-        "late_seconds": round(late, 3) if late is not None else None, "variant": row["variant"],
-        "after_lift": bool(row["sent_at"] and row["embargo"] and row["sent_at"] >= row["embargo"]),
-        "remote_id": row["remote_id"],
-        "next_attempt_at": iso_z(row["next_attempt_at"]) if row["status"] in deliveries.CLAIMABLE else None,
-    }
-
-
 ATTEMPT_FIELDS = ["at", "statement", "channel", "target", "worker", "outcome", "reply"]
 
 
@@ -440,12 +355,12 @@ def cmd_log(args) -> int:
             print_attempts(conn, args)
             return 0
         channels = channel_registry.expand(args.channel) if args.channel else None
-        records = (log_record(r) for r in deliveries.log_rows(conn, args.id)
+        records = (operations.log_record(r) for r in deliveries.log_rows(conn, args.id)
                    if (not args.status or r["status"] == args.status) and (not channels or r["channel"] in channels))
         if args.format == "json":
             print(json.dumps(list(records), ensure_ascii=False, indent=2))
         elif args.format == "csv":
-            csvout.write(sys.stdout, [*LOG_FIELDS, "after_lift"], records)
+            csvout.write(sys.stdout, [*operations.LOG_FIELDS, "after_lift"], records)
         else:
             counts: dict[str, int] = {}
             rows = []
@@ -503,6 +418,73 @@ def cmd_status(args) -> int:
         print(f"  {s['id']}: embargo {when(s['embargo'], office.timezone)}")
     print(f"\nWorkers running: {found['workers_running']}")
     return 1 if found["needs_attention"] else 0
+
+
+def read_password(args) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise InputError("no terminal to ask for the password; use --password-stdin", where="password")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise InputError("the two passwords differ", where="password")
+    return first
+
+
+def cmd_users_add(args) -> int:
+    app = open_app(args)
+    password = read_password(args)
+    with app.engine.begin() as conn:
+        users_module.add(conn, args.name, users_module.Role(args.role), password, app.clock.now())
+        workflow.record(conn, workflow.Action.USER_ADDED, actor(args), app.clock.now(), user=args.name, role=args.role)
+    print(f"{args.name}: added as {args.role}")
+    return 0
+
+
+def cmd_users_passwd(args) -> int:
+    app = open_app(args)
+    password = read_password(args)
+    with app.engine.begin() as conn:
+        users_module.set_password(conn, args.name, password, app.clock.now())
+        workflow.record(conn, workflow.Action.USER_CHANGED, actor(args), app.clock.now(), user=args.name,
+                        change="password")
+    print(f"{args.name}: password set; their sessions have ended")
+    return 0
+
+
+def cmd_users_remove(args) -> int:
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        users_module.remove(conn, args.name)
+        workflow.record(conn, workflow.Action.USER_REMOVED, actor(args), app.clock.now(), user=args.name)
+    print(f"{args.name}: removed")
+    return 0
+
+
+def cmd_users_list(args) -> int:
+    app = open_app(args)
+    with reading(app.engine) as conn:
+        found = users_module.listing(conn)
+    if args.format == "json":
+        print(json.dumps([{**u, "created_at": iso_z(u["created_at"])} for u in found], indent=2))
+    elif not found:
+        print("no users yet: 'distributor users add NAME --role editor'")
+    else:
+        table(["user", "role", "since"], [[u["name"], u["role"], iso_z(u["created_at"]) or ""] for u in found])
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from waitress import serve
+
+    from distributor.web import create_app
+
+    app = open_app(args)
+    web = create_app(app.config, app.engine, app.clock)
+    print(f"serving on http://{args.host}:{args.port}/ (office.base_url: {app.config.office.base_url or 'not set'})",
+          file=sys.stderr)
+    serve(web, host=args.host, port=args.port, threads=args.threads, ident="distributor")
+    return 0
 
 
 def cmd_workers(args) -> int:
@@ -780,11 +762,37 @@ def build_parser() -> Parser:
     p.add_argument("--list")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_recipients_list)
+    u = sub.add_parser("users", help="people who use the web app").add_subparsers(dest="users_command", required=True,
+                                                                                parser_class=Parser)
+    p = u.add_parser("add", help="add a user; the password is asked for, or read from standard input")
+    p.add_argument("name", metavar="NAME", help="the login name")
+    p.add_argument("--role", required=True, choices=[r.value for r in users_module.Role],
+                   help="manager (reads everything) or editor (also imports, approves, schedules ...)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_users_add)
+    p = u.add_parser("passwd", help="set a user's password; their sessions end")
+    p.add_argument("name", metavar="NAME", help="the login name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_users_passwd)
+    p = u.add_parser("remove", help="remove a user; their sessions end")
+    p.add_argument("name", metavar="NAME", help="the login name")
+    p.set_defaults(func=cmd_users_remove)
+    p = u.add_parser("list", help="list the users and their roles")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_users_list)
+
+    p = sub.add_parser("serve", help="serve the web app (waitress); it does not deliver: run 'distributor run' beside it")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="the port (default: 8080)")
+    p.add_argument("--threads", type=int, default=8, help="worker threads (default: 8)")
+    p.set_defaults(func=cmd_serve)
+
+    nested = {"recipients": r, "users": u}
     for command, examples in EXAMPLES.items():
         words = command.split()
         target = sub.choices[words[0]]
         if len(words) > 1:
-            target = r.choices[words[1]]
+            target = nested[words[0]].choices[words[1]]
         target.epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
         target.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
@@ -826,6 +834,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "recipients remove": ("distributor recipients remove ana@paper.example.com --list embargo --by 'Kim Ahn'",),
     "recipients unsubscribe": ("distributor recipients unsubscribe ana@paper.example.com",),
     "recipients list": ("distributor recipients list --list embargo",),
+    "users add": ("distributor users add maya --role editor", "printf '%s' \"$PASSWORD\" | distributor users add "
+                  "kim --role manager --password-stdin"),
+    "users passwd": ("distributor users passwd maya",),
+    "users remove": ("distributor users remove kim",),
+    "users list": ("distributor users list",),
+    "serve": ("distributor serve", "distributor serve --host 0.0.0.0 --port 8080"),
 }
 
 

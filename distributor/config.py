@@ -148,6 +148,13 @@ def secure_url(value: str) -> str:
     raise ValueError(f"expected an https:// URL (http:// only to this machine), got {value!r}")
 
 
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return value
+    raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+
+
 def between(low: float, high: float, low_open: bool = False) -> Callable[[float], float]:
     """A check for a number in [low, high] ((low, high] with ``low_open``)."""
     def check(value: float) -> float:
@@ -169,6 +176,8 @@ class Office:
     public_url: str
     language: str
     located: str | None = None
+    base_url: str | None = None    # the web app's public address: links and unsubscribe URLs
+    four_eyes: bool = False        # an editor may not approve a revision they imported
 
     def public_link(self, statement_id: str) -> str:
         if "{id}" in self.public_url:
@@ -204,6 +213,14 @@ class DeliveryPolicy:
 
 
 @dataclass(frozen=True)
+class Web:
+    secret_env: str | None = None  # the variable holding the key that signs sessions and unsubscribe links
+    session_idle_hours: float = 12.0
+    login_failures: int = 5         # failed logins per user and per address within the window, then refused
+    login_window_minutes: float = 15.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     office: Office
@@ -211,6 +228,7 @@ class Config:
     database_url: str
     delivery: DeliveryPolicy
     channels: dict[str, Any] = field(default_factory=dict)  # channel name -> its parsed settings
+    web: Web = field(default_factory=Web)
 
 
 def resolve_database_url(url: str, base: Path) -> str:
@@ -261,6 +279,8 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
         public_url=o.get("public_url", str, "https://press.example.org/statements/{id}"),
         language=o.get("language", str, "en"),
         located=o.get("located", str, None),
+        base_url=(o.get("base_url", str, None, check=_http_url) or "").rstrip("/") or None,
+        four_eyes=o.get("four_eyes", bool, False),
     )
     o.done()
 
@@ -286,9 +306,19 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
     )
     r.done()
 
+    w = root.table("web")
+    web = Web(
+        secret_env=w.get("secret_env", str, None),
+        session_idle_hours=w.get("session_idle_hours", float, 12.0, check=between(0, 24 * 30, low_open=True)),
+        login_failures=int(w.get("login_failures", int, 5, check=between(1, 1000))),
+        login_window_minutes=w.get("login_window_minutes", float, 15.0, check=between(0, DAY, low_open=True)),
+    )
+    w.done()
+
     channels = parse_channels(root.table("channels"), office)
     root.done()
-    return Config(path=path, office=office, paths=paths, database_url=database_url, delivery=delivery, channels=channels)
+    return Config(path=path, office=office, paths=paths, database_url=database_url, delivery=delivery,
+                  channels=channels, web=web)
 
 
 def _zone_list(value: list) -> list:

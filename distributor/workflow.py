@@ -64,6 +64,9 @@ class Action(str, Enum):
     NOTIFIED = "notified"
     ALERT = "alert"
     ALERT_RESOLVED = "alert_resolved"
+    USER_ADDED = "user_added"
+    USER_CHANGED = "user_changed"
+    USER_REMOVED = "user_removed"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,11 @@ def content(conn: Connection, statement_id: str, revision: int) -> Statement:
     data: dict = conn.execute(select(revisions.c.content).where(
         revisions.c.statement_id == statement_id, revisions.c.number == revision)).scalar_one()
     return Statement.from_dict(data)
+
+
+def imported_by(conn: Connection, statement_id: str, revision: int) -> str | None:
+    return conn.execute(select(revisions.c.imported_by).where(
+        revisions.c.statement_id == statement_id, revisions.c.number == revision)).scalar()
 
 
 def imported_at(conn: Connection, statement_id: str) -> dict[int, datetime]:
@@ -242,10 +250,14 @@ def _update(conn: Connection, row: dict, at: datetime, **fields) -> None:
         raise StateError(f"statement {row['id']} changed while this command ran; try again", where=row["id"])
 
 
-def approve(conn: Connection, statement_id: str, by: str, at: datetime) -> dict:
+def approve(conn: Connection, statement_id: str, by: str, at: datetime, four_eyes: bool = False) -> dict:
+    """Approve the current revision. With ``four_eyes`` (office.four_eyes), not by the person who imported it."""
     if not by.strip():
         raise InputError("--by needs the approver's name", where="--by")
     row = get(conn, statement_id)
+    if four_eyes and imported_by(conn, statement_id, row["revision"]) == by:
+        raise StateError(f"revision {row['revision']} of {statement_id} was imported by {by}; with office.four_eyes "
+                         f"someone else approves it", where=statement_id)
     correction = row["status"] == S.RELEASED.value and row["revision"] != row["published_revision"]
     if row["status"] not in (S.DRAFT.value, S.WITHDRAWN.value) and not correction:
         raise StateError(f"statement {statement_id} is {row['status']}; only a draft, a withdrawn statement or "

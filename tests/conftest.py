@@ -145,6 +145,7 @@ also_show = ["America/New_York"]
 from = "press@office.example.org"
 reply_to = "desk@office.example.org"
 public_url = "https://office.example.org/press/{{id}}"
+{office_extra}
 
 [paths]
 templates = "{templates}"
@@ -180,12 +181,13 @@ directory = "outbox"
 def write_config(tmp_path, db_url):
     def write(transport: str = "file", smtp_port: int = 25, smtp_extra: str = "", batch_size: int = 500,
               extra: str = "", name: str = "distributor.toml", lease_seconds: float = 60,
-              connections: int = 2, email_extra: str = "", delivery_extra: str = "") -> Path:
+              connections: int = 2, email_extra: str = "", delivery_extra: str = "", office_extra: str = "") -> Path:
         path = tmp_path / name
         path.write_text(CONFIG.format(templates=TEMPLATES, db_url=db_url, transport=transport, smtp_port=smtp_port,
                                       smtp_extra=smtp_extra, batch_size=batch_size,
                                       lease_seconds=lease_seconds, connections=connections,
-                                      email_extra=email_extra, delivery_extra=delivery_extra) + extra, encoding="utf-8")
+                                      email_extra=email_extra, delivery_extra=delivery_extra,
+                                      office_extra=office_extra) + extra, encoding="utf-8")
         return path
     return write
 

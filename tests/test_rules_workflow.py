@@ -553,7 +553,8 @@ def test_action_names():
     assert [a.value for a in Action] == ["imported", "revised", "approval_revoked", "approved", "scheduled",
                                          "released", "withdrawn", "planned", "delivered", "unsubscribed",
                                          "embargo_overridden", "recipients_imported", "recipient_removed", "test-sent", "retried",
-                                         "rescheduled", "corrected", "retracted", "notified", "alert", "alert_resolved"]
+                                         "rescheduled", "corrected", "retracted", "notified", "alert", "alert_resolved",
+                                         "user_added", "user_changed", "user_removed"]
 
 
 def test_lock_returns_the_row(engine):

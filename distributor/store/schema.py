@@ -188,3 +188,36 @@ audit = Table(
     Column("revision", Integer),
     Column("detail", Text),
 )
+
+
+# People who use the web app. Passwords are argon2 hashes; the role is "manager" (reads) or "editor" (also acts).
+users = Table(
+    "users", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Web sessions, held on the server: logging out or an idle spell ends one, whatever the browser keeps.
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 of the token in the cookie, never the token itself
+    Column("user_name", String(200), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+)
+
+# Every login attempt, for the rate limit (per user and per address) and the record.
+login_attempts = Table(
+    "login_attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("user_name", String(200), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Index("ix_login_attempts_user", "user_name", "at"),
+    Index("ix_login_attempts_address", "address", "at"),
+)

@@ -1,0 +1,27 @@
+"""One-click unsubscribe links (RFC 8058): each address gets a token signed with the web app's secret, so that a
+token can be neither forged nor guessed from another."""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from distributor import recipients
+
+SALT = "distributor-unsubscribe"
+
+
+def token(secret: str, address: str) -> str:
+    return URLSafeSerializer(secret, salt=SALT).dumps(recipients.key(address))
+
+
+def address_of(secret: str, value: str) -> str | None:
+    """The address a token was made for; None for a forged or damaged one."""
+    try:
+        found = URLSafeSerializer(secret, salt=SALT).loads(value)
+    except BadSignature:
+        return None
+    return found if isinstance(found, str) else None
+
+
+def url(base_url: str, secret: str, address: str) -> str:
+    return f"{base_url}/u/{token(secret, address)}"

@@ -1,0 +1,154 @@
+"""People who use the web app: accounts with argon2 password hashes, server-side sessions, and the login rate limit.
+
+Roles: a ``manager`` reads everything; an ``editor`` may also import, approve, schedule and the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
+
+from distributor.config import Web
+from distributor.errors import InputError, checked_text
+from distributor.store.schema import login_attempts, users, web_sessions
+
+log = logging.getLogger("distributor.web")
+
+HASHER = PasswordHasher()
+PASSWORD_MIN = 12
+# Verified against when a user does not exist, so that a wrong name costs as long as a wrong password.
+_DUMMY = HASHER.hash("not a password of anyone")
+
+
+class Role(str, Enum):
+    MANAGER = "manager"  # reads everything
+    EDITOR = "editor"    # also acts: import, approve, schedule, reschedule, withdraw, correct, retract, retry
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: Role
+
+    @property
+    def editor(self) -> bool:
+        return self.role is Role.EDITOR
+
+
+def user_name(value: str) -> str:
+    name = checked_text(value, "NAME", 200).strip()
+    if not name or any(c.isspace() for c in name):
+        raise InputError("expected a user name without spaces", where="NAME")
+    return name
+
+
+def good_password(password: str) -> str:
+    if len(password) < PASSWORD_MIN:
+        raise InputError(f"expected a password of at least {PASSWORD_MIN} characters", where="password")
+    return password
+
+
+def add(conn: Connection, name: str, role: Role, password: str, at: datetime) -> None:
+    name = user_name(name)
+    if conn.execute(select(users.c.name).where(users.c.name == name)).first():
+        raise InputError(f"there is a user {name!r} already (use 'distributor users passwd {name}')", where="NAME")
+    conn.execute(insert(users).values(name=name, role=role.value, password_hash=HASHER.hash(good_password(password)),
+                                      created_at=at, updated_at=at))
+
+
+def set_password(conn: Connection, name: str, password: str, at: datetime) -> None:
+    changed = conn.execute(update(users).where(users.c.name == name).values(
+        password_hash=HASHER.hash(good_password(password)), updated_at=at)).rowcount
+    if not changed:
+        raise InputError(f"no user {name!r} (see 'distributor users list')", where="NAME")
+    end_sessions(conn, name, at)  # a new password ends every session of the old one
+
+
+def remove(conn: Connection, name: str) -> None:
+    conn.execute(delete(web_sessions).where(web_sessions.c.user_name == name))
+    if not conn.execute(delete(users).where(users.c.name == name)).rowcount:
+        raise InputError(f"no user {name!r} (see 'distributor users list')", where="NAME")
+
+
+def listing(conn: Connection) -> list[dict]:
+    return [dict(r) for r in conn.execute(select(users.c.name, users.c.role, users.c.created_at).order_by(
+        users.c.name)).mappings()]
+
+
+def get(conn: Connection, name: str) -> User | None:
+    row = conn.execute(select(users.c.name, users.c.role).where(users.c.name == name)).first()
+    return User(row[0], Role(row[1])) if row else None
+
+
+# -- logging in ------------------------------------------------------------------------------------------------------
+def refused(conn: Connection, name: str, address: str, at: datetime, policy: Web) -> bool:
+    """Whether too many logins failed lately, for this user or from this address."""
+    since = at - timedelta(minutes=policy.login_window_minutes)
+    for column, value in ((login_attempts.c.user_name, name), (login_attempts.c.address, address)):
+        failures = conn.execute(select(func.count()).select_from(login_attempts).where(
+            column == value, login_attempts.c.at >= since, login_attempts.c.ok.is_(False))).scalar_one()
+        if failures >= policy.login_failures:
+            return True
+    return False
+
+
+def authenticate(conn: Connection, name: str, password: str, address: str, at: datetime, policy: Web) -> User | None:
+    """The user if the password is theirs and the rate limit allows; every attempt is recorded and failures logged."""
+    name = name.strip()[:200]
+    if refused(conn, name, address, at, policy):
+        log.warning("login refused for %r from %s: too many failed attempts", name, address)
+        conn.execute(insert(login_attempts).values(at=at, user_name=name, address=address, ok=False))
+        return None
+    row = conn.execute(select(users.c.name, users.c.role, users.c.password_hash).where(users.c.name == name)).first()
+    ok = False
+    try:
+        ok = HASHER.verify(row[2] if row else _DUMMY, password) and row is not None
+    except (VerificationError, InvalidHashError):
+        ok = False
+    conn.execute(insert(login_attempts).values(at=at, user_name=name, address=address, ok=ok))
+    if not ok or row is None:
+        log.warning("failed login for %r from %s", name, address)
+        return None
+    return User(row[0], Role(row[1]))
+
+
+# -- sessions --------------------------------------------------------------------------------------------------------
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(conn: Connection, user: User, at: datetime) -> str:
+    """A new session; returns the token for the cookie (only its hash is stored)."""
+    token = secrets.token_urlsafe(32)
+    conn.execute(insert(web_sessions).values(id=_digest(token), user_name=user.name, created_at=at, last_seen=at))
+    return token
+
+
+def session_user(conn: Connection, token: str, at: datetime, policy: Web) -> User | None:
+    """The user of a live session, which this use keeps alive; None once it ended or sat idle too long."""
+    idle = at - timedelta(hours=policy.session_idle_hours)
+    row = conn.execute(select(web_sessions.c.user_name, users.c.role).join(
+        users, users.c.name == web_sessions.c.user_name).where(
+        web_sessions.c.id == _digest(token), web_sessions.c.ended_at.is_(None),
+        web_sessions.c.last_seen >= idle)).first()
+    if row is None:
+        return None
+    conn.execute(update(web_sessions).where(web_sessions.c.id == _digest(token)).values(last_seen=at))
+    return User(row[0], Role(row[1]))
+
+
+def end_session(conn: Connection, token: str, at: datetime) -> None:
+    conn.execute(update(web_sessions).where(web_sessions.c.id == _digest(token)).values(ended_at=at))
+
+
+def end_sessions(conn: Connection, name: str, at: datetime) -> None:
+    conn.execute(update(web_sessions).where(web_sessions.c.user_name == name,
+                                            or_(web_sessions.c.ended_at.is_(None))).values(ended_at=at))

@@ -1,0 +1,65 @@
+"""The press office's web app: server-rendered pages over the delivery record and the audit trail, and the editors'
+actions through the same operations as the command line. ``distributor serve`` runs it on waitress; it never
+delivers (``distributor run`` does).
+
+Security: every page needs a login (server-side sessions, argon2 passwords, a rate limit on failed logins); every
+POST carries a CSRF token (Flask-WTF), except the one-click unsubscribe, which its signed URL authenticates;
+managers read, editors act; nothing embargoed is ever shown to a visitor who has not logged in.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+from jinja2 import ChoiceLoader, FileSystemLoader
+from sqlalchemy.engine import Engine
+
+from distributor.clock import Clock
+from distributor.config import Config, secret
+from distributor.errors import ConfigError
+from distributor.render import DEFAULT_TEMPLATES, when
+
+MAX_UPLOAD = 5 * 1024 * 1024
+
+
+def web_secret(config: Config) -> str:
+    """The key that signs sessions, CSRF tokens and unsubscribe links, from the variable ``web.secret_env`` names."""
+    if not config.web.secret_env:
+        raise ConfigError("web.secret_env is required: the environment variable holding the key that signs sessions "
+                          "and unsubscribe links", where=str(config.path))
+    value = secret(config.web.secret_env, "web.secret_env")
+    if len(value) < 32:
+        raise ConfigError(f"web.secret_env: {config.web.secret_env} must hold at least 32 characters",
+                          where=str(config.path))
+    return value
+
+
+def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
+    from distributor.web import views
+
+    app = Flask(__name__, static_folder=None)
+    key = web_secret(config)
+    https = bool(config.office.base_url and config.office.base_url.startswith("https://"))
+    app.config.update(
+        SECRET_KEY=key,
+        SESSION_COOKIE_NAME="distributor_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=https,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=config.web.session_idle_hours),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session, which the server ends
+        WTF_CSRF_SSL_STRICT=https,
+        MAX_CONTENT_LENGTH=MAX_UPLOAD,
+    )
+    app.jinja_loader = ChoiceLoader([FileSystemLoader(str(Path(config.paths.templates) / "web")),
+                                     FileSystemLoader(str(DEFAULT_TEMPLATES / "web"))])
+    app.jinja_env.filters["when"] = when
+    app.extensions["distributor"] = views.Site(config, engine, clock, key)
+    csrf = CSRFProtect(app)
+    csrf.exempt(views.unsubscribe_post)  # a mail provider posts it with no cookie and no token: the URL is signed
+    app.register_blueprint(views.pages)
+    views.register_errors(app)
+    return app

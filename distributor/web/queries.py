@@ -1,0 +1,138 @@
+"""What the web pages read. Each page is a handful of indexed queries, whatever the size of the list."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from distributor import recipients as recipients_module
+from distributor.store.schema import audit, deliveries, recipients, revisions, statements, suppressions
+
+PAGE = 50
+STATUSES = ("sent", "pending", "sending", "retrying", "failed", "cancelled")
+
+
+def statements_page(conn: Connection, status: str | None, since: datetime | None, until: datetime | None,
+                    page: int) -> tuple[list[dict], int]:
+    """Statements newest first (by creation), with their title and per-channel counts; and how many in all."""
+    condition = []
+    if status:
+        condition.append(statements.c.status == status)
+    if since:
+        condition.append(statements.c.created_at >= since)
+    if until:
+        condition.append(statements.c.created_at < until)
+    total = conn.execute(select(func.count()).select_from(statements).where(*condition)).scalar_one()
+    rows = [dict(r) for r in conn.execute(select(statements, revisions.c.content).join(revisions, and_(
+        revisions.c.statement_id == statements.c.id, revisions.c.number == statements.c.revision)).where(
+        *condition).order_by(statements.c.created_at.desc(), statements.c.id).limit(PAGE).offset(
+        (page - 1) * PAGE)).mappings()]
+    counts = channel_counts(conn, [r["id"] for r in rows])
+    for row in rows:
+        row["counts"] = counts.get(row["id"], {})
+    return rows, total
+
+
+def channel_counts(conn: Connection, statement_ids: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+    """statement → channel → status → count."""
+    found: dict[str, dict[str, dict[str, int]]] = {}
+    if not statement_ids:
+        return found
+    for row in conn.execute(select(
+            deliveries.c.statement_id, deliveries.c.channel, deliveries.c.status, func.count()).where(
+            deliveries.c.statement_id.in_(statement_ids)).group_by(
+            deliveries.c.statement_id, deliveries.c.channel, deliveries.c.status)):
+        found.setdefault(str(row[0]), {}).setdefault(str(row[1]), {})[str(row[2])] = int(row[3])
+    return found
+
+
+def timeline(conn: Connection, statement_id: str) -> list[dict]:
+    """The audit trail of one statement, with the first and last embargoed copy and each channel's first post."""
+    events = [{"at": r["at"], "what": r["action"], "actor": r["actor"], "detail": r["detail"]} for r in conn.execute(
+        select(audit).where(audit.c.statement_id == statement_id).order_by(audit.c.at, audit.c.id)).mappings()]
+    for channel, variant, first, last in conn.execute(select(
+            deliveries.c.channel, deliveries.c.variant, func.min(deliveries.c.sent_at), func.max(deliveries.c.sent_at),
+    ).where(deliveries.c.statement_id == statement_id, deliveries.c.status == "sent",
+            deliveries.c.kind == "statement").group_by(deliveries.c.channel, deliveries.c.variant)):
+        label = f"{channel}: {variant} copies" if channel == "email" else f"{channel}: posted"
+        events.append({"at": first, "what": f"{label}, first", "actor": "", "detail": None})
+        if channel == "email" and last != first:
+            events.append({"at": last, "what": f"{label}, last", "actor": "", "detail": None})
+    return sorted(events, key=lambda e: e["at"])
+
+
+def failures(conn: Connection, statement_id: str, limit: int = 100) -> list[dict]:
+    return [dict(r) for r in conn.execute(select(
+        deliveries.c.channel, deliveries.c.kind, deliveries.c.target, deliveries.c.last_error, deliveries.c.updated_at,
+    ).where(deliveries.c.statement_id == statement_id, deliveries.c.status == "failed").order_by(
+        deliveries.c.updated_at.desc()).limit(limit)).mappings()]
+
+
+def recipient_rows(conn: Connection, statement_id: str, status: str | None, search: str | None,
+                   page: int) -> tuple[list[dict], int]:
+    """The email deliveries of one statement, filtered by status and by address or outlet, a page at a time."""
+    outlet = select(recipients.c.outlet).where(recipients.c.email == deliveries.c.target).limit(1).scalar_subquery()
+    condition = [deliveries.c.statement_id == statement_id, deliveries.c.channel == "email"]
+    if status:
+        condition.append(deliveries.c.status == status)
+    if search:
+        pattern = f"%{search.lower()}%"
+        condition.append(or_(func.lower(deliveries.c.target).like(pattern), select(recipients.c.id).where(
+            recipients.c.email == deliveries.c.target, func.lower(recipients.c.outlet).like(pattern)).exists()))
+    total = conn.execute(select(func.count()).select_from(deliveries).where(*condition)).scalar_one()
+    rows = [dict(r) for r in conn.execute(select(
+        deliveries.c.target, deliveries.c.kind, deliveries.c.revision, deliveries.c.status, deliveries.c.variant,
+        deliveries.c.sent_at, deliveries.c.due_at, deliveries.c.attempts, deliveries.c.last_error,
+        outlet.label("outlet"),
+    ).where(*condition).order_by(deliveries.c.id).limit(PAGE).offset((page - 1) * PAGE)).mappings()]
+    return rows, total
+
+
+def left_out(conn: Connection, statement_id: str, list_names: tuple[str, ...], released: bool,
+             limit: int = 200) -> list[dict]:
+    """Members of the lists who have no copy of this statement, each with the reason; then the copies stopped."""
+    has = select(deliveries.c.id).where(deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+                                        deliveries.c.target == recipients.c.email,
+                                        deliveries.c.status != "cancelled").exists()
+    rows = conn.execute(select(recipients.c.email, recipients.c.outlet, recipients.c.embargo_ok, recipients.c.list_name,
+                               suppressions.c.email_key.label("suppressed")).outerjoin(
+        suppressions, suppressions.c.email_key == recipients.c.email_key).where(
+        recipients.c.list_name.in_(list_names), ~has).order_by(recipients.c.email).limit(limit)).mappings()
+    found = []
+    for r in rows:
+        if r["suppressed"]:
+            reason = "unsubscribed"
+        elif not r["embargo_ok"] and not released:
+            reason = "not vetted for embargoes: gets the released version at the lift"
+        else:
+            reason = "joined the list after the copies were planned"
+        found.append({"email": r["email"], "outlet": r["outlet"], "list": r["list_name"], "reason": reason})
+    for r in conn.execute(select(deliveries.c.target, deliveries.c.last_error).where(
+            deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+            deliveries.c.status == "cancelled").order_by(deliveries.c.target).limit(limit)).mappings():
+        found.append({"email": r["target"], "outlet": "", "list": "", "reason": r["last_error"] or "cancelled"})
+    return found
+
+
+def recipient_history(conn: Connection, address: str) -> list[dict]:
+    """Everything ever sent (or meant) for one address, newest first."""
+    return [dict(r) for r in conn.execute(select(
+        deliveries.c.statement_id, deliveries.c.revision, deliveries.c.kind, deliveries.c.status, deliveries.c.variant,
+        deliveries.c.sent_at, deliveries.c.due_at, deliveries.c.last_error,
+    ).where(deliveries.c.channel == "email", func.lower(deliveries.c.target) == address.lower()).order_by(
+        deliveries.c.due_at.desc(), deliveries.c.id.desc()).limit(1000)).mappings()]
+
+
+def memberships(conn: Connection, address: str) -> list[dict]:
+    key = recipients_module.key(address)
+    return [dict(r) for r in conn.execute(select(
+        recipients.c.list_name, recipients.c.name, recipients.c.outlet, recipients.c.embargo_ok).where(
+        recipients.c.email_key == key)).mappings()]
+
+
+def audit_page(conn: Connection, page: int) -> tuple[list[dict], int]:
+    total = conn.execute(select(func.count()).select_from(audit)).scalar_one()
+    rows = [dict(r) for r in conn.execute(select(audit).order_by(audit.c.at.desc(), audit.c.id.desc()).limit(
+        PAGE * 2).offset((page - 1) * PAGE * 2)).mappings()]
+    return rows, total

@@ -1,0 +1,299 @@
+"""The web app through Flask's test client: every route, role and refusal, on a real database."""
+
+import csv
+import io
+import json
+import re
+from datetime import timedelta
+
+import pytest
+
+from distributor import unsubscribe, users
+from distributor.clock import FixedClock
+from distributor.web import create_app
+from tests.conftest import utc
+
+SID = "tro-01-001-2026"
+SECRET = "a-test-secret-of-more-than-32-characters!"
+START = utc(2027, 3, 1, 9, 0)
+EMBARGO = utc(2027, 3, 2, 0, 1)
+LIST = """email,name,outlet,embargo_ok
+ana@paper.example.com,Ana Lima,Daily Paper,yes
+bob@wire.example.net,Bob Ng,Wire Service,yes
+tv@tv.example.org,Tess,TV,no
+"""
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def web(make_system, statement_file, tmp_path, monkeypatch):
+    """A configured office with an editor (maya) and a manager (kim), a statement imported by sam, and a factory
+    of logged-out test clients."""
+    monkeypatch.setenv("TEST_WEB_SECRET", SECRET)
+
+    def make(base_url: str = "https://press.example.org/distributor", four_eyes: bool = False):
+        clock = FixedClock(START)
+        office = f'base_url = "{base_url}"\nfour_eyes = {"true" if four_eyes else "false"}'
+        system = make_system(clock=clock, office_extra=office, extra='\n[web]\nsecret_env = "TEST_WEB_SECRET"\n')
+        csv_path = tmp_path / "list.csv"
+        csv_path.write_text(LIST, encoding="utf-8")
+        assert system.cli("recipients", "import", csv_path, "--list", "embargo").code == 0
+        assert system.at("import", statement_file(), "--by", "sam").code == 0
+        with system.engine.begin() as conn:
+            users.add(conn, "maya", users.Role.EDITOR, PASSWORD, START)
+            users.add(conn, "kim", users.Role.MANAGER, PASSWORD, START)
+            users.add(conn, "sam", users.Role.EDITOR, PASSWORD, START)
+        app = create_app(system.config, system.engine, clock)
+        app.config["TESTING"] = True
+        return system, clock, app
+    return make
+
+
+def csrf(client, path="/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def login(app, name="maya", password=PASSWORD):
+    client = app.test_client()
+    reply = client.post("/login", data={"username": name, "password": password, "csrf_token": csrf(client)})
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    return client
+
+
+def post(client, path, **data):
+    return client.post(path, data={**data, "csrf_token": csrf(client, "/")})
+
+
+def test_every_page_needs_a_login(web):
+    system, clock, app = web()
+    client = app.test_client()
+    for path in ("/", f"/statements/{SID}", f"/statements/{SID}/deliveries.csv", f"/statements/{SID}/email.html",
+                 "/recipients/ana@paper.example.com", "/audit", "/status"):
+        reply = client.get(path)
+        assert reply.status_code == 302 and reply.headers["Location"].startswith("/login"), path
+    reply = client.post(f"/statements/{SID}/approve")
+    assert reply.status_code in (302, 400)
+    assert "approved" not in json.dumps(
+        [e["action"] for e in json.loads(system.cli("audit", SID, "--format", "json").out)])
+
+
+def test_logging_in_and_out_and_the_session_cookie(web):
+    system, clock, app = web()
+    client = app.test_client()
+    token = csrf(client)
+    assert client.post("/login", data={"username": "maya", "password": "wrong", "csrf_token": token}).status_code == 401
+    reply = client.post("/login?next=/audit", data={"username": "maya", "password": PASSWORD, "csrf_token": token})
+    assert reply.status_code == 302 and reply.headers["Location"] == "/audit"
+    cookie = reply.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+    assert client.get("/").status_code == 200
+    # an open redirect is not followed
+    other = app.test_client()
+    reply = other.post("/login?next=//evil.example/x", data={"username": "maya", "password": PASSWORD,
+                                                             "csrf_token": csrf(other)})
+    assert reply.headers["Location"] == "/"
+    # logging out ends the session on the server: the old cookie is worth nothing
+    stolen = client.get_cookie("distributor_session").value
+    assert post(client, "/logout").status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("distributor_session", stolen)
+    assert thief.get("/").status_code == 302
+
+
+def test_a_session_ends_after_twelve_hours_idle(web):
+    system, clock, app = web()
+    client = login(app)
+    clock.advance(11 * 3600)
+    assert client.get("/").status_code == 200  # used: kept alive
+    clock.advance(12 * 3600 + 1)
+    assert client.get("/").status_code == 302
+
+
+def test_the_cookie_is_not_secure_only_on_plain_http(web):
+    system, clock, app = web(base_url="http://localhost:8080")
+    client = app.test_client()
+    reply = client.post("/login", data={"username": "maya", "password": PASSWORD, "csrf_token": csrf(client)})
+    assert "Secure" not in reply.headers["Set-Cookie"]
+
+
+def test_failed_logins_are_limited_per_user_and_logged(web, caplog):
+    system, clock, app = web()
+    client = app.test_client()
+    token = csrf(client)
+    for _ in range(5):
+        assert client.post("/login", data={"username": "kim", "password": "nope", "csrf_token": token}).status_code == 401
+    reply = client.post("/login", data={"username": "kim", "password": PASSWORD, "csrf_token": token})
+    assert reply.status_code == 401  # the right password too, until the window passes
+    assert "failed login for 'kim'" in caplog.text and "too many failed attempts" in caplog.text
+    clock.advance(16 * 60)
+    assert client.post("/login", data={"username": "kim", "password": PASSWORD, "csrf_token": token}).status_code == 302
+
+
+def test_every_post_needs_the_csrf_token(web):
+    system, clock, app = web()
+    client = login(app)
+    reply = client.post(f"/statements/{SID}/approve")
+    assert reply.status_code == 400
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "draft"
+    fresh = app.test_client()
+    assert fresh.post("/login", data={"username": "maya", "password": PASSWORD}).status_code == 400
+
+
+def test_a_manager_reads_but_may_not_act(web):
+    system, clock, app = web()
+    client = login(app, "kim")
+    assert client.get(f"/statements/{SID}").status_code == 200
+    for action in ("approve", "schedule", "reschedule", "withdraw", "correct", "retract", "retry", "send-test"):
+        assert post(client, f"/statements/{SID}/{action}", reason="r").status_code == 403, action
+    assert post(client, "/import").status_code == 403
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "draft"
+
+
+def test_an_editor_approves_and_schedules_in_their_own_name_and_refusals_show_as_one_line(web):
+    system, clock, app = web()
+    client = login(app)
+    reply = post(client, f"/statements/{SID}/schedule")
+    page = client.get(reply.headers["Location"]).get_data(as_text=True)
+    assert "approve it first" in page
+    post(client, f"/statements/{SID}/approve")
+    reply = post(client, f"/statements/{SID}/schedule", embargo=EMBARGO.isoformat(), channels="email",
+                 override_embargo="1")
+    assert "scheduled" in client.get(reply.headers["Location"]).get_data(as_text=True)
+    trail = [(e["action"], e["actor"]) for e in json.loads(system.cli("audit", SID, "--format", "json").out)]
+    assert ("approved", "maya") in trail and ("scheduled", "maya") in trail
+
+
+def test_four_eyes_keeps_the_importer_from_approving(web):
+    system, clock, app = web(four_eyes=True)
+    reply = post(login(app, "sam"), f"/statements/{SID}/approve")
+    assert reply.status_code == 302
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "draft"
+    post(login(app, "maya"), f"/statements/{SID}/approve")
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "approved"
+
+
+def delivered(system, clock):
+    assert system.at("approve", SID, "--by", "maya").code == 0
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    system.dispatcher.advance()
+    system.dispatcher.deliver("email")
+
+
+def test_the_statement_page_filters_searches_and_pages_its_recipients(web):
+    system, clock, app = web()
+    delivered(system, clock)
+    client = login(app, "kim")
+    page = client.get(f"/statements/{SID}").get_data(as_text=True)
+    assert "ana@paper.example.com" in page and "bob@wire.example.net" in page
+    assert "tv@tv.example.org" in page  # planned for the lift
+    page = client.get(f"/statements/{SID}?q=wire+serv").get_data(as_text=True)
+    assert "bob@wire.example.net" in page and "ana@paper.example.com" not in page
+    page = client.get(f"/statements/{SID}?status=pending").get_data(as_text=True)
+    assert "tv@tv.example.org" in page and "ana@paper.example.com</a>" not in page
+    page = client.get(f"/statements/{SID}?page=2").get_data(as_text=True)
+    assert "No deliveries" in page
+    html = client.get(f"/statements/{SID}/email.html")
+    assert "sandbox" in html.headers["Content-Security-Policy"] and b"EMBARGOED" in html.data
+
+
+def test_the_csv_has_the_columns_of_log_csv(web):
+    system, clock, app = web()
+    delivered(system, clock)
+    client = login(app, "kim")
+    reply = client.get(f"/statements/{SID}/deliveries.csv")
+    assert reply.mimetype == "text/csv"
+    web_rows = list(csv.DictReader(io.StringIO(reply.get_data(as_text=True))))
+    cli_rows = list(csv.DictReader(io.StringIO(system.cli("log", SID, "--format", "csv").out)))
+    assert web_rows == cli_rows and len(web_rows) == 3
+
+
+def test_the_recipient_audit_and_alerts_pages(web):
+    system, clock, app = web()
+    delivered(system, clock)
+    client = login(app, "kim")
+    page = client.get("/recipients/ana@paper.example.com").get_data(as_text=True)
+    assert SID in page and "Daily Paper" in page
+    assert client.get("/recipients/nobody@example.com").status_code == 404
+    assert "approved" in client.get("/audit").get_data(as_text=True)
+    assert "Workers running" in client.get("/status").get_data(as_text=True)
+    assert client.get("/statements/no-such-thing").status_code == 404
+
+
+def test_one_click_unsubscribe_needs_no_login_and_no_csrf_but_a_signed_token(web):
+    system, clock, app = web()
+    delivered(system, clock)
+    client = app.test_client()
+    assert client.get("/u/forged-token").status_code == 404
+    assert client.post("/u/" + unsubscribe.token("another secret entirely, also long", "ana@paper.example.com")
+                       ).status_code == 404
+    token = unsubscribe.token(SECRET, "ana@paper.example.com")
+    page = client.get(f"/u/{token}").get_data(as_text=True)
+    assert "ana@paper.example.com" in page and "Flood maps" not in page  # nothing of the statement
+    reply = client.post(f"/u/{token}", data="List-Unsubscribe=One-Click",
+                        content_type="application/x-www-form-urlencoded")
+    assert reply.status_code == 200 and "Unsubscribed" in reply.get_data(as_text=True)
+    listing = json.loads(system.cli("recipients", "list", "--format", "json").out)
+    assert [r for r in listing if r["email"] == "ana@paper.example.com"][0]["suppressed"]
+    trail = json.loads(system.cli("audit", "--format", "json").out)
+    assert any(e["action"] == "unsubscribed" and e["actor"] == "one-click unsubscribe" for e in trail)
+
+
+def test_an_uploaded_statement_is_imported_in_the_editors_name(web, statement_file):
+    system, clock, app = web()
+    client = login(app)
+    path = statement_file(name="other.txt", title="Another statement", reference="Index: TRO 01/002/2026")
+    with open(path, "rb") as handle:
+        reply = client.post("/import", data={"file": (handle, "other.txt"), "csrf_token": csrf(client, "/")},
+                            content_type="multipart/form-data")
+    assert reply.headers["Location"] == "/statements/tro-01-002-2026"
+    trail = json.loads(system.cli("audit", "tro-01-002-2026", "--format", "json").out)
+    assert (trail[0]["action"], trail[0]["actor"]) == ("imported", "maya")
+    reply = client.post("/import", data={"file": (io.BytesIO(b"not a statement"), "bad.txt"),
+                                         "csrf_token": csrf(client, "/")}, content_type="multipart/form-data")
+    assert "bad.txt" in client.get(reply.headers["Location"]).get_data(as_text=True)
+
+
+def test_serving_needs_the_secret(write_config, run, monkeypatch):
+    from distributor.channels import load_config
+    from distributor.errors import ConfigError
+    from distributor.store import connect
+    path = write_config()
+    config = load_config(path)
+    with pytest.raises(ConfigError, match="web.secret_env is required"):
+        create_app(config, connect(config.database_url), FixedClock(START))
+    monkeypatch.setenv("SHORT_SECRET", "short")
+    path = write_config(extra='\n[web]\nsecret_env = "SHORT_SECRET"\n', name="short.toml")
+    config = load_config(path)
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        create_app(config, connect(config.database_url), FixedClock(START))
+
+
+def test_users_from_the_command_line(make_system, run, monkeypatch):
+    import sys
+    system = make_system()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    result = system.cli("users", "add", "maya", "--role", "editor", "--password-stdin")
+    assert result.code == 0, result.err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    result = system.cli("users", "add", "kim", "--role", "manager", "--password-stdin")
+    assert result.code == 2 and "at least 12 characters" in result.err
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    assert system.cli("users", "add", "maya", "--role", "manager", "--password-stdin").code == 2
+    listed = json.loads(system.cli("users", "list", "--format", "json").out)
+    assert [(u["name"], u["role"]) for u in listed] == [("maya", "editor")]
+    with system.engine.begin() as conn:
+        stored = conn.exec_driver_sql("SELECT password_hash FROM users").scalar()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    monkeypatch.setattr(sys, "stdin", io.StringIO("another long password\n"))
+    assert system.cli("users", "passwd", "maya", "--password-stdin").code == 0
+    assert system.cli("users", "remove", "maya").code == 0
+    assert system.cli("users", "remove", "maya").code == 2
+    actions = [e["action"] for e in json.loads(system.cli("audit", "--format", "json").out)]
+    assert actions.count("user_added") == 1 and "user_changed" in actions and "user_removed" in actions
+
+
+def test_the_idle_limit_is_a_config_key(web):
+    system, clock, app = web()
+    assert system.config.web.session_idle_hours == 12
+    assert timedelta(hours=12) == app.config["PERMANENT_SESSION_LIFETIME"]
