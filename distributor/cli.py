@@ -834,8 +834,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "recipients remove": ("distributor recipients remove ana@paper.example.com --list embargo --by 'Kim Ahn'",),
     "recipients unsubscribe": ("distributor recipients unsubscribe ana@paper.example.com",),
     "recipients list": ("distributor recipients list --list embargo",),
-    "users add": ("distributor users add maya --role editor", "printf '%s' \"$PASSWORD\" | distributor users add "
-                  "kim --role manager --password-stdin"),
+    "users add": ("printf '%s' \"$PASSWORD\" | distributor users add kim --role manager --password-stdin",
+                  "distributor users add maya --role editor"),
     "users passwd": ("distributor users passwd maya",),
     "users remove": ("distributor users remove kim",),
     "users list": ("distributor users list",),
