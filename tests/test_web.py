@@ -297,3 +297,33 @@ def test_the_idle_limit_is_a_config_key(web):
     system, clock, app = web()
     assert system.config.web.session_idle_hours == 12
     assert timedelta(hours=12) == app.config["PERMANENT_SESSION_LIFETIME"]
+
+
+@pytest.mark.parametrize("base_url, one_click", [("https://press.example.org/distributor", True),
+                                                 ("http://localhost:8080", False), (None, None)])
+def test_every_email_carries_its_own_unsubscribe_link(make_system, smtp_sink, statement_file, tmp_path, monkeypatch,
+                                                      base_url, one_click):
+    import email
+    import email.policy
+    monkeypatch.setenv("TEST_WEB_SECRET", SECRET)
+    clock = FixedClock(START)
+    system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port,
+                         office_extra=f'base_url = "{base_url}"' if base_url else "",
+                         extra='\n[web]\nsecret_env = "TEST_WEB_SECRET"\n')
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text(LIST, encoding="utf-8")
+    assert system.cli("recipients", "import", csv_path, "--list", "embargo").code == 0
+    assert system.at("import", statement_file()).code == 0
+    delivered(system, clock)
+    messages = {m.rcpt_tos[0]: email.message_from_bytes(m.data, policy=email.policy.default)
+                for m in smtp_sink.messages}
+    assert sorted(messages) == ["ana@paper.example.com", "bob@wire.example.net"]
+    for address, message in messages.items():
+        [header] = message.get_all("List-Unsubscribe")
+        if base_url is None:
+            assert header == "<mailto:desk@office.example.org?subject=unsubscribe>"
+            continue
+        link, mailto = [part.strip(" <>") for part in header.split(",")]
+        assert link.startswith(f"{base_url}/u/") and mailto.startswith("mailto:")
+        assert unsubscribe.address_of(SECRET, link.rsplit("/", 1)[1]) == address
+        assert (message.get("List-Unsubscribe-Post") == "List-Unsubscribe=One-Click") is one_click

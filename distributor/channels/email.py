@@ -20,9 +20,10 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from distributor import deliveries, recipients
+from distributor import deliveries, recipients, unsubscribe
 from distributor.channels.base import EMBARGOED, Channel, Job
-from distributor.config import Office, Table, between, is_loopback
+from distributor.config import Office, Table, between, is_loopback, secret
+from distributor.errors import ConfigError
 from distributor.outcomes import RECORDED, Claimed, Kind, Outcome, Receipt, Report, Result, Variant
 from distributor.render import embargo_lines
 from distributor.store import reading
@@ -53,7 +54,8 @@ class RenderedEmail:
     shared: SharedBody  # From, Subject, Reply-To, List-Unsubscribe, MIME headers and the encoded body
 
     @staticmethod
-    def own_headers(to: str, name: str, message_id: str, date: datetime, replying_to: str | None = None) -> bytes:
+    def own_headers(to: str, name: str, message_id: str, date: datetime, replying_to: str | None = None,
+                    unsubscribe: str | None = None) -> bytes:
         """The headers of one recipient's copy; everything after them is ``shared``. ``to`` is ASCII unless its
         local part cannot be (SMTPUTF8, RFC 6532: the header then carries it as UTF-8). ``replying_to`` is the
         Message-ID of the copy a notice threads under (In-Reply-To and References)."""
@@ -65,11 +67,12 @@ class RenderedEmail:
             thread = f"In-Reply-To: {replying_to}\r\nReferences: {replying_to}\r\n"
         return (f"To: {addressed}\r\n"
                 f"Date: {format_datetime(date)}\r\n"
-                f"Message-ID: {message_id}\r\n{thread}").encode("utf-8" if utf8 else "ascii")
+                f"Message-ID: {message_id}\r\n{thread}{unsubscribe or ''}").encode("utf-8" if utf8 else "ascii")
 
-    def message(self, to: str, name: str, message_id: str, date: datetime, replying_to: str | None = None) -> bytes:
+    def message(self, to: str, name: str, message_id: str, date: datetime, replying_to: str | None = None,
+                unsubscribe: str | None = None) -> bytes:
         """The whole message for one recipient."""
-        return self.own_headers(to, name, message_id, date, replying_to) + self.shared.raw
+        return self.own_headers(to, name, message_id, date, replying_to, unsubscribe) + self.shared.raw
 
 
 def _utf8_address(display: str, address: str) -> str:
@@ -148,6 +151,7 @@ class EmailChannel(Channel):
         super().__init__(settings, context)
         self.office = context.config.office
         self._transport: MailTransport | None = None
+        self._unsubscribe_key: str | None = None
 
     @property
     def transport(self) -> MailTransport:
@@ -202,9 +206,35 @@ class EmailChannel(Channel):
         head = (SMTP.fold("From", formataddr((one_line(office.name), office.from_addr), charset="utf-8"))
                 + header_line("Subject", subject)
                 + SMTP.fold("Reply-To", office.reply_to)
-                + SMTP.fold("List-Unsubscribe", f"<mailto:{office.unsubscribe_mailto}?subject=unsubscribe>")
+                + ("" if self.one_click else
+                   SMTP.fold("List-Unsubscribe", f"<mailto:{office.unsubscribe_mailto}?subject=unsubscribe>"))
                 ).encode("ascii") + mime_head + b"\r\n"
         return RenderedEmail(variant, subject, text, html, SharedBody(head + b"\r\n" + encoded))
+
+    @property
+    def one_click(self) -> bool:
+        """Per-recipient unsubscribe links (RFC 8058) when the web app has a public address."""
+        return bool(self.office.base_url and self.context.config.web.secret_env)
+
+    def unsubscribe_key(self) -> str | None:
+        if not self.one_click:
+            return None
+        if self._unsubscribe_key is None:
+            assert self.context.config.web.secret_env is not None
+            self._unsubscribe_key = secret(self.context.config.web.secret_env, "web.secret_env")
+        return self._unsubscribe_key
+
+    def unsubscribe_headers(self, key: str | None, address: str) -> str | None:
+        """List-Unsubscribe with this recipient's signed link and the mailto; List-Unsubscribe-Post only over
+        https, as RFC 8058 requires."""
+        if key is None or not self.office.base_url:
+            return None
+        link = unsubscribe.url(self.office.base_url, key, address)
+        headers = SMTP.fold("List-Unsubscribe",
+                            f"<{link}>, <mailto:{self.office.unsubscribe_mailto}?subject=unsubscribe>")
+        if link.startswith("https://"):
+            headers += "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        return headers
 
     PREVIEW_TO = ("Placeholder Journalist", "journalist@example.invalid")
 
@@ -217,7 +247,12 @@ class EmailChannel(Channel):
         if form == "text":
             return rendered.text
         name, address = self.PREVIEW_TO
-        raw = rendered.message(address, name, message_id(job, address, self.office.domain), self.clock.now())
+        try:
+            headers = self.unsubscribe_headers(self.unsubscribe_key(), address)
+        except ConfigError:
+            headers = None  # a preview needs no secret: without it, no unsubscribe link
+        raw = rendered.message(address, name, message_id(job, address, self.office.domain), self.clock.now(),
+                               unsubscribe=headers)
         return raw.decode("utf-8", "replace").replace("\r\n", "\n")
 
     def send_test(self, job: Job, variant: Variant, addresses: list[str]) -> list[Handed]:
@@ -253,6 +288,12 @@ class EmailChannel(Channel):
             standing = recipients.standing(conn, self.settings.list, targets, self.settings.release_lists)
             threads = deliveries.first_copies(conn, job.statement_id, self.name, targets, job.generation) \
                 if job.kind is not Kind.STATEMENT else {}
+        try:
+            key = self.unsubscribe_key()
+        except ConfigError as exc:  # the row waits until the variable is set, as for any transport secret
+            for row in rows:
+                report(Outcome(row.id, Result.TRANSPORT, str(exc)))
+            return
         # a notice goes to whoever holds the copy, vetted still or not; the statement's text only to the vetted
         embargoed = rendered.variant == EMBARGOED and not job.kind.notice_only
         now = self.clock.now()
@@ -268,7 +309,8 @@ class EmailChannel(Channel):
                 return Outcome(row.id, Result.CANCELLED, refusal)
             address, smtputf8 = mail_address(row.target)
             mid = message_id(job, row.target, self.office.domain)
-            own = rendered.own_headers(address, standing[row.target].name, mid, now, threads.get(row.target))
+            own = rendered.own_headers(address, standing[row.target].name, mid, now, threads.get(row.target),
+                                       self.unsubscribe_headers(key, row.target))
             ids[row.id] = mid
             envelopes.append(Envelope(row.id, self.office.from_addr, address, own, mid, rendered.shared, smtputf8))
             return None
