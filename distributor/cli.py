@@ -355,7 +355,8 @@ def cmd_log(args) -> int:
             print_attempts(conn, args)
             return 0
         channels = channel_registry.expand(args.channel) if args.channel else None
-        records = (operations.log_record(r) for r in deliveries.log_rows(conn, args.id)
+        since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
+        records = (operations.log_record(r) for r in deliveries.log_rows(conn, args.id, since, until)
                    if (not args.status or r["status"] == args.status) and (not channels or r["channel"] in channels))
         if args.format == "json":
             print(json.dumps(list(records), ensure_ascii=False, indent=2))
@@ -374,6 +375,40 @@ def cmd_log(args) -> int:
             print()
             print("total " + str(sum(counts.values())) + ": "
                   + ", ".join(f"{status} {counts[status]}" for status in sorted(counts)) if counts else "no deliveries")
+    return 0
+
+
+def cmd_report(args) -> int:
+    app = open_app(args)
+    with reading(app.engine) as conn:
+        row = workflow.get(conn, args.id)
+        rows = [operations.log_record(r) for r in deliveries.log_rows(conn, args.id)]
+    title = f"{args.id}: {row['status']}, revision {row['published_revision'] or row['revision']}"
+    print(title + (f"; embargo {when(row['embargo'])}" if row["embargo"] else ""))
+    print()
+    by_channel: dict[str, list[dict]] = {}
+    for r in rows:
+        by_channel.setdefault(r["channel"], []).append(r)
+    lines = []
+    for channel, items in sorted(by_channel.items()):
+        counts = {s: sum(1 for r in items if r["status"] == s) for s in ("sent", "pending", "sending", "retrying",
+                                                                          "failed", "cancelled")}
+        sent = sorted(r["sent_at"] for r in items if r["sent_at"])
+        late = sorted(r["late_seconds"] for r in items if r["late_seconds"] is not None)
+        lines.append([channel, *(str(counts[s]) for s in counts), sent[0] if sent else "-", sent[-1] if sent else "-",
+                      f"{late[len(late) // 2]:.1f}" if late else "-", f"{late[-1]:.1f}" if late else "-"])
+    table(["channel", "sent", "pending", "sending", "retrying", "failed", "cancelled", "first sent", "last sent",
+           "late p50 s", "late max s"], lines)
+    slowest = sorted((r for r in rows if r["late_seconds"] is not None), key=lambda r: -r["late_seconds"])[:5]
+    if slowest:
+        print("\nSlowest (seconds after due):")
+        table(["channel", "kind", "target", "late s", "sent_at"],
+              [[r["channel"], r["kind"], r["target"], f"{r['late_seconds']:.1f}", r["sent_at"]] for r in slowest])
+    failed = [r for r in rows if r["status"] == "failed"]
+    print(f"\nFailed ({len(failed)}):" if failed else "\nFailed: none")
+    if failed:
+        table(["channel", "kind", "target", "reason"],
+              [[r["channel"], r["kind"], r["target"], cut(r["error"] or "", 70)] for r in failed[:20]])
     return 0
 
 
@@ -723,7 +758,14 @@ def build_parser() -> Parser:
     p.add_argument("--channel", help="only rows of this channel (email, wire, feed, mastodon, bluesky, or social for both)")
     p.add_argument("--attempts", action="store_true",
                    help="list every attempt (when, worker, outcome, the relay's reply) instead of one row per target")
+    p.add_argument("--since", metavar="TIME", help="only deliveries sent (or, not sent, due) at or after TIME")
+    p.add_argument("--until", metavar="TIME", help="only deliveries sent (or, not sent, due) before TIME")
     p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("report", help="one screen on a statement: per channel, first and last send, lateness, "
+                                      "the slowest and the failed")
+    p.add_argument("id", help="the statement's id (see 'distributor list')")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("audit", help="the audit trail: who imported, approved, scheduled, withdrew what")
     p.add_argument("id", nargs="?", help="one statement's id (default: the whole trail)")
@@ -825,7 +867,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "retract": ("distributor retract tro-01-001-2026 --by 'Maya Okafor' --reason 'published in error'",),
     "run": ("distributor run", "distributor run --exit-when-idle"),
     "log": ("distributor log tro-01-001-2026 --status failed", "distributor log tro-01-001-2026 --attempts",
-            "distributor log --channel social --format csv > deliveries.csv"),
+            "distributor log --channel social --format csv > deliveries.csv",
+            "distributor log --since '2026-12-14 00:00 Europe/London' --until '2026-12-15 00:00 Europe/London'"),
+    "report": ("distributor report tro-01-001-2026",),
     "audit": ("distributor audit tro-01-001-2026",),
     "workers": ("distributor workers",),
     "status": ("distributor status", "distributor status --format json || notify-the-duty-officer"),

@@ -432,7 +432,10 @@ def status_counts(conn: Connection, statement_id: str | None = None, revision: i
     return dict(conn.execute(query).all())
 
 
-def log_rows(conn: Connection, statement_id: str | None = None) -> Iterator[dict]:
+def log_rows(conn: Connection, statement_id: str | None = None, since: datetime | None = None,
+             until: datetime | None = None) -> Iterator[dict]:
+    """Every delivery (of one statement); with ``since``/``until``, those sent in that span, or due in it if not
+    sent."""
     query = select(
         deliveries.c.statement_id.label("statement"), deliveries.c.revision, deliveries.c.channel,
         deliveries.c.target, deliveries.c.status, deliveries.c.attempts, deliveries.c.last_error.label("error"),
@@ -443,6 +446,11 @@ def log_rows(conn: Connection, statement_id: str | None = None) -> Iterator[dict
         deliveries.c.statement_id, deliveries.c.revision, deliveries.c.channel, deliveries.c.id)
     if statement_id is not None:
         query = query.where(deliveries.c.statement_id == statement_id)
+    when = func.coalesce(deliveries.c.sent_at, deliveries.c.due_at)
+    if since is not None:
+        query = query.where(when >= since)
+    if until is not None:
+        query = query.where(when < until)
     for row in conn.execute(query).mappings():
         yield dict(row)
 

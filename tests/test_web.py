@@ -327,3 +327,25 @@ def test_every_email_carries_its_own_unsubscribe_link(make_system, smtp_sink, st
         assert link.startswith(f"{base_url}/u/") and mailto.startswith("mailto:")
         assert unsubscribe.address_of(SECRET, link.rsplit("/", 1)[1]) == address
         assert (message.get("List-Unsubscribe-Post") == "List-Unsubscribe=One-Click") is one_click
+
+
+def test_log_since_until_and_the_report(web):
+    system, clock, app = web()
+    delivered(system, clock)  # the file transport: the vetted two at once, the third due at the lift
+    everything = json.loads(system.cli("log", SID, "--format", "json").out)
+    assert len(everything) == 3
+    sent_at = START.isoformat()
+    same = json.loads(system.cli("log", SID, "--format", "json", "--since", sent_at).out)
+    assert len(same) == 3  # two sent at START, one due at the lift
+    before = json.loads(system.cli("log", SID, "--format", "json", "--until", sent_at).out)
+    assert before == []
+    lift_only = json.loads(system.cli("log", SID, "--format", "json", "--since",
+                                      (START + timedelta(minutes=1)).isoformat()).out)
+    assert [r["target"] for r in lift_only] == ["tv@tv.example.org"]
+    bad = system.cli("log", "--since", "yesterday")
+    assert bad.code == 2 and bad.err.startswith("distributor: --since:")
+    report = system.cli("report", SID)
+    assert report.code == 0
+    email_line = next(line for line in report.out.splitlines() if line.startswith("email"))
+    assert email_line.split()[:7] == ["email", "2", "1", "0", "0", "0", "0"]
+    assert "Failed: none" in report.out
