@@ -79,6 +79,8 @@ recipients = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("list_name", "email_key", name="uq_recipients_list_email"),
+    Index("ix_recipients_email", "email"),  # the web app joins deliveries (by address) to their outlet
+    Index("ix_recipients_list_email", "list_name", "email"),  # who on a list has not got a statement
 )
 
 suppressions = Table(
@@ -128,6 +130,9 @@ deliveries = Table(
                      name="uq_deliveries_target"),
     Index("ix_deliveries_due", "status", "channel", "next_attempt_at"),
     Index("ix_deliveries_worker", "worker_id"),
+    Index("ix_deliveries_statement_status", "statement_id", "channel", "status", "variant", "sent_at"),  # web pages
+    Index("ix_deliveries_statement_target", "statement_id", "channel", "target", "status"),  # who has not got it
+    Index("ix_deliveries_target", "target"),                                      # one recipient's history
 )
 
 # Withdrawal, embargo change, correction, retraction: each numbered per statement. Their deliveries carry the number.

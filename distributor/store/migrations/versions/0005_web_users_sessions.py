@@ -1,4 +1,4 @@
-"""the web app: users, server-side sessions, login attempts
+"""the web app: users, server-side sessions, login attempts, and the indexes its pages read by
 
 Revision ID: 0005
 Revises: 0004
@@ -47,9 +47,20 @@ def upgrade() -> None:
     )
     op.create_index('ix_login_attempts_user', 'login_attempts', ['user_name', 'at'])
     op.create_index('ix_login_attempts_address', 'login_attempts', ['address', 'at'])
+    op.create_index('ix_deliveries_statement_status', 'deliveries',
+                    ['statement_id', 'channel', 'status', 'variant', 'sent_at'])
+    op.create_index('ix_deliveries_statement_target', 'deliveries', ['statement_id', 'channel', 'target', 'status'])
+    op.create_index('ix_deliveries_target', 'deliveries', ['target'])
+    op.create_index('ix_recipients_email', 'recipients', ['email'])
+    op.create_index('ix_recipients_list_email', 'recipients', ['list_name', 'email'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_recipients_list_email', table_name='recipients')
+    op.drop_index('ix_recipients_email', table_name='recipients')
+    op.drop_index('ix_deliveries_target', table_name='deliveries')
+    op.drop_index('ix_deliveries_statement_target', table_name='deliveries')
+    op.drop_index('ix_deliveries_statement_status', table_name='deliveries')
     op.drop_index('ix_login_attempts_address', table_name='login_attempts')
     op.drop_index('ix_login_attempts_user', table_name='login_attempts')
     op.drop_table('login_attempts')
