@@ -218,6 +218,7 @@ class Web:
     session_idle_hours: float = 12.0
     login_failures: int = 5         # failed logins per user and per address within the window, then refused
     login_window_minutes: float = 15.0
+    behind_proxy: bool = False      # trust one reverse proxy's X-Forwarded-For, -Proto, -Host and -Prefix
 
 
 @dataclass(frozen=True)
@@ -312,8 +313,12 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
         session_idle_hours=w.get("session_idle_hours", float, 12.0, check=between(0, 24 * 30, low_open=True)),
         login_failures=int(w.get("login_failures", int, 5, check=between(1, 1000))),
         login_window_minutes=w.get("login_window_minutes", float, 15.0, check=between(0, DAY, low_open=True)),
+        behind_proxy=w.get("behind_proxy", bool, False),
     )
     w.done()
+    if office.base_url and not web.secret_env:
+        raise w.error("secret_env", "office.base_url is set: the unsubscribe links in every email are signed with the "
+                                    "key this variable holds; name it")
 
     channels = parse_channels(root.table("channels"), office)
     root.done()

@@ -349,3 +349,20 @@ def test_log_since_until_and_the_report(web):
     email_line = next(line for line in report.out.splitlines() if line.startswith("email"))
     assert email_line.split()[:7] == ["email", "2", "1", "0", "0", "0", "0"]
     assert "Failed: none" in report.out
+
+
+def test_forwarded_headers_count_only_behind_a_proxy(web):
+    system, clock, app = web()
+    client = app.test_client()
+    token = csrf(client)
+    for n in range(5):  # five failures, each claiming another address: without a proxy, the real one counts
+        client.post("/login", data={"username": f"user{n}", "password": "x", "csrf_token": token},
+                    headers={"X-Forwarded-For": f"10.0.0.{n}"})
+    reply = client.post("/login", data={"username": "maya", "password": PASSWORD, "csrf_token": token})
+    assert reply.status_code == 401  # this address is refused for the window
+
+
+def test_a_public_address_needs_the_signing_key(write_config, run):
+    path = write_config(office_extra='base_url = "https://press.example.org"')
+    result = run(path, "init")
+    assert result.code == 2 and "web.secret_env" in result.err and "office.base_url is set" in result.err

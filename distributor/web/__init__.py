@@ -16,6 +16,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
 from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from distributor.clock import Clock
 from distributor.config import Config, secret
@@ -58,6 +59,8 @@ def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
                                      FileSystemLoader(str(DEFAULT_TEMPLATES / "web"))])
     app.jinja_env.filters["when"] = when
     app.extensions["distributor"] = views.Site(config, engine, clock, key)
+    if config.web.behind_proxy:  # only then are X-Forwarded-* headers believed (a client could forge them)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
     csrf = CSRFProtect(app)
     csrf.exempt(views.unsubscribe_post)  # a mail provider posts it with no cookie and no token: the URL is signed
     app.register_blueprint(views.pages)
