@@ -366,3 +366,44 @@ def test_a_public_address_needs_the_signing_key(write_config, run):
     path = write_config(office_extra='base_url = "https://press.example.org"')
     result = run(path, "init")
     assert result.code == 2 and "web.secret_env" in result.err and "office.base_url is set" in result.err
+
+
+def test_dkim_signs_every_message_with_its_unsubscribe_headers(make_system, smtp_sink, statement_file, tmp_path,
+                                                               monkeypatch):
+    import base64
+    import email
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode()
+    public = base64.b64encode(private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    monkeypatch.setenv("TEST_WEB_SECRET", SECRET)
+    monkeypatch.setenv("TEST_DKIM_KEY", pem)
+    clock = FixedClock(START)
+    system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port,
+                         office_extra='base_url = "https://press.example.org"',
+                         email_extra='[channels.email.dkim]\nselector = "press2026"\nprivate_key_env = "TEST_DKIM_KEY"\n',
+                         extra='\n[web]\nsecret_env = "TEST_WEB_SECRET"\n')
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text(LIST, encoding="utf-8")
+    assert system.cli("recipients", "import", csv_path, "--list", "embargo").code == 0
+    assert system.at("import", statement_file()).code == 0
+    delivered(system, clock)
+    assert len(smtp_sink.messages) == 2
+
+    def dns(name, timeout=5):
+        assert name == b"press2026._domainkey.office.example.org."
+        return f"v=DKIM1; k=rsa; p={public}".encode()
+    for received in smtp_sink.messages:
+        assert dkim.verify(received.data, dnsfunc=dns)
+        signature = email.message_from_bytes(received.data)["DKIM-Signature"]
+        signed = re.search(r"h=([^;]+)", signature).group(1).replace(" ", "").replace("\r\n", "").lower().split(":")
+        assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post"} <= set(signed)
+        tampered = received.data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                                         b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click")
+        assert not dkim.verify(tampered, dnsfunc=dns)

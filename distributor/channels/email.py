@@ -37,12 +37,24 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True)
+class DkimSettings:
+    selector: str
+    domain: str
+    private_key_env: str  # the variable holding the PEM private key
+
+
+DKIM_HEADERS = [b"From", b"To", b"Subject", b"Date", b"Message-ID", b"Reply-To", b"In-Reply-To", b"References",
+                b"List-Unsubscribe", b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type"]
+
+
+@dataclass(frozen=True)
 class EmailSettings:
     transport: str
     list: str
     smtp: SmtpSettings
     directory: Path
     release_lists: tuple[str, ...] = ()  # their members, and the list's unvetted ones, get the release at the lift
+    dkim: DkimSettings | None = None     # sign each message (RFC 6376), List-Unsubscribe included
 
 
 @dataclass(frozen=True)
@@ -142,8 +154,16 @@ class EmailChannel(Channel):
         release_lists = t.get("release_lists", list, [])
         if not all(isinstance(name, str) and name.strip() for name in release_lists):
             raise t.error("release_lists", "expected a list of list names, e.g. [\"newsdesks\"]")
+        dkim = None
+        if t.has("dkim"):
+            d = t.table("dkim")
+            dkim = DkimSettings(selector=d.get("selector"), domain=d.get("domain", str, office.domain),
+                                private_key_env=d.get("private_key_env"))
+            d.done()
+        else:
+            t.table("dkim")
         settings = EmailSettings(transport=transport, list=t.get("list", str, "embargo"), smtp=smtp,
-                                 directory=directory, release_lists=tuple(release_lists))
+                                 directory=directory, release_lists=tuple(release_lists), dkim=dkim)
         t.done()
         return settings
 
@@ -152,6 +172,7 @@ class EmailChannel(Channel):
         self.office = context.config.office
         self._transport: MailTransport | None = None
         self._unsubscribe_key: str | None = None
+        self._dkim_key: bytes | None = None
 
     @property
     def transport(self) -> MailTransport:
@@ -224,6 +245,25 @@ class EmailChannel(Channel):
             self._unsubscribe_key = secret(self.context.config.web.secret_env, "web.secret_env")
         return self._unsubscribe_key
 
+    def dkim_key(self) -> bytes | None:
+        """The DKIM private key, read once from the variable ``channels.email.dkim.private_key_env`` names."""
+        if self.settings.dkim is None:
+            return None
+        if self._dkim_key is None:
+            self._dkim_key = secret(self.settings.dkim.private_key_env,
+                                    "channels.email.dkim.private_key_env").encode("ascii")
+        return self._dkim_key
+
+    def dkim_signature(self, message: bytes, key: bytes) -> bytes:
+        """The DKIM-Signature header for one whole message (relaxed canonicalisation, rsa-sha256)."""
+        import dkim
+
+        d = self.settings.dkim
+        assert d is not None
+        present = [h for h in DKIM_HEADERS if b"\r\n" + h + b":" in b"\r\n" + message.partition(b"\r\n\r\n")[0]]
+        return dkim.sign(message, d.selector.encode(), d.domain.encode(), key, include_headers=present,
+                         canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n")
+
     def unsubscribe_headers(self, key: str | None, address: str) -> str | None:
         """List-Unsubscribe with this recipient's signed link and the mailto; List-Unsubscribe-Post only over
         https, as RFC 8058 requires."""
@@ -290,6 +330,7 @@ class EmailChannel(Channel):
                 if job.kind is not Kind.STATEMENT else {}
         try:
             key = self.unsubscribe_key()
+            dkim_key = self.dkim_key()
         except ConfigError as exc:  # the row waits until the variable is set, as for any transport secret
             for row in rows:
                 report(Outcome(row.id, Result.TRANSPORT, str(exc)))
@@ -311,6 +352,8 @@ class EmailChannel(Channel):
             mid = message_id(job, row.target, self.office.domain)
             own = rendered.own_headers(address, standing[row.target].name, mid, now, threads.get(row.target),
                                        self.unsubscribe_headers(key, row.target))
+            if dkim_key is not None:
+                own = self.dkim_signature(own + rendered.shared.raw, dkim_key) + own
             ids[row.id] = mid
             envelopes.append(Envelope(row.id, self.office.from_addr, address, own, mid, rendered.shared, smtputf8))
             return None
