@@ -3,6 +3,8 @@ token can be neither forged nor guessed from another."""
 
 from __future__ import annotations
 
+import hashlib
+
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from distributor import recipients
@@ -10,14 +12,18 @@ from distributor import recipients
 SALT = "distributor-unsubscribe"
 
 
+def _serializer(secret: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=SALT, signer_kwargs={"digest_method": hashlib.sha256})  # HMAC-SHA256
+
+
 def token(secret: str, address: str) -> str:
-    return URLSafeSerializer(secret, salt=SALT).dumps(recipients.key(address))
+    return _serializer(secret).dumps(recipients.key(address))
 
 
 def address_of(secret: str, value: str) -> str | None:
     """The address a token was made for; None for a forged or damaged one."""
     try:
-        found = URLSafeSerializer(secret, salt=SALT).loads(value)
+        found = _serializer(secret).loads(value)
     except BadSignature:
         return None
     return found if isinstance(found, str) else None

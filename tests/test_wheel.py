@@ -53,4 +53,6 @@ def test_the_wheel_installs_scaffolds_an_office_and_runs_the_demo_flow(tmp_path)
     rows = json.loads(run(distributor, "log", sid, "--format", "json", cwd=office))
     assert {(r["channel"], r["status"]) for r in rows} == {
         ("email", "sent"), ("wire", "sent"), ("feed", "sent"), ("mastodon", "sent"), ("bluesky", "sent")}
-    assert len(list((office / "outbox" / "email").rglob("*.eml"))) == 2  # the two vetted journalists
+    emails = {(r["target"], r["variant"]) for r in rows if r["channel"] == "email"}
+    assert len(list((office / "outbox" / "email").rglob("*.eml"))) == 3 == len(emails)
+    assert dict(emails)["blogger@blog.example.org"] == "released"  # not vetted: the released version, at the lift
