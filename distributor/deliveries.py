@@ -177,7 +177,7 @@ def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: d
     """Move rows not yet sent to their channel's new due time; cancel rows of channels no longer chosen. With
     ``lift`` (old embargo, new embargo), rows due at the old lift (the released version) move to the new one."""
     unsent = [deliveries.c.statement_id == statement_id, deliveries.c.revision == revision,
-              deliveries.c.status.in_(CLAIMABLE), deliveries.c.kind == Kind.STATEMENT.value]
+              deliveries.c.status.in_(CLAIMABLE), deliveries.c.kind.in_((Kind.STATEMENT.value, Kind.CORRECTION.value))]
     conn.execute(update(deliveries).where(*unsent, deliveries.c.channel.not_in(list(due))).values(
         status=DeliveryStatus.CANCELLED.value, last_error="channel dropped by reschedule", updated_at=now))
     if lift is not None:
@@ -190,15 +190,23 @@ def reschedule_unsent(conn: Connection, statement_id: str, revision: int, due: d
 
 
 def _live():
-    """SQL condition: a copy of the approved (or published) revision, in the current schedule of a statement that
-    is scheduled or released; or a notice, a correction or a retraction (each cancelled explicitly if overtaken)."""
-    return or_(deliveries.c.kind != Kind.STATEMENT.value, select(statements.c.id).where(
-        statements.c.status.in_((StatementStatus.SCHEDULED.value, StatementStatus.RELEASED.value)),
-        or_(statements.c.approved_revision == deliveries.c.revision,
-            statements.c.published_revision == deliveries.c.revision),
-        statements.c.generation == deliveries.c.generation,
-        statements.c.id == deliveries.c.statement_id,
-    ).exists())
+    """SQL condition: a row that may still go out.
+
+    - the copy or a correction: of the approved (or published) revision, in the current schedule of a statement
+      that is scheduled or released;
+    - an embargo change: in the current schedule of a statement still scheduled or released;
+    - a withdrawal or a retraction notice: always (each is cancelled explicitly if overtaken).
+    """
+    current = [statements.c.id == deliveries.c.statement_id, statements.c.generation == deliveries.c.generation,
+               statements.c.status.in_((StatementStatus.SCHEDULED.value, StatementStatus.RELEASED.value))]
+    copy = select(statements.c.id).where(*current, or_(
+        statements.c.approved_revision == deliveries.c.revision,
+        statements.c.published_revision == deliveries.c.revision)).exists()
+    return or_(
+        deliveries.c.kind.in_((Kind.WITHDRAWAL.value, Kind.RETRACTION.value)),
+        and_(deliveries.c.kind == Kind.EMBARGO_CHANGE.value, select(statements.c.id).where(*current).exists()),
+        and_(deliveries.c.kind.in_((Kind.STATEMENT.value, Kind.CORRECTION.value)), copy),
+    )
 
 
 def _claimable(channel: str | None, now: datetime, cutoff: datetime):
@@ -347,7 +355,8 @@ def cancel_unsent(conn: Connection, statement_id: str, now: datetime, reason: st
 def requeue_failed(conn: Connection, statement_id: str, now: datetime, channels: Iterable[str] | None = None) -> int:
     """Put the statement's failed deliveries back in the queue, due now, with a fresh set of attempts (the total
     is kept)."""
-    condition = [deliveries.c.statement_id == statement_id, deliveries.c.status == DeliveryStatus.FAILED.value]
+    condition = [deliveries.c.statement_id == statement_id, deliveries.c.status == DeliveryStatus.FAILED.value,
+                 _live()]  # never what a withdrawal, a retraction or a new schedule has overtaken
     if channels is not None:
         condition.append(deliveries.c.channel.in_(list(channels)))
     return conn.execute(update(deliveries).where(*condition).values(

@@ -102,7 +102,8 @@ def refused(conn: Connection, name: str, address: str, at: datetime, policy: Web
 
 def authenticate(conn: Connection, name: str, password: str, address: str, at: datetime, policy: Web) -> User | None:
     """The user if the password is theirs and the rate limit allows; every attempt is recorded and failures logged."""
-    name = name.strip()[:200]
+    name = name.replace("\x00", "").strip()[:200]
+    password = password.replace("\x00", "")
     if refused(conn, name, address, at, policy):
         log.warning("login refused for %r from %s: too many failed attempts", name, address)
         conn.execute(insert(login_attempts).values(at=at, user_name=name, address=address, ok=False))

@@ -213,8 +213,8 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
         _update(conn, row, at, **unapproved)
     else:
         _move(conn, row, S.DRAFT, at, **unapproved)
-    cancelled = deliveries.cancel_unsent(conn, statement_id, at, reason=f"superseded by revision {revision}",
-                                         before_revision=revision)
+    cancelled = 0 if row["status"] == S.RELEASED.value else deliveries.cancel_unsent(  # the public's copies go on
+        conn, statement_id, at, reason=f"superseded by revision {revision}", before_revision=revision)
     record(conn, Action.REVISED, actor, at, statement_id, revision, source=source, hash=digest, cancelled=cancelled)
     if was_approved:
         record(conn, Action.APPROVAL_REVOKED, actor, at, statement_id, revision,
@@ -387,7 +387,7 @@ def reschedule(conn: Connection, statement_id: str, actor: str, at: datetime, *,
                note: str | None, channels: dict[str, Timed], lead_seconds: float) -> dict:
     """Move the embargo of a scheduled statement, telling every holder. Earlier only while the notices can go
     out first: the new time must be ``lead_seconds`` ahead."""
-    row = get(conn, statement_id)
+    row = lock(conn, statement_id) or get(conn, statement_id)  # one at a time: notices are numbered
     if row["status"] in (S.RELEASED.value, S.RETRACTED.value):
         raise StateError(f"statement {statement_id} is {row['status']} (public since {_utc(row['released_at'])}); "
                          f"its embargo cannot move", where=statement_id)
@@ -419,7 +419,7 @@ def reschedule(conn: Connection, statement_id: str, actor: str, at: datetime, *,
 def correct(conn: Connection, statement_id: str, actor: str, at: datetime, *, reason: str,
             note: str | None) -> dict:
     """Publish the approved correction of a released statement at once, on every channel that has it."""
-    row = get(conn, statement_id)
+    row = lock(conn, statement_id) or get(conn, statement_id)  # one at a time: notices are numbered
     if row["status"] != S.RELEASED.value:
         hint = " (before the release, schedule the approved new revision: its holders get it as a correction)" \
             if row["status"] in (S.APPROVED.value, S.SCHEDULED.value, S.DRAFT.value) else ""
@@ -444,7 +444,7 @@ def correct(conn: Connection, statement_id: str, actor: str, at: datetime, *, re
 def retract(conn: Connection, statement_id: str, actor: str, at: datetime, *, reason: str,
             note: str | None) -> dict:
     """Withdraw a released statement from publication (a kill): every channel that has it takes it down."""
-    row = get(conn, statement_id)
+    row = lock(conn, statement_id) or get(conn, statement_id)  # one at a time: notices are numbered
     if row["status"] != S.RELEASED.value:
         hint = f"; before the release use 'distributor withdraw {statement_id}'" if row["status"] in (
             S.DRAFT.value, S.APPROVED.value, S.SCHEDULED.value) else ""
@@ -487,7 +487,7 @@ def _utc(instant: datetime) -> str:
 def withdraw(conn: Connection, statement_id: str, actor: str, at: datetime, reason: str,
              note: str | None = None) -> dict:
     """Stop a statement before its release. Every journalist holding its embargoed copy is told."""
-    row = get(conn, statement_id)
+    row = lock(conn, statement_id) or get(conn, statement_id)  # one at a time: notices are numbered
     if row["status"] in (S.RELEASED.value, S.RETRACTED.value):
         raise StateError(f"statement {statement_id} is already public; it cannot be withdrawn (retract it: "
                          f"'distributor retract {statement_id} --by NAME --reason TEXT')", where=statement_id)

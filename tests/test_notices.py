@@ -13,6 +13,7 @@ from werkzeug import Response
 
 from distributor import workflow
 from distributor.clock import FixedClock
+from distributor.outcomes import RECORDED
 from distributor.errors import InputError
 from distributor.store.schema import workers
 from distributor.workers import db_now
@@ -377,3 +378,61 @@ def test_failed_and_overdue_deliveries_need_attention(held, smtp_sink):
     assert found["failed"]["count"] == 0
     text = system.at("status")
     assert text.code == found["needs_attention"] and "Workers running" in text.out
+
+
+# -- copies already claimed when the statement changes ---------------------------------------------------------------
+
+def claimed_copies(system, clock):
+    """Claim the embargoed copies as a worker would, without sending them yet: (job, rendered, rows)."""
+    from distributor import deliveries
+    system.dispatcher.advance()
+    with system.engine.begin() as conn:
+        batch = deliveries.claim(conn, "email", clock.now(), system.dispatcher.worker, 100, 60,
+                                 system.dispatcher.cutoff(conn))
+        job = system.dispatcher.job(conn, SID, 1)
+    email = system.channels["email"]
+    return job, email.render(job, email.variant(job, clock.now())), batch
+
+
+def test_a_copy_claimed_before_a_withdrawal_is_cancelled_not_sent(make_system, smtp_sink, statement_file, tmp_path):
+    clock = FixedClock(START)
+    system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port)
+    csv = tmp_path / "list.csv"
+    csv.write_text(LIST, encoding="utf-8")
+    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+    assert system.cli("import", statement_file()).code == 0
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    job, rendered, batch = claimed_copies(system, clock)
+    rows = batch.rows
+    assert len(rows) == 2
+    assert system.at("withdraw", SID, "--by", "Maya", "--reason", "legal advice").code == 0
+    outcomes = []
+    system.channels["email"].send(job, rendered, rows, lambda o: outcomes.append(o) or RECORDED)
+    assert smtp_sink.messages == [] and {(o.result.value, o.detail) for o in outcomes} == {("cancelled", "withdrawn")}
+
+
+def test_a_copy_claimed_before_the_embargo_moved_is_made_again(make_system, smtp_sink, statement_file, tmp_path):
+    clock = FixedClock(START)
+    system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port)
+    csv = tmp_path / "list.csv"
+    csv.write_text(LIST, encoding="utf-8")
+    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+    assert system.cli("import", statement_file()).code == 0
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    job, rendered, batch = claimed_copies(system, clock)
+    rows = batch.rows
+    later = EMBARGO + timedelta(days=1)
+    assert system.at("reschedule", SID, "--embargo", later.isoformat(), "--by", "Maya", "--reason", "r").code == 0
+    outcomes = []
+    system.channels["email"].send(job, rendered, rows, lambda o: outcomes.append(o) or RECORDED)
+    assert smtp_sink.messages == [] and {o.result.value for o in outcomes} == {"retry"}
+    with system.engine.begin() as conn:  # recorded as the worker would: a retry, after the backoff
+        from distributor import deliveries
+        deliveries.record(conn, batch, outcomes, system.config.delivery, clock.now(), system.dispatcher.worker)
+    clock.advance(3600)
+    tick(system)
+    assert {m.rcpt_tos[0] for m in smtp_sink.messages} == {"ana@paper.example.com", "bob@wire.example.net"}
+    subjects = {email.message_from_bytes(m.data, policy=email.policy.default)["Subject"] for m in smtp_sink.messages}
+    assert subjects == {"EMBARGOED UNTIL 00:01 GMT 3 March 2027: Riverland: Flood maps must be published"}

@@ -15,7 +15,7 @@ from sqlalchemy import delete, insert
 from distributor.channels.base import EMBARGOED, RELEASED, Channel, Context, Job, idempotency_key, tables_of
 from distributor.clock import FixedClock
 from distributor.config import Table
-from distributor.outcomes import RECORDED, Claimed, Outcome, Result, Variant
+from distributor.outcomes import RECORDED, Claimed, Kind, Outcome, Result, Variant
 from distributor.statements.model import Statement
 from distributor.store import connect, init_schema
 from distributor.store.schema import statements
@@ -128,6 +128,25 @@ def test_the_guard_cancels_what_a_withdrawal_left_in_flight(stored):
     channel.send(job(), "r", claimed(1, 2), report)
     assert channel.delivered == [] and outcomes == [Outcome(1, Result.CANCELLED, "withdrawn"),
                                                     Outcome(2, Result.CANCELLED, "withdrawn")]
+
+
+@pytest.mark.parametrize("status, kind, expected", [
+    ("retracted", Kind.STATEMENT, "retracted"), ("retracted", Kind.CORRECTION, "retracted"),
+    ("retracted", Kind.RETRACTION, None), ("draft", Kind.STATEMENT, "the statement is draft now"),
+    ("released", Kind.STATEMENT, None),
+])
+def test_the_guard_cancels_what_a_retraction_or_a_new_schedule_overtook(stored, status, kind, expected):
+    stored(EMBARGO - timedelta(minutes=5), status=status)
+    outcomes, report = collect()
+    Plain(FixedClock(EMBARGO)).send(dataclasses.replace(job(), kind=kind), "r", claimed(1), report)
+    assert outcomes == ([Outcome(1, Result.SENT)] if expected is None else [Outcome(1, Result.CANCELLED, expected)])
+
+
+def test_the_guard_cancels_a_copy_of_an_earlier_schedule(stored):
+    stored(EMBARGO - timedelta(minutes=5), status="released")
+    outcomes, report = collect()
+    Plain(FixedClock(EMBARGO)).send(dataclasses.replace(job(), generation=0), "r", claimed(1), report)
+    assert outcomes == [Outcome(1, Result.CANCELLED, "overtaken by a new schedule")]
 
 
 def test_public_channel_acts_at_the_embargo_instant():

@@ -135,6 +135,31 @@ def test_the_embargo_line_of_a_correction_after_the_release_is_not_held_against_
     assert (result.revision, result.changed) == (2, True)
 
 
+def test_a_correction_draft_of_a_released_statement_leaves_the_public_copies_going(engine):
+    scheduled(engine)
+    with engine.begin() as conn:
+        deliveries.plan(conn, SID, 1, "wire", ["newswire"], NOW + HOUR, NOW)
+        workflow.release(conn, workflow.get(conn, SID), "scheduler", NOW + HOUR)
+    result = imported(engine, replace(DOC, body=("Changed.",)))
+    with engine.connect() as conn:
+        status = conn.execute(select(delivery_rows.c.status)).scalar_one()
+    assert (result.cancelled, status) == (0, "pending")
+
+
+def test_retry_never_brings_back_what_a_retraction_overtook(engine):
+    from distributor.outcomes import Kind
+    scheduled(engine)
+    with engine.begin() as conn:
+        workflow.release(conn, workflow.get(conn, SID), "scheduler", NOW + HOUR)
+        deliveries.plan_notice(conn, SID, 1, 1, Kind.CORRECTION, 1, {"wire": ["newswire"]}, NOW + HOUR, NOW + HOUR)
+        deliveries.plan_notice(conn, SID, 1, 1, Kind.RETRACTION, 2, {"email": ["a@x"]}, NOW + HOUR, NOW + HOUR)
+        conn.execute(update(delivery_rows).values(status="failed"))
+        conn.execute(update(statements).values(status="retracted"))
+        assert workflow.retry_failed(conn, SID, "Maya", NOW + 2 * HOUR) == 1  # the retraction notice only
+        kinds = dict(conn.execute(select(delivery_rows.c.kind, delivery_rows.c.status)).all())
+    assert kinds == {"correction": "failed", "retraction": "retrying"}
+
+
 def test_a_retracted_statement_takes_no_new_revision(engine):
     scheduled(engine)
     with engine.begin() as conn:

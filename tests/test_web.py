@@ -407,3 +407,24 @@ def test_dkim_signs_every_message_with_its_unsubscribe_headers(make_system, smtp
         tampered = received.data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
                                          b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click")
         assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_bad_input_in_forms_and_addresses_is_a_message_or_a_404_never_a_500(web):
+    system, clock, app = web()
+    client = login(app)
+    for name in ("..", "statement.pdf", "a\x00b.txt"):
+        reply = client.post("/import", data={"file": (io.BytesIO(b"x"), name), "csrf_token": csrf(client, "/")},
+                            content_type="multipart/form-data")
+        assert reply.status_code == 302, name
+        assert "expected a .txt or .md file" in client.get("/").get_data(as_text=True) or name.endswith(".txt")
+    assert client.get(f"/statements/{SID}?q=a%00b&page=-3&status=bogus").status_code == 200
+    assert client.get("/statements/BAD%00ID").status_code == 404
+    assert client.get("/recipients/a%00b@example.com").status_code == 404
+    assert client.get("/?from=not-a-date").status_code == 404
+    reply = post(client, f"/statements/{SID}/withdraw", reason="has a \x00 in it")
+    assert "--reason" in client.get(reply.headers["Location"]).get_data(as_text=True) or \
+        "reason" in client.get(reply.headers["Location"]).get_data(as_text=True)
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "draft"
+    other = app.test_client()
+    reply = other.post("/login", data={"username": "ma\x00ya", "password": PASSWORD, "csrf_token": csrf(other)})
+    assert reply.status_code in (302, 401)

@@ -216,14 +216,16 @@ class Channel(ABC):
 
     def embargo_refusal(self, job: Job, rows: list[Claimed]) -> list[Outcome] | None:
         """The embargo guard: a public channel refuses every row while the statement is under embargo, and
-        cancels them once it is withdrawn. The embargo and the status are read from the database now, never
-        taken from the job, which may have been read before the embargo moved."""
+        cancels what a withdrawal, a retraction or a new schedule has overtaken. The embargo and the status are
+        read from the database now, never taken from the job, which may have been read before they changed."""
         if not self.public:
             return None
-        embargo, status = self.current(job)
-        if status == StatementStatus.WITHDRAWN.value:
-            log.warning("%s: cancelled %d deliveries of %s: withdrawn", self.name, len(rows), job.statement_id)
-            return [Outcome(row.id, Result.CANCELLED, "withdrawn") for row in rows]
+        current = self.current(job)
+        overtaken = current.overtakes(job)
+        if overtaken:
+            log.warning("%s: cancelled %d deliveries of %s: %s", self.name, len(rows), job.statement_id, overtaken)
+            return [Outcome(row.id, Result.CANCELLED, overtaken) for row in rows]
+        embargo = current.embargo
         now = self.embargo_now()
         if embargo is not None and now >= embargo:
             return None
@@ -231,10 +233,35 @@ class Channel(ABC):
                     job.statement_id, embargo, now)
         return [Outcome(row.id, Result.REFUSED, "refused: embargo", not_before=embargo) for row in rows]
 
-    def current(self, job: Job) -> tuple[datetime | None, str | None]:
-        """The statement's embargo and status as the database has them now (the job's, for one it does not
-        hold: a preview)."""
+    def current(self, job: Job) -> Current:
+        """The statement as the database has it now (the job's own view, for one it does not hold: a preview)."""
         with reading(self.context.engine) as conn:
-            row = conn.execute(select(statements.c.embargo, statements.c.status).where(
+            row = conn.execute(select(statements.c.embargo, statements.c.status, statements.c.generation).where(
                 statements.c.id == job.statement_id)).first()
-        return (row[0], row[1]) if row is not None else (job.embargo, None)
+        if row is None:
+            return Current(job.embargo, None, job.generation)
+        return Current(row[0], row[1], row[2])
+
+
+@dataclass(frozen=True)
+class Current:
+    """A statement's embargo, status and schedule as a channel reads them just before it acts."""
+
+    embargo: datetime | None
+    status: str | None
+    generation: int
+
+    def overtakes(self, job: Job) -> str | None:
+        """Why this job must not go out any more, or None: its statement was withdrawn or retracted, or scheduled
+        afresh since. Notices of a withdrawal or a retraction always go."""
+        if job.kind in (Kind.WITHDRAWAL, Kind.RETRACTION) or self.status is None:
+            return None
+        if self.status == StatementStatus.WITHDRAWN.value:
+            return "withdrawn"
+        if self.status == StatementStatus.RETRACTED.value:
+            return "retracted"
+        if self.generation != job.generation:
+            return "overtaken by a new schedule"
+        if self.status not in (StatementStatus.SCHEDULED.value, StatementStatus.RELEASED.value):
+            return f"the statement is {self.status} now"
+        return None

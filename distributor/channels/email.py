@@ -335,6 +335,16 @@ class EmailChannel(Channel):
             for row in rows:
                 report(Outcome(row.id, Result.TRANSPORT, str(exc)))
             return
+        current = self.current(job)  # checked again now: withdrawn, moved or scheduled afresh since the claim
+        stop = current.overtakes(job)
+        if stop is None and rendered.variant == EMBARGOED and current.embargo != job.embargo:
+            for row in rows:  # the copy would state the old time: made again, with the new one, at the next attempt
+                report(Outcome(row.id, Result.RETRY, "the embargo moved as this copy was made"))
+            return
+        if stop is not None:
+            for row in rows:
+                report(Outcome(row.id, Result.CANCELLED, stop))
+            return
         # a notice goes to whoever holds the copy, vetted still or not; the statement's text only to the vetted
         embargoed = rendered.variant == EMBARGOED and not job.kind.notice_only
         now = self.clock.now()

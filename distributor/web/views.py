@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
@@ -21,7 +22,7 @@ from distributor import channels as channel_registry
 from distributor import csvout, deliveries, operations, recipients, status, unsubscribe, users, workflow
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
-from distributor.errors import InputError, UserError
+from distributor.errors import InputError, UserError, checked_text
 from distributor.render import when
 from distributor.statements import parse_file
 from distributor.statements.model import StatementStatus
@@ -31,6 +32,7 @@ from distributor.web import queries
 
 log = logging.getLogger("distributor.web")
 pages = Blueprint("pages", __name__)
+ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 PUBLIC = {"pages.login", "pages.unsubscribe_page", "pages.unsubscribe_post"}
 EMBARGOED_STATES = {StatementStatus.DRAFT.value, StatementStatus.APPROVED.value, StatementStatus.SCHEDULED.value,
                     StatementStatus.WITHDRAWN.value}
@@ -99,7 +101,8 @@ def common() -> dict:
 # -- logging in ------------------------------------------------------------------------------------------------------
 def safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or urlsplit(target).netloc):
         return url_for("pages.statements_page")
     return target
 
@@ -165,6 +168,8 @@ def statements_page():
 
 
 def statement_or_404(conn, statement_id: str) -> dict:
+    if not ID.fullmatch(statement_id):
+        abort(404)
     try:
         return workflow.get(conn, statement_id)
     except UserError:
@@ -178,7 +183,7 @@ def statement_page(statement_id: str):
     wanted = request.args.get("status") or None
     if wanted not in (None, *queries.STATUSES):
         wanted = None
-    search = (request.args.get("q") or "").strip()[:200] or None
+    search = (request.args.get("q") or "").replace("\x00", "").strip()[:200] or None
     email = s.config.channels.get("email")
     lists = (email.list, *email.release_lists) if email else ()
     with reading(s.engine) as conn:
@@ -195,7 +200,7 @@ def statement_page(statement_id: str):
         if name in s.config.channels:
             try:
                 previews[name] = operations.preview(s.ops, statement_id, name, "released")[0]
-            except UserError as exc:
+            except (UserError, ValueError) as exc:  # ValueError: a link longer than the network's limit
                 previews[name] = f"(no preview: {exc})"
     return render_template("statement.html", row=row, document=document, counts=counts, events=events,
                            failed=failed, people=people, total=total, page=page_number(), pages=queries.PAGE,
@@ -233,6 +238,8 @@ def deliveries_csv(statement_id: str):
 @pages.route("/recipients/<path:address>")
 def recipient_page(address: str):
     s = site()
+    if "\x00" in address or len(address) > 320:
+        abort(404)
     with reading(s.engine) as conn:
         history = queries.recipient_history(conn, address)
         lists = queries.memberships(conn, address)
@@ -260,10 +267,10 @@ def status_page():
 
 # -- acting (editors) ------------------------------------------------------------------------------------------------
 def text(name: str, required: bool = False) -> str | None:
-    value = (request.form.get(name) or "").strip()
+    value = checked_text((request.form.get(name) or "").strip(), name, 1000)
     if required and not value:
         raise InputError(f"{name} is required", where=name)
-    return value[:1000] or None
+    return value or None
 
 
 def instant(name: str, required: bool = False) -> datetime | None:
@@ -357,9 +364,13 @@ def import_file():
     if upload is None or not upload.filename:
         flash("choose a .txt or .md file", "error")
         return redirect(url_for("pages.statements_page"))
-    name = Path(upload.filename).name
+    name = Path(upload.filename.replace("\x00", "")).name[-100:] or "statement"
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".txt", ".md"):
+        flash(f"{name}: expected a .txt or .md file", "error")
+        return redirect(url_for("pages.statements_page"))
     with TemporaryDirectory() as folder:
-        path = Path(folder) / name
+        path = Path(folder) / f"upload{suffix}"  # the name as given is for messages and the record only
         upload.save(path)
         try:
             statement = parse_file(path)
@@ -367,7 +378,7 @@ def import_file():
                 result = workflow.import_statement(conn, statement, name, g.user.name, s.clock.now(),
                                                    note=text("note"))
         except UserError as exc:
-            flash(str(exc).replace(str(path), name), "error")
+            flash(str(exc).replace(str(path), name).replace(path.name, name), "error")
             return redirect(url_for("pages.statements_page"))
     flash(f"imported as {result.id} revision {result.revision}" if result.changed else "unchanged: nothing imported",
           "ok")
