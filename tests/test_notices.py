@@ -13,8 +13,8 @@ from werkzeug import Response
 
 from distributor import workflow
 from distributor.clock import FixedClock
-from distributor.outcomes import RECORDED
 from distributor.errors import InputError
+from distributor.outcomes import RECORDED
 from distributor.store.schema import workers
 from distributor.workers import db_now
 from tests.channels.conftest import wire
