@@ -428,3 +428,18 @@ def test_bad_input_in_forms_and_addresses_is_a_message_or_a_404_never_a_500(web)
     other = app.test_client()
     reply = other.post("/login", data={"username": "ma\x00ya", "password": PASSWORD, "csrf_token": csrf(other)})
     assert reply.status_code in (302, 401)
+
+
+def test_one_click_unsubscribe_stops_the_pending_copies_of_an_address_written_in_capitals(web, statement_file):
+    system, clock, app = web()
+    csv_path = system.config_path.parent / "caps.csv"
+    csv_path.write_text("email,name,embargo_ok\nCy.Doe@Radio.example.org,Cy,yes\n", encoding="utf-8")
+    assert system.cli("recipients", "import", csv_path, "--list", "embargo").code == 0
+    assert system.at("approve", SID, "--by", "maya").code == 0
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    system.dispatcher.advance()
+    token = unsubscribe.token(SECRET, "Cy.Doe@Radio.example.org")
+    assert app.test_client().post(f"/u/{token}").status_code == 200
+    [row] = [r for r in json.loads(system.cli("log", SID, "--format", "json").out) if r["target"].startswith("Cy.")]
+    assert row["target"] != row["target"].lower()  # stored as written, capitals and all
+    assert (row["status"], row["error"]) == ("cancelled", "unsubscribed")
