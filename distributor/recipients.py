@@ -197,7 +197,8 @@ def unsubscribe(conn: Connection, email: str, actor: str, now: datetime, reason:
     if conn.execute(select(suppressions.c.email_key).where(suppressions.c.email_key == key(address))).first():
         return False
     conn.execute(insert(suppressions).values(email_key=key(address), reason=reason, actor=actor, created_at=now))
-    stored = conn.execute(select(recipients.c.email).where(recipients.c.email_key == key(address))).scalars()
+    stored: list[str] = list(conn.execute(select(recipients.c.email).where(
+        recipients.c.email_key == key(address))).scalars())
     for written in {address, *stored}:  # as each list wrote it: "Ana@Paper.example" is ana@paper.example
         deliveries.cancel_target(conn, "email", written, now, reason="unsubscribed")
     return True
