@@ -115,6 +115,14 @@ def test_csv_rows_with_fields_that_do_not_fit_are_rejected_alone(config, run, tm
     ("channels.email.smtp", "max_per_second", "-3", "expected a number from 0 to 100000"),
     ("channels.email.smtp", "connections", "1000", "expected a number from 1 to 100"),
     ("channels.email.smtp", "timeout_seconds", "0", "expected a number more than 0 to 3600"),
+    ("delivery", "notice_lead_seconds", "-1", "expected a number from 0 to 86400"),
+    ("delivery", "alert_after_seconds", "0", "expected a number from 1 to 86400"),
+    ("channels.email", "release_lists", "[1]", "expected a list of list names"),
+    ("channels.email", "release_lists", '[" "]', "expected a list of list names"),
+    ("office", "base_url", '"ftp://press.example.org"', "expected an http:// or https:// URL"),
+    ("office", "four_eyes", '"yes"', "expected"),
+    ("web", "session_idle_hours", "0", "expected a number more than 0 to 720"),
+    ("web", "login_failures", "0", "expected a number from 1 to 1000"),
 ])
 def test_config_numbers_out_of_range(run, write_config, table, key, value, expected):
     path = write_config()

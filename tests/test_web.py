@@ -93,6 +93,10 @@ def test_logging_in_and_out_and_the_session_cookie(web):
     reply = other.post("/login?next=//evil.example/x", data={"username": "maya", "password": PASSWORD,
                                                              "csrf_token": csrf(other)})
     assert reply.headers["Location"] == "/"
+    other = app.test_client()
+    reply = other.post("/login?next=/\\evil.example/x", data={"username": "maya", "password": PASSWORD,
+                                                              "csrf_token": csrf(other)})
+    assert reply.headers["Location"] == "/"
     # logging out ends the session on the server: the old cookie is worth nothing
     stolen = client.get_cookie("distributor_session").value
     assert post(client, "/logout").status_code == 302
@@ -108,6 +112,15 @@ def test_a_session_ends_after_twelve_hours_idle(web):
     assert client.get("/").status_code == 200  # used: kept alive
     clock.advance(12 * 3600 + 1)
     assert client.get("/").status_code == 302
+
+
+def test_a_new_password_ends_every_session_of_the_old_one(web):
+    system, clock, app = web()
+    client = login(app)
+    with system.engine.begin() as conn:
+        users.set_password(conn, "maya", "a brand new password", clock.now())
+    assert client.get("/").status_code == 302
+    login(app, "maya", "a brand new password")
 
 
 def test_the_cookie_is_not_secure_only_on_plain_http(web):
