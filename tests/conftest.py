@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import warnings
@@ -321,3 +322,18 @@ def shared_sample() -> Path:
 
 
 __all__ = ["FixedClock", "utc", "soon", "wait_for", "threading"]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's package, never a download
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Playwright, for the tests that render in a browser."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (run make install)")
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()

@@ -4,15 +4,14 @@ Fails when a table, list, quote, code or link of a Markdown statement loses its 
 when the email would load anything from the network. The screenshots are kept in test-artifacts/screenshots/.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from distributor.channels.base import EMBARGOED
+from tests.conftest import CHROMIUM
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (run make install)")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (run make install)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
                                                           "(apt-get install chromium; .ci/run installs it)")
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,14 +28,6 @@ def rendered_html(system, path: Path) -> str:
         row = workflow.get(conn, sid)
         job = system.dispatcher.job(conn, sid, row["revision"])
     return system.channels["email"].render(job, EMBARGOED).html
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def show(browser, html: str, name: str):

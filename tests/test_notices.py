@@ -48,6 +48,16 @@ def tick(system) -> None:
         system.dispatcher.deliver(name)
 
 
+def scheduled_for_the_list(system, tmp_path, statement_file) -> None:
+    """Ana and Bob on the list; the statement approved and scheduled, its embargoed copies due now."""
+    csv = tmp_path / "list.csv"
+    csv.write_text(LIST, encoding="utf-8")
+    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
+    assert system.cli("import", statement_file()).code == 0
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+
+
 @pytest.fixture
 def held(make_system, smtp_sink, statement_file, tmp_path):
     """Ana and Bob hold the embargoed copy; Cy joins the list afterwards."""
@@ -266,15 +276,10 @@ def test_a_journalist_de_vetted_while_waiting_gets_the_released_version_at_the_l
     clock = FixedClock(START)
     system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port)
     smtp_sink.handler.rcpt_replies["ana@paper.example.com"] = "451 4.3.0 try later"
-    csv = tmp_path / "list.csv"
-    csv.write_text(LIST, encoding="utf-8")
-    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
-    assert system.cli("import", statement_file()).code == 0
-    assert system.cli("approve", SID, "--by", "Maya").code == 0
-    assert system.cli("schedule", SID, "--embargo", EMBARGO.isoformat(), "--send-embargoed-at", START.isoformat(),
-                      "--channels", "email").code == 0
+    scheduled_for_the_list(system, tmp_path, statement_file)
     tick(system)
     del smtp_sink.handler.rcpt_replies["ana@paper.example.com"]
+    csv = tmp_path / "list.csv"
     csv.write_text(LIST.replace("Paper,yes", "Paper,no"), encoding="utf-8")
     assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
     clock.advance(3600)
@@ -302,12 +307,7 @@ def test_copies_unsent_at_the_lift_raise_an_alert_that_closes_when_they_are_gone
     system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port,
                          delivery_extra=f"alert_command = \"sh -c 'cat > {out}'\"")
     smtp_sink.handler.rcpt_replies["ana@paper.example.com"] = "451 4.3.0 try later"
-    csv = tmp_path / "list.csv"
-    csv.write_text(LIST, encoding="utf-8")
-    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
-    assert system.cli("import", statement_file()).code == 0
-    assert system.cli("approve", SID, "--by", "Maya").code == 0
-    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    scheduled_for_the_list(system, tmp_path, statement_file)
     tick(system)
     code, found = status(system)
     assert code == 0 and found["reasons"] == [] and [s["id"] for s in found["scheduled"]] == [SID]  # information
@@ -342,12 +342,7 @@ def test_a_channel_meeting_only_transport_faults_raises_an_alert_after_alert_aft
     clock = FixedClock(START)
     smtp_sink.handler.mail_reply = "550 5.7.1 sender not allowed"  # the session fails: a transport fault
     system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port)
-    csv = tmp_path / "list.csv"
-    csv.write_text(LIST, encoding="utf-8")
-    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
-    assert system.cli("import", statement_file()).code == 0
-    assert system.cli("approve", SID, "--by", "Maya").code == 0
-    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    scheduled_for_the_list(system, tmp_path, statement_file)
     tick(system)
     clock.advance(299)
     system.dispatcher.deliver("email")
@@ -397,12 +392,7 @@ def claimed_copies(system, clock):
 def test_a_copy_claimed_before_a_withdrawal_is_cancelled_not_sent(make_system, smtp_sink, statement_file, tmp_path):
     clock = FixedClock(START)
     system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port)
-    csv = tmp_path / "list.csv"
-    csv.write_text(LIST, encoding="utf-8")
-    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
-    assert system.cli("import", statement_file()).code == 0
-    assert system.cli("approve", SID, "--by", "Maya").code == 0
-    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    scheduled_for_the_list(system, tmp_path, statement_file)
     job, rendered, batch = claimed_copies(system, clock)
     rows = batch.rows
     assert len(rows) == 2
@@ -415,12 +405,7 @@ def test_a_copy_claimed_before_a_withdrawal_is_cancelled_not_sent(make_system, s
 def test_a_copy_claimed_before_the_embargo_moved_is_made_again(make_system, smtp_sink, statement_file, tmp_path):
     clock = FixedClock(START)
     system = make_system(clock=clock, transport="smtp", smtp_port=smtp_sink.port)
-    csv = tmp_path / "list.csv"
-    csv.write_text(LIST, encoding="utf-8")
-    assert system.cli("recipients", "import", csv, "--list", "embargo").code == 0
-    assert system.cli("import", statement_file()).code == 0
-    assert system.cli("approve", SID, "--by", "Maya").code == 0
-    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    scheduled_for_the_list(system, tmp_path, statement_file)
     job, rendered, batch = claimed_copies(system, clock)
     rows = batch.rows
     later = EMBARGO + timedelta(days=1)

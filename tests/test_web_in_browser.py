@@ -7,7 +7,6 @@ screenshot is kept in test-artifacts/screenshots/.
 
 import csv
 import io
-import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from distributor import users
-from tests.conftest import free_port, wait_for
+from tests.conftest import CHROMIUM, free_port, wait_for
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (run make install)")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (run make install)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
                                                           "(apt-get install chromium; .ci/run installs it)")
 ARTEFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -53,14 +51,6 @@ def served(make_system, smtp_sink, statement_file, tmp_path, monkeypatch):
     yield system, f"http://127.0.0.1:{port}"
     server.close()
     thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def test_an_editor_releases_a_statement_from_the_browser(served, browser, smtp_sink, tmp_path):
