@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, or_, select, true, update
@@ -23,6 +24,7 @@ from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, 
 from distributor.config import DeliveryPolicy
 from distributor.outcomes import Claimed, Kind, Outcome, Result, Variant
 from distributor.statements.model import StatementStatus
+from distributor.store.prepared import Prepared
 from distributor.store.schema import attempts, deliveries, plans, statements
 from distributor.workers import alive
 
@@ -46,6 +48,10 @@ class Batch:
 
     token: str
     rows: list[Claimed] = field(default_factory=list)
+
+    @cached_property
+    def by_id(self) -> dict[int, Claimed]:
+        return {row.id: row for row in self.rows}
 
 
 def plan(conn: Connection, statement_id: str, revision: int, channel: str, targets: Iterable[str],
@@ -280,7 +286,7 @@ def release(conn: Connection, batch: Batch, now: datetime) -> int:
 def record(conn: Connection, batch: Batch, outcomes: Iterable[Outcome], policy: DeliveryPolicy, now: datetime,
            worker: str) -> dict[Result, int]:
     """Write each outcome as a status change plus one attempt row. Rows no longer held by this batch are left alone."""
-    by_id = {row.id: row for row in batch.rows}
+    by_id = batch.by_id
     updates: list[dict] = []
     attempt_rows: list[dict] = []
     counts: dict[Result, int] = {}
@@ -295,20 +301,21 @@ def record(conn: Connection, batch: Batch, outcomes: Iterable[Outcome], policy: 
         attempt_rows.append({"delivery_id": row.id, "at": now, "outcome": _attempt_label(outcome),
                              "detail": outcome.detail, "worker": worker})
     if updates:
-        conn.execute(_RECORD, [{**_EMPTY, **u, "b_token": batch.token} for u in updates])
-        conn.execute(_ATTEMPT, attempt_rows)
+        _RECORD.execute_many(conn, ({**_EMPTY, **u, "b_token": batch.token} for u in updates))
+        _ATTEMPT.execute_many(conn, attempt_rows)
     return counts
 
 
 _COLUMNS = ("status", "attempts", "attempts_since_requeue", "last_error", "next_attempt_at", "sent_at", "remote_id", "variant",
             "lease_until", "claimed_by", "worker_id", "updated_at")
 _EMPTY = dict.fromkeys(_COLUMNS)
-# Built once: the statements of the hottest path, each outcome as it arrives.
-_RECORD = update(deliveries).where(
+# The statements of the hottest path, each outcome as it arrives: compiled once, run by the driver.
+_RECORD = Prepared(update(deliveries).where(
     deliveries.c.id == bindparam("b_id"), deliveries.c.claimed_by == bindparam("b_token"),
     deliveries.c.status == DeliveryStatus.SENDING.value,
-).values({key: bindparam(key) for key in _COLUMNS})
-_ATTEMPT = insert(attempts)
+).values({key: bindparam(key) for key in _COLUMNS}))
+_ATTEMPT = Prepared(insert(attempts).inline().values({key: bindparam(key) for key in
+                                             ("delivery_id", "at", "outcome", "detail", "worker")}))
 
 
 def _attempt_label(outcome: Outcome) -> str:

@@ -287,7 +287,7 @@ class Dispatcher:
         rendered: dict[tuple, object] = {}
         run: dict[Result, int] = {}  # this call's outcomes, for the channel's health
         last_fault: str | None = None
-        with Recorder(self.engine, self.policy, self.clock, self.worker) as recorder:
+        with Recorder(self.engine, self.policy, self.clock, self.worker, channel.lanes) as recorder:
             while not self.stopping.is_set():
                 now = self.clock.now()
                 with self.engine.begin() as conn:

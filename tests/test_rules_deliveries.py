@@ -655,3 +655,29 @@ def test_copies_sent_released_are_not_embargoed_copies(planned):
     with planned.begin() as conn:
         conn.execute(update(deliveries).values(status="sent", variant="released"))
         assert d.sent_embargoed(conn, "s1") == []
+
+
+def test_recorded_times_are_stored_exactly_as_every_other_write_stores_them(planned):
+    """The recording statements run through the driver, past SQLAlchemy's execution: a time must still be stored
+    in the one form the other statements write and compare against (on SQLite, text with its microseconds)."""
+    on_the_second = NOW + timedelta(seconds=5)  # microsecond 0: the driver's own conversion would drop ".000000"
+    with planned.begin() as conn:
+        batch = claim(conn)
+        a, b, _ = batch.rows
+        record(conn, batch, Outcome(a.id, Result.SENT), Outcome(b.id, Result.RETRY, "451 later"), now=on_the_second)
+        conn.execute(update(deliveries).where(deliveries.c.target == "c@x").values(updated_at=on_the_second))
+        stored = conn.execute(select(deliveries.c.target, deliveries.c.sent_at, deliveries.c.updated_at,
+                                     deliveries.c.next_attempt_at).order_by(deliveries.c.id)
+                              .where(deliveries.c.channel == "email")).all()
+        if conn.dialect.name == "sqlite":
+            raw = {r[0]: r[1:] for r in conn.exec_driver_sql(
+                "SELECT target, sent_at, updated_at FROM deliveries WHERE channel = 'email'")}
+            assert raw["a@x"] == (raw["c@x"][1], raw["c@x"][1])
+            assert raw["b@x"][1] == raw["c@x"][1]
+            at = conn.exec_driver_sql("SELECT DISTINCT at FROM attempts").scalar_one()
+            assert at == raw["c@x"][1]
+        assert stored[0][1:3] == (on_the_second, on_the_second)
+        assert stored[1][1:] == (None, on_the_second, on_the_second + timedelta(seconds=30))
+        # a comparison against a bound time finds them, as the claim and the log queries do
+        assert conn.execute(select(deliveries.c.target).where(deliveries.c.sent_at == on_the_second)).all() == \
+            [("a@x",)]

@@ -121,6 +121,11 @@ class Channel(ABC):
         self.context = context
         self.clock = context.clock
 
+    @property
+    def lanes(self) -> int:
+        """How many targets this channel has in flight at once (each waiting for its outcome to be recorded)."""
+        return 1
+
     # -- configuration: each channel reads and validates its own table --------------------------------------
     @classmethod
     @abstractmethod

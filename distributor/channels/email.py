@@ -175,6 +175,10 @@ class EmailChannel(Channel):
         self._dkim_key: bytes | None = None
 
     @property
+    def lanes(self) -> int:
+        return self.settings.smtp.connections if self.settings.transport == "smtp" else 1
+
+    @property
     def transport(self) -> MailTransport:
         """Chosen once from the config; built (and its secret read) only when mail is to be sent."""
         if self._transport is None:
