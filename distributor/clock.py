@@ -13,12 +13,16 @@ def utcnow() -> datetime:
 class Clock:
     """Wall clock, aware UTC."""
 
+    real_time = True  # it moves by itself: waiting for an instant makes sense
+
     def now(self) -> datetime:
         return utcnow()
 
 
 class FixedClock(Clock):
     """A clock that stands still until moved. For tests and dry runs."""
+
+    real_time = False
 
     def __init__(self, at: datetime):
         if at.tzinfo is None:

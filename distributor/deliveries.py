@@ -40,6 +40,7 @@ class DeliveryStatus(str, Enum):
 
 ACTIVE = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value, DeliveryStatus.RETRYING.value)
 CLAIMABLE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+NO_LEAD = timedelta(0)
 
 
 @dataclass
@@ -215,19 +216,22 @@ def _live():
     )
 
 
-def _claimable(channel: str | None, now: datetime, cutoff: datetime):
-    """Rows a worker may take now: due and unsent, or being sent by a worker that stopped beating (heartbeat
-    older than ``cutoff``) or whose lease ran out; of a live, approved statement."""
+def _claimable(channel: str | None, now: datetime, cutoff: datetime, ahead: timedelta = NO_LEAD):
+    """Rows a worker may take now: due and unsent (a first attempt up to ``ahead`` early), or being sent by a
+    worker that stopped beating (heartbeat older than ``cutoff``) or whose lease ran out; of a live, approved
+    statement."""
     return and_(
         deliveries.c.channel == channel if channel is not None else true(),
-        or_(and_(deliveries.c.status.in_(CLAIMABLE), deliveries.c.next_attempt_at <= now),
+        or_(and_(deliveries.c.status == DeliveryStatus.PENDING.value, deliveries.c.next_attempt_at <= now + ahead),
+            and_(deliveries.c.status == DeliveryStatus.RETRYING.value, deliveries.c.next_attempt_at <= now),
             and_(deliveries.c.status == DeliveryStatus.SENDING.value,
                  or_(deliveries.c.lease_until < now, ~alive(cutoff)))),
         _live(),
     )
 
 
-def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime, limit: int) -> list[int]:
+def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime, limit: int,
+                ahead: timedelta = NO_LEAD) -> list[int]:
     """Ids of up to ``limit`` claimable rows, soonest due first. One query per status, each an ordered walk of
     the (status, channel, next_attempt_at) index that stops at ``limit``: the cost does not grow with the list."""
     found: list[tuple[Any, Any]] = []  # (next_attempt_at, id)
@@ -235,6 +239,8 @@ def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime,
         condition = [deliveries.c.status == status, deliveries.c.channel == channel, _live()]
         if status == DeliveryStatus.SENDING.value:
             condition.append(or_(deliveries.c.lease_until < now, ~alive(cutoff)))
+        elif status == DeliveryStatus.PENDING.value:
+            condition.append(deliveries.c.next_attempt_at <= now + ahead)
         else:
             condition.append(deliveries.c.next_attempt_at <= now)
         query = select(deliveries.c.next_attempt_at, deliveries.c.id).where(*condition).order_by(
@@ -246,13 +252,15 @@ def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime,
 
 
 def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int, lease_seconds: float,
-          cutoff: datetime) -> Batch:
+          cutoff: datetime, ahead: timedelta = NO_LEAD) -> Batch:
     """Atomically take up to ``limit`` due rows of a channel. A row is never held by two workers at once.
 
     ``cutoff`` is the database's now less the worker timeout: rows of a worker not seen since are taken over.
+    With ``ahead``, rows not yet tried are taken up to that much before they are due (the caller holds them
+    until their time: ``Claimed.due_at``).
     """
     token = f"{worker}/{uuid.uuid4().hex[:12]}"
-    ids = _candidates(conn, channel, now, cutoff, limit)
+    ids = _candidates(conn, channel, now, cutoff, limit, ahead)
     if not ids:
         return Batch(token)
     abandoned = conn.execute(select(deliveries.c.id, deliveries.c.claimed_by).where(
@@ -261,7 +269,7 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
         conn.execute(insert(attempts), [{"delivery_id": i, "at": now, "outcome": "abandoned", "worker": worker,
                                          "detail": f"{holder} stopped; taken over"} for i, holder in abandoned])
     taken_over = case((deliveries.c.status == DeliveryStatus.SENDING.value, 1), else_=0)  # an abandoned attempt
-    rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now, cutoff)).values(
+    rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now, cutoff, ahead)).values(
         status=DeliveryStatus.SENDING.value, claimed_by=token, worker_id=worker,
         lease_until=now + timedelta(seconds=lease_seconds), updated_at=now,
         attempts=deliveries.c.attempts + taken_over,
@@ -384,11 +392,14 @@ def sent_embargoed(conn: Connection, statement_id: str) -> list[tuple[int, str]]
         deliveries.c.variant == Variant.EMBARGOED.value).distinct())]
 
 
-def due_channels(conn: Connection, now: datetime, cutoff: datetime, channels: Iterable[str] | None = None) -> list[str]:
-    """The channels with a row to claim now. Give the channel names to keep this cheap on a long list."""
+def due_channels(conn: Connection, now: datetime, cutoff: datetime, channels: Iterable[str] | None = None,
+                 ahead: dict[str, timedelta] | None = None) -> list[str]:
+    """The channels with a row to claim now (for those in ``ahead``, a first attempt due that much later). Give
+    the channel names to keep this cheap on a long list."""
     if channels is None:
         channels = sorted(conn.execute(select(plans.c.channel).distinct()).scalars())
-    return [name for name in channels if _candidates(conn, name, now, cutoff, 1)]
+    ahead = ahead or {}
+    return [name for name in channels if _candidates(conn, name, now, cutoff, 1, ahead.get(name, NO_LEAD))]
 
 
 def active_count(conn: Connection) -> int:

@@ -13,7 +13,7 @@ from distributor import alerts, deliveries, workflow
 from distributor.channels import Channel, Context, Job
 from distributor.channels.base import Notice, embargo_now
 from distributor.clock import clock_time
-from distributor.outcomes import Kind, Outcome, Result
+from distributor.outcomes import Claimed, Kind, Outcome, Result
 from distributor.recording import Recorder
 from distributor.statements.model import StatementStatus
 from distributor.store import reading
@@ -24,6 +24,7 @@ log = logging.getLogger("distributor.run")
 
 PLAN_CHUNK = 2000
 MAX_SKEW_SECONDS = 1.0  # a worker further than this from the database's clock lifts nothing
+LEAD_SECONDS = 1.0  # a channel that prepares ahead is planned, claimed and rendered this long before the lift
 
 
 def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -35,10 +36,13 @@ def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
 class Dispatcher:
     """One worker's pipeline. :meth:`open` registers the worker (heartbeat) and opens the channels."""
 
-    def __init__(self, context: Context, channels: dict[str, Channel], worker: str | None = None):
+    def __init__(self, context: Context, channels: dict[str, Channel], worker: str | None = None,
+                 lead_seconds: float = LEAD_SECONDS):
         self.context = context
         self.engine = context.engine
         self.clock = context.clock
+        # with a clock that does not move by itself (tests, dry runs) nothing is prepared ahead: nothing could wait
+        self.lead = timedelta(seconds=lead_seconds if self.clock.real_time else 0)
         self.policy = context.config.delivery
         self.channels = channels
         self.heartbeat = Heartbeat(self.engine, self.clock, self.policy, worker)
@@ -103,7 +107,7 @@ class Dispatcher:
         lifting = self.clock_agrees()
         now = embargo_now(self.context)
         with reading(self.engine) as conn:
-            work = [(row, self.unplanned(conn, row, now)) for row in workflow.scheduled(conn, due_by=now)]
+            work = [(row, self.unplanned(conn, row, now)) for row in workflow.scheduled(conn, due_by=now + self.lead)]
         lifted = 0
         later: list[tuple[dict, str]] = []
         for candidate, names in work:
@@ -268,7 +272,7 @@ class Dispatcher:
                     self._warned.add((row["id"], name))
                     log.warning("%s: channel %r is not configured here; its deliveries wait", row["id"], name)
                 continue
-            if channel.due_at(row["embargo"], row["send_embargoed_at"]) <= now:
+            if channel.due_at(row["embargo"], row["send_embargoed_at"]) - self.ahead(name) <= now:
                 due.append(name)
         if not due:  # most statements most of the time: no query
             return []
@@ -276,6 +280,28 @@ class Dispatcher:
         return [name for name in due if name not in planned]
 
     # -- deliveries: one channel, batch after batch until nothing is due -------------------------------------
+    def ahead(self, name: str) -> timedelta:
+        """How long before their time a channel's rows are planned, claimed and rendered (then held)."""
+        return self.lead if self.channels[name].ahead else timedelta(0)
+
+    @staticmethod
+    def not_before(channel: Channel, job: Job, rows: list[Claimed]) -> datetime:
+        """When rows may be attempted: their due time, and for a public channel the embargo as it is now."""
+        instants = [row.due_at for row in rows]
+        if channel.public and job.embargo is not None:
+            instants.append(job.embargo)
+        return max(instants)
+
+    def hold(self, channel: Channel, instant: datetime) -> bool:
+        """Wait until ``instant`` by the guard's clock (rows claimed ahead); False if the worker stops meanwhile.
+        The guard in ``send`` still decides: this only times the attempt."""
+        while self.clock.real_time and not self.stopping.is_set():
+            left = (instant - channel.embargo_now()).total_seconds()
+            if left <= 0:
+                break
+            self.stopping.wait(left)
+        return not self.stopping.is_set()
+
     def cutoff(self, conn) -> datetime:
         """Rows of workers not seen since this instant (by the database's clock) may be taken over."""
         return db_now(conn) - timedelta(seconds=self.policy.worker_timeout_seconds)
@@ -292,7 +318,7 @@ class Dispatcher:
                 now = self.clock.now()
                 with self.engine.begin() as conn:
                     batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size,
-                                             self.policy.lease_seconds, self.cutoff(conn))
+                                             self.policy.lease_seconds, self.cutoff(conn), self.ahead(name))
                     for key in {r.publication for r in batch.rows} - set(jobs):
                         sid, revision, kind, generation, notice = key
                         jobs[key] = self.job(conn, sid, revision, Kind(kind), generation, notice)
@@ -312,15 +338,17 @@ class Dispatcher:
                         trouble.append(outcome)
                     return record(outcome)
                 try:
-                    for key, group in groupby(sorted(batch.rows, key=lambda r: r.publication),
-                                              key=lambda r: r.publication):
-                        rows = list(group)
-                        job = jobs[key]
+                    groups = [(key, list(group)) for key, group in groupby(
+                        sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication)]
+                    for key, rows in sorted(groups, key=lambda g: self.not_before(channel, jobs[g[0]], g[1])):
+                        job = jobs[key]  # soonest first: rows claimed ahead wait for their time
                         try:
                             variant = channel.variant(job, channel.embargo_now())
                             once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
                             if once not in rendered:
                                 rendered[once] = channel.render(job, variant)
+                            if not self.hold(channel, self.not_before(channel, job, rows)):
+                                break  # stopping: the rows not attempted are given back below
                             channel.send(job, rendered[once], rows, report)
                         except Exception as exc:  # a bug or a broken template must not strand the rows
                             log.exception("%s: %s r%d: delivery failed", name, *key[:2])
@@ -372,14 +400,16 @@ class Dispatcher:
         """Future instants at which something becomes due: send times, lifts, retries."""
         now = self.clock.now()
         with reading(self.engine) as conn:
-            instants = workflow.scheduled_instants(conn, now)
+            instants = workflow.scheduled_instants(conn, now, self.lead if any(
+                channel.ahead for channel in self.channels.values()) else timedelta(0))
             instants.update(deliveries.next_attempts(conn, now, self.channels))
         return sorted(t for t in instants if t > now)
 
     def due_channels(self) -> list[str]:
         """Channels with rows to claim now (pending or retrying and due, or sending past their lease)."""
         with reading(self.engine) as conn:
-            return deliveries.due_channels(conn, self.clock.now(), self.cutoff(conn), self.channels)
+            return deliveries.due_channels(conn, self.clock.now(), self.cutoff(conn), self.channels,
+                                           {name: self.ahead(name) for name in self.channels})
 
     def idle(self) -> bool:
         with reading(self.engine) as conn:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
@@ -518,12 +518,20 @@ def scheduled(conn: Connection, due_by: datetime | None = None) -> list[dict]:
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def scheduled_instants(conn: Connection, after: datetime) -> set[datetime]:
-    """The send and lift times after ``after`` of every scheduled statement (two columns only)."""
+def scheduled_instants(conn: Connection, after: datetime, lead: timedelta = timedelta(0)) -> set[datetime]:
+    """The send and lift times after ``after`` of every scheduled statement (two columns only); with ``lead``,
+    also each lift less that lead (when channels that prepare ahead are planned)."""
     rows = conn.execute(select(statements.c.send_embargoed_at, statements.c.embargo).where(
         statements.c.status == S.SCHEDULED.value, statements.c.approved_revision == statements.c.revision,
         or_(statements.c.embargo > after, statements.c.send_embargoed_at > after)))
-    return {t for row in rows for t in row if t is not None and t > after}
+    instants: set[datetime] = set()
+    for row in rows:
+        send_at: datetime | None = row[0]
+        embargo: datetime | None = row[1]
+        instants.update(t for t in (send_at, embargo) if t is not None)
+        if lead and embargo is not None:
+            instants.add(embargo - lead)
+    return {t for t in instants if t > after}
 
 
 def listing(conn: Connection) -> list[dict]:

@@ -681,3 +681,18 @@ def test_recorded_times_are_stored_exactly_as_every_other_write_stores_them(plan
         # a comparison against a bound time finds them, as the claim and the log queries do
         assert conn.execute(select(deliveries.c.target).where(deliveries.c.sent_at == on_the_second)).all() == \
             [("a@x",)]
+
+
+def test_a_claim_ahead_takes_first_attempts_due_within_the_lead_and_never_a_retry_early(planned):
+    lead = timedelta(minutes=1)
+    with planned.begin() as conn:
+        set_row(conn, "a@x", status="retrying", next_attempt_at=NOW + lead)
+        set_row(conn, "b@x", next_attempt_at=NOW + lead)
+        set_row(conn, "c@x", next_attempt_at=NOW + lead + timedelta(microseconds=1))
+        assert d.due_channels(conn, NOW, CUTOFF, ["email"]) == []
+        assert d.due_channels(conn, NOW, CUTOFF, ["email"], {"email": lead}) == ["email"]
+        assert d.due_channels(conn, NOW, CUTOFF, ["email"], {"wire": lead}) == []
+        assert claim(conn).rows == []
+        batch = d.claim(conn, "email", NOW, "w1", 100, 60.0, CUTOFF, lead)
+        assert [r.target for r in batch.rows] == ["b@x"]
+        assert one(conn, "b@x")["status"] == "sending" and one(conn, "a@x")["status"] == "retrying"

@@ -639,3 +639,53 @@ def test_a_statement_withdrawn_between_the_read_and_the_lock_is_skipped(env):
     assert env.status("tro-01-002-2030") == {"probe:a@x": "pending"}
     with env.engine.connect() as conn:
         assert workflow.get(conn, SID)["status"] == "withdrawn"
+
+
+# -- channels that prepare ahead: planned, claimed and rendered a lead before the lift, sent at it ----------------------
+LEAD = timedelta(seconds=2)
+
+
+def ahead_env(env):
+    ready = env.probe(name="ready", public=True, targets=("endpoint",))
+    ready.ahead = True
+    late = env.probe(name="late", public=True, targets=("feed",))  # reads what the lift writes: not ahead
+    env.statement(channels=("ready", "late"), send_at=None, embargo=NOW + HOUR)
+    d = env.dispatcher(ready, late)
+    d.lead = LEAD
+    return d, ready, late
+
+
+def test_a_channel_that_prepares_ahead_is_planned_a_lead_before_the_lift_and_nothing_is_released(env):
+    d, ready, late = ahead_env(env)
+    assert Dispatcher(env.context, {}, "w2").lead == timedelta(0)  # a clock that stands still: nothing waits
+    assert dispatch.LEAD_SECONDS == 1.0
+    env.clock.set(NOW + HOUR - LEAD - timedelta(microseconds=1))
+    assert d.advance() == 0 and env.status() == {}
+    env.clock.set(NOW + HOUR - LEAD)
+    assert d.advance() == 0
+    assert env.status() == {"ready:endpoint": "pending"} and d.planned_now == {"ready"}
+    assert env.rows()["ready:endpoint"]["due_at"] == NOW + HOUR
+    with env.engine.connect() as conn:
+        assert workflow.get(conn, SID)["status"] == "scheduled"
+    assert d.due_channels() == ["ready"]
+    env.clock.set(NOW + HOUR)
+    assert d.advance() == 1
+    assert env.status() == {"ready:endpoint": "pending", "late:feed": "pending"}
+
+
+def test_upcoming_has_each_lift_less_the_lead_only_when_a_channel_prepares_ahead(env):
+    d, ready, late = ahead_env(env)
+    assert d.upcoming() == [NOW + HOUR - LEAD, NOW + HOUR]
+    ready.ahead = False
+    assert d.upcoming() == [NOW + HOUR]
+
+
+def test_rows_claimed_ahead_are_still_refused_by_the_guard_before_the_embargo(env):
+    d, ready, late = ahead_env(env)
+    env.clock.set(NOW + HOUR - LEAD)
+    d.advance()
+    assert d.deliver("ready") == {Result.REFUSED: 1}  # this clock never reaches the embargo: nothing waits for it
+    assert ready.sent == [] and ready.rendered == [(SID, 1, Variant.RELEASED)]
+    row = env.rows()["ready:endpoint"]
+    assert (row["status"], row["next_attempt_at"], row["attempts"]) == ("pending", NOW + HOUR, 0)
+    assert d.deliver("late") == {}

@@ -110,11 +110,15 @@ class Channel(ABC):
       what it opened; ``deliver`` also works unopened.
 
     Callers use :meth:`send`, never ``deliver``: ``send`` holds the embargo guard and gives every row an outcome.
-    Public channels (``public = True``) never act before the embargo, whoever calls them.
+    Public channels (``public = True``) never act before the embargo, whoever calls them. A channel whose
+    ``render`` needs nothing that the lift itself writes may set ``ahead = True``: the dispatcher then claims and
+    renders its rows a moment before the embargo and hands them to ``send`` at the instant, so that a lift costs
+    only the guard and the request.
     """
 
     name: str = ""        # the ``channel`` column of delivery rows
     public: bool = True   # public channels never act before the embargo
+    ahead: bool = False   # its rows may be claimed and rendered shortly before their time, then held until it
 
     def __init__(self, settings: Any, context: Context):
         self.settings = settings

@@ -130,6 +130,7 @@ def _conflict(reply: http.Reply) -> bool:
 class BlueskyChannel(Channel):
     name = "bluesky"
     public = True
+    ahead = True  # renders from the job alone: claimed a moment early, sent at the instant
 
     @classmethod
     def configure(cls, channels: Table, office: Office) -> tuple[BlueskyAccount, ...] | None:

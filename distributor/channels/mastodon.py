@@ -39,6 +39,7 @@ class MastodonAccount:
 class MastodonChannel(Channel):
     name = "mastodon"
     public = True
+    ahead = True  # renders from the job alone: claimed a moment early, sent at the instant
 
     @classmethod
     def configure(cls, channels: Table, office: Office) -> tuple[MastodonAccount, ...] | None:

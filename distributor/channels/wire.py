@@ -82,6 +82,7 @@ def ninjs(job: Job, office: Office, text: str, html: str) -> dict:
 class WireChannel(Channel):
     name = "wire"
     public = True
+    ahead = True  # renders from the job alone: claimed a moment early, sent at the instant
 
     @classmethod
     def configure(cls, channels: Table, office: Office) -> tuple[WireEndpoint, ...] | None:

@@ -15,14 +15,17 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator, ValidationError
 from pytest_httpserver import HTTPServer
+from sqlalchemy import select
 from werkzeug import Response
 
+from distributor import workflow
 from distributor.clock import FixedClock, iso_z, utcnow
 from distributor.outcomes import Result
 from distributor.statements.times import parse_instant
+from distributor.store.schema import deliveries
 from distributor.transports import http
 from tests.channels.conftest import SID, by_channel, wire
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "ninjs-schema_3.1.json"
 TLS = Path(__file__).resolve().parent / "tls"
@@ -309,3 +312,86 @@ def test_file_transport_writes_json(make_system, scheduled):
     files = list(Path(system.config_path.parent / "out" / "wire").glob("*.json"))
     assert len(files) == 1
     validator().validate(json.loads(files[0].read_text()))
+
+
+# -- a lift prepared ahead: claimed and rendered within the lead, held, posted at the embargo, never before -------------
+def held_lift(make_system, scheduled, httpserver, seconds: float):
+    system = make_system(extra=wire(httpserver.url_for("/ingest"), extra='secret_env = "TEST_WIRE_SECRET"'))
+    system.dispatcher.lead = timedelta(minutes=1)  # everything below happens within the lead
+    embargo = scheduled(system, channels="wire", embargo=utcnow() + timedelta(seconds=seconds))
+    system.dispatcher.advance()
+    return system, embargo
+
+
+def wire_row(system) -> dict:
+    with system.engine.connect() as conn:
+        return dict(conn.execute(select(deliveries).where(deliveries.c.channel == "wire")).mappings().one())
+
+
+def held(system) -> threading.Thread:
+    """The wire's delivery running in a thread of its own, once it holds the claimed row."""
+    worker = threading.Thread(target=system.dispatcher.deliver, args=("wire",))
+    worker.start()
+    wait_for(lambda: wire_row(system)["status"] == "sending")
+    return worker
+
+
+def test_a_lift_prepared_ahead_is_posted_at_the_embargo_never_before(make_system, scheduled, receiver, httpserver):
+    system, embargo = held_lift(make_system, scheduled, httpserver, 1.5)
+    with system.engine.connect() as conn:
+        assert workflow.get(conn, SID)["status"] == "scheduled"  # planned ahead; not lifted
+    assert wire_row(system)["status"] == "pending"
+    assert system.dispatcher.deliver("wire") == {Result.SENT: 1}
+    [request] = receiver.requests
+    assert request["at"] >= embargo.timestamp()
+    assert wire_row(system)["status"] == "sent"
+
+
+def test_a_statement_withdrawn_while_its_lift_is_held_is_never_posted(make_system, scheduled, receiver, httpserver):
+    system, embargo = held_lift(make_system, scheduled, httpserver, 3)
+    worker = held(system)
+    assert system.cli("withdraw", SID, "--by", "Maya", "--reason", "facts changed").code == 0
+    worker.join(timeout=30)
+    assert not worker.is_alive() and receiver.requests == []
+    row = wire_row(system)
+    assert (row["status"], row["last_error"]) == ("cancelled", "withdrawn")
+
+
+def test_an_embargo_moved_later_while_the_lift_is_held_is_kept(make_system, scheduled, receiver, httpserver):
+    system, embargo = held_lift(make_system, scheduled, httpserver, 2)
+    worker = held(system)
+    later = embargo + timedelta(seconds=1)
+    assert system.cli("reschedule", SID, "--embargo", later.isoformat(), "--by", "Maya", "--reason", "x").code == 0
+    worker.join(timeout=30)
+    assert not worker.is_alive() and receiver.requests == []
+    row = wire_row(system)
+    assert (row["status"], row["next_attempt_at"], row["attempts"]) == ("pending", later, 0)
+    # claimed ahead again, and held for the new embargo, though the row was first due at the old one
+    assert system.dispatcher.deliver("wire") == {Result.SENT: 1}
+    [request] = receiver.requests
+    assert request["at"] >= later.timestamp()
+
+
+def test_a_worker_stopping_while_it_holds_a_lift_gives_the_row_back(make_system, scheduled, receiver, httpserver):
+    system, embargo = held_lift(make_system, scheduled, httpserver, 30)
+    worker = held(system)
+    system.dispatcher.stopping.set()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and receiver.requests == []
+    row = wire_row(system)
+    assert (row["status"], row["claimed_by"], row["attempts"]) == ("pending", None, 0)
+
+
+def test_lifts_claimed_together_go_out_soonest_first(make_system, scheduled, receiver, httpserver):
+    system = make_system(extra=wire(httpserver.url_for("/ingest"), extra='secret_env = "TEST_WIRE_SECRET"'))
+    system.dispatcher.lead = timedelta(minutes=1)
+    now = utcnow()
+    for reference, seconds in (("Index: TRO 01/001/2026", 2.5), ("Index: TRO 01/002/2026", 1.5)):
+        scheduled(system, channels="wire", statement_name=f"{seconds}.txt", reference=reference,
+                  embargo=now + timedelta(seconds=seconds))
+    system.dispatcher.advance()
+    assert system.dispatcher.deliver("wire") == {Result.SENT: 2}  # one claim, held for each embargo in turn
+    uris = [json.loads(r["body"])["uri"].rsplit(":", 1)[1] for r in receiver.requests]
+    assert uris == ["tro-01-002-2026", "tro-01-001-2026"]
+    assert receiver.requests[0]["at"] >= (now + timedelta(seconds=1.5)).timestamp()
+    assert receiver.requests[1]["at"] >= (now + timedelta(seconds=2.5)).timestamp()
