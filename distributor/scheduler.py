@@ -3,7 +3,8 @@
 Two kinds of job, each with ``max_instances=1``:
 
 - ``advance`` runs every second (the sweep) and is moved forward to the next due instant (a send time, an
-  embargo, a retry), so a lift happens on time; it lifts embargoes, plans the public channels and wakes channels;
+  embargo, a retry, a lift less the lead of channels that prepare ahead), so a lift happens on time; it lifts
+  embargoes, plans the public channels and wakes channels;
 - ``plan`` plans the long lists (the embargoed email) in chunks, beside the sweep, so a lift never waits for it;
 - ``deliver:<channel>``, one per channel, delivers until nothing is due. It is woken by moving its next run time
   to now, so a long email send never delays a lift on another channel.
