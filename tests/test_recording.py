@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -29,12 +30,17 @@ def committed_at(engine) -> dict[int, object]:
         return dict(conn.execute(select(attempts.c.delivery_id, attempts.c.at)).all())
 
 
-def test_with_several_lanes_one_commit_serves_the_outcomes_of_as_many_lanes(planned):  # noqa: F811
-    with planned.begin() as conn:
+@contextmanager
+def recording(engine, lanes: int, linger: float):
+    """The claimed rows, and the ``report`` of a running recorder."""
+    with engine.begin() as conn:
         batch = claim(conn)
-    a, b, c = batch.rows
-    with Recorder(planned, POLICY, Ticking(), "w1", lanes=2, linger=30) as recorder:
-        report = recorder.reporter(batch, threading.Event())
+    with Recorder(engine, POLICY, Ticking(), "w1", lanes=lanes, linger=linger) as recorder:
+        yield batch.rows, recorder.reporter(batch, threading.Event())
+
+
+def test_with_several_lanes_one_commit_serves_the_outcomes_of_as_many_lanes(planned):  # noqa: F811
+    with recording(planned, lanes=2, linger=30) as ((a, b, _), report):
         first = report(Outcome(a.id, Result.SENT))
         assert not first.wait(timeout=0.2)  # waiting for the other lane
         second = report(Outcome(b.id, Result.SENT))
@@ -45,11 +51,7 @@ def test_with_several_lanes_one_commit_serves_the_outcomes_of_as_many_lanes(plan
 
 
 def test_with_one_lane_each_outcome_is_committed_without_waiting(planned):  # noqa: F811
-    with planned.begin() as conn:
-        batch = claim(conn)
-    a, b, _ = batch.rows
-    with Recorder(planned, POLICY, Ticking(), "w1", lanes=1, linger=30) as recorder:
-        report = recorder.reporter(batch, threading.Event())
+    with recording(planned, lanes=1, linger=30) as ((a, b, _), report):
         assert report(Outcome(a.id, Result.SENT)).wait(timeout=10)
         assert report(Outcome(b.id, Result.SENT)).wait(timeout=10)
     at = committed_at(planned)
@@ -59,10 +61,7 @@ def test_with_one_lane_each_outcome_is_committed_without_waiting(planned):  # no
 
 
 def test_a_lone_outcome_is_committed_once_the_linger_is_over(planned):  # noqa: F811
-    with planned.begin() as conn:
-        batch = claim(conn)
-    a = batch.rows[0]
-    with Recorder(planned, POLICY, Ticking(), "w1", lanes=4, linger=0.05) as recorder:
-        receipt = recorder.reporter(batch, threading.Event())(Outcome(a.id, Result.SENT))
+    with recording(planned, lanes=4, linger=0.05) as ((a, _, _), report):
+        receipt = report(Outcome(a.id, Result.SENT))
         assert receipt.wait(timeout=10)
     assert a.id in committed_at(planned)
