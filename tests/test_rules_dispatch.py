@@ -15,9 +15,9 @@ from distributor import deliveries, dispatch, workflow
 from distributor.channels import Context
 from distributor.channels import load_config as load
 from distributor.channels.base import Channel, Job
-from distributor.clock import FixedClock
+from distributor.clock import Clock, FixedClock, utcnow
 from distributor.dispatch import Dispatcher
-from distributor.outcomes import Outcome, Result, Variant
+from distributor.outcomes import Claimed, Outcome, Result, Variant
 from distributor.statements.model import Statement
 from distributor.store import connect, init_schema
 from distributor.store.schema import deliveries as delivery_rows
@@ -689,3 +689,27 @@ def test_rows_claimed_ahead_are_still_refused_by_the_guard_before_the_embargo(en
     row = env.rows()["ready:endpoint"]
     assert (row["status"], row["next_attempt_at"], row["attempts"]) == ("pending", NOW + HOUR, 0)
     assert d.deliver("late") == {}
+
+
+def test_rows_may_go_at_their_due_time_and_a_public_channels_not_before_the_embargo(env):
+    public, private = env.probe(name="pub", public=True), env.probe(name="priv")
+    job = Job(SID, 1, DOC, NOW + HOUR, NOW)
+    rows = [Claimed(1, SID, 1, "pub", "a", 0, NOW - HOUR), Claimed(2, SID, 1, "pub", "b", 0, NOW)]
+    assert Dispatcher.not_before(public, job, rows) == NOW + HOUR
+    assert Dispatcher.not_before(public, replace(job, embargo=NOW - 2 * HOUR), rows) == NOW
+    assert Dispatcher.not_before(private, job, rows) == NOW
+    assert Dispatcher.not_before(public, replace(job, embargo=None), rows[:1]) == NOW - HOUR
+
+
+def test_hold_waits_for_the_instant_by_the_guards_clock_and_not_once_the_worker_stops(env):
+    real = Context(env.config, env.engine, Clock(), None)
+    channel = Probe(real, public=True)
+    d = Dispatcher(real, {"probe": channel}, "w1")
+    assert d.lead == timedelta(seconds=dispatch.LEAD_SECONDS)
+    instant = utcnow() + timedelta(seconds=0.2)
+    assert d.hold(channel, instant) is True
+    assert utcnow() >= instant
+    assert d.hold(channel, utcnow() - HOUR) is True
+    d.stopping.set()
+    assert d.hold(channel, utcnow() + HOUR) is False  # returns at once
+    assert env.dispatcher(channel).hold(channel, NOW + HOUR) is True  # a clock that stands still: nothing waits
