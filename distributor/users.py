@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,8 +25,14 @@ log = logging.getLogger("distributor.web")
 
 HASHER = PasswordHasher()
 PASSWORD_MIN = 12
-# Verified against when a user does not exist, so that a wrong name costs as long as a wrong password.
-_DUMMY = HASHER.hash("not a password of anyone")
+
+
+@cache
+def dummy_hash() -> str:
+    """Verified against when a user does not exist, so that a wrong name costs as long as a wrong password.
+    Made on first use (the web app makes it as it starts), never at import: a hash takes 64 MiB for a moment,
+    which every process that imports this module, a worker sending mail included, would otherwise carry."""
+    return HASHER.hash("not a password of anyone")
 
 
 class Role(str, Enum):
@@ -111,7 +118,7 @@ def authenticate(conn: Connection, name: str, password: str, address: str, at: d
     row = conn.execute(select(users.c.name, users.c.role, users.c.password_hash).where(users.c.name == name)).first()
     ok = False
     try:
-        ok = HASHER.verify(row[2] if row else _DUMMY, password) and row is not None
+        ok = HASHER.verify(row[2] if row else dummy_hash(), password) and row is not None
     except (VerificationError, InvalidHashError):
         ok = False
     conn.execute(insert(login_attempts).values(at=at, user_name=name, address=address, ok=ok))

@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -456,3 +458,18 @@ def test_one_click_unsubscribe_stops_the_pending_copies_of_an_address_written_in
     [row] = [r for r in json.loads(system.cli("log", SID, "--format", "json").out) if r["target"].startswith("Cy.")]
     assert row["target"] != row["target"].lower()  # stored as written, capitals and all
     assert (row["status"], row["error"]) == ("cancelled", "unsubscribed")
+
+
+def test_the_unknown_name_hash_is_made_by_the_web_app_never_on_import(web):
+    """A hash takes 64 MiB for a moment: a worker that only imports the package must not pay for it."""
+    probe = ("import distributor.cli, distributor.users as u, distributor.web as w; "
+             "print(u.dummy_hash.cache_info().currsize)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "0\n"
+    users.dummy_hash.cache_clear()
+    system, clock, app = web()
+    assert users.dummy_hash.cache_info().currsize == 1
+    made = users.dummy_hash()
+    assert users.HASHER.verify(made, "not a password of anyone")
+    client = app.test_client()
+    reply = client.post("/login", data={"username": "nobody", "password": PASSWORD, "csrf_token": csrf(client)})
+    assert reply.status_code == 401 and users.dummy_hash.cache_info().hits >= 2

@@ -18,6 +18,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from distributor import users
 from distributor.clock import Clock
 from distributor.config import Config, secret
 from distributor.errors import ConfigError
@@ -41,6 +42,7 @@ def web_secret(config: Config) -> str:
 def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
     from distributor.web import views
 
+    users.dummy_hash()  # made now: the first login with an unknown name costs what every other one does
     app = Flask(__name__, static_folder=None)
     key = web_secret(config)
     https = bool(config.office.base_url and config.office.base_url.startswith("https://"))
