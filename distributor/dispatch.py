@@ -338,16 +338,17 @@ class Dispatcher:
                         trouble.append(outcome)
                     return record(outcome)
                 try:
-                    groups = [(key, list(group)) for key, group in groupby(
-                        sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication)]
-                    for key, rows in sorted(groups, key=lambda g: self.not_before(channel, jobs[g[0]], g[1])):
-                        job = jobs[key]  # soonest first: rows claimed ahead wait for their time
+                    groups = [(self.not_before(channel, jobs[key], rows), key, rows) for key, rows in (
+                        (key, list(group)) for key, group in groupby(
+                            sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication))]
+                    for due, key, rows in sorted(groups, key=lambda g: g[0]):  # soonest first: held until due
+                        job = jobs[key]
                         try:
                             variant = channel.variant(job, channel.embargo_now())
                             once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
                             if once not in rendered:
                                 rendered[once] = channel.render(job, variant)
-                            if not self.hold(channel, self.not_before(channel, job, rows)):
+                            if not self.hold(channel, due):
                                 break  # stopping: the rows not attempted are given back below
                             channel.send(job, rendered[once], rows, report)
                         except Exception as exc:  # a bug or a broken template must not strand the rows

@@ -503,3 +503,8 @@ def test_the_classification_line_is_not_printed_inside_an_embargoed_copy(make_sy
     embargoed, released = email_channel.render(job, EMBARGOED), email_channel.render(job, RELEASED)
     assert "Public Document" not in embargoed.text and "Public Document" not in embargoed.html
     assert "Public Document" in released.text and "Public Document" in released.html
+
+
+def test_the_recorder_waits_for_as_many_outcomes_as_smtp_has_connections(make_system):
+    assert make_system(transport="smtp", connections=3).channels["email"].lanes == 3
+    assert make_system(transport="file", connections=3).channels["email"].lanes == 1
