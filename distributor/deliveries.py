@@ -19,7 +19,7 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, delete, func, insert, or_, select, true, update
 
 from distributor.config import DeliveryPolicy
 from distributor.outcomes import Claimed, Kind, Outcome, Result, Variant
@@ -124,10 +124,21 @@ def holders(conn: Connection, statement_id: str, generation: int, embargoed: boo
 def holders_of_revision(conn: Connection, statement_id: str, revision: int, generation: int) -> set[str]:
     """Targets that have (or are about to get) this revision on email: a copy or a correction, sent or not."""
     return set(conn.execute(select(deliveries.c.target).where(
-        deliveries.c.statement_id == statement_id, deliveries.c.revision == revision,
-        deliveries.c.channel == "email", deliveries.c.generation == generation,
-        deliveries.c.kind.in_((Kind.STATEMENT.value, Kind.CORRECTION.value)),
-        deliveries.c.status != DeliveryStatus.CANCELLED.value)).scalars())
+        *_has_revision(statement_id, revision, generation))).scalars())
+
+
+def holds_revision(address: ColumnElement[str], statement_id: str, revision: int,
+                   generation: int) -> ColumnElement[bool]:
+    """SQL condition: ``address`` is among :func:`holders_of_revision` (asked row by row, through an index)."""
+    return select(deliveries.c.id).where(deliveries.c.target == address,
+                                         *_has_revision(statement_id, revision, generation)).exists()
+
+
+def _has_revision(statement_id: str, revision: int, generation: int) -> list:
+    return [deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+            deliveries.c.revision == revision, deliveries.c.generation == generation,
+            deliveries.c.kind.in_((Kind.STATEMENT.value, Kind.CORRECTION.value)),
+            deliveries.c.status != DeliveryStatus.CANCELLED.value]
 
 
 def unsent_embargoed(conn: Connection, statement_id: str, generation: int, embargo: datetime) -> int:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, delete, insert, select, update
 
 from distributor import deliveries
 from distributor.errors import InputError, checked_text
@@ -209,15 +209,30 @@ def is_suppressed(conn: Connection, emails: list[str]) -> set[str]:
     return {r[0] for r in conn.execute(select(suppressions.c.email_key).where(suppressions.c.email_key.in_(keys)))}
 
 
-def eligible(conn: Connection, list_name: str, embargoed: bool = True) -> Iterator[str]:
-    """Addresses on the list that may receive mail (embargo-vetted when ``embargoed``), streamed."""
+Unless = Callable[[ColumnElement[str]], ColumnElement[bool]]
+
+
+def eligible(conn: Connection, list_name: str, embargoed: bool = True,
+             unless: Unless | None = None) -> Iterator[str]:
+    """Addresses on the list that may receive mail (embargo-vetted when ``embargoed``), streamed; none for which
+    ``unless`` (an SQL condition made from the address column) holds."""
+    return _stream(conn, _eligible(list_name, embargoed, unless))
+
+
+def _eligible(list_name: str, embargoed: bool, unless: Unless | None) -> Select:
     query = select(recipients.c.email).where(
         recipients.c.list_name == list_name,
         ~select(suppressions.c.email_key).where(suppressions.c.email_key == recipients.c.email_key).exists(),
-    ).order_by(recipients.c.id).execution_options(yield_per=CHUNK)
+    ).order_by(recipients.c.id)
     if embargoed:
         query = query.where(recipients.c.embargo_ok.is_(True))
-    for row in conn.execute(query):
+    if unless is not None:
+        query = query.where(~unless(recipients.c.email))
+    return query
+
+
+def _stream(conn: Connection, query: Select) -> Iterator[str]:
+    for row in conn.execute(query.execution_options(yield_per=CHUNK)):
         yield row[0]
 
 
@@ -267,16 +282,21 @@ def standing(conn: Connection, list_name: str, emails: list[str],
 
 
 def release_members(conn: Connection, list_name: str, release_lists: tuple[str, ...],
-                    skip: set[str]) -> Iterator[str]:
+                    unless: Unless | None = None) -> Iterator[str]:
     """Who gets the released version at the lift: the list's members not vetted for embargoes, then the members
-    of each release list; each address once (by its key), none in ``skip`` (keys), none unsubscribed."""
-    seen = set(skip)
-    for name in (list_name, *release_lists):
-        for address in eligible(conn, name, embargoed=False):
-            k = key(address)
-            if k not in seen:
-                seen.add(k)
-                yield address
+    of each release list; each address once (by its key), none unsubscribed, none for which ``unless`` holds.
+
+    The database does the sifting, a list at a time, so that nothing here grows with the lists."""
+    names = (list_name, *release_lists)
+    other = recipients.alias("other")
+    for i, name in enumerate(names):
+        vetted = select(other.c.id).where(other.c.email_key == recipients.c.email_key, other.c.list_name == list_name,
+                                          other.c.embargo_ok.is_(True)).exists()
+        query = _eligible(name, False, unless).where(~vetted)
+        if i:  # met on a list before this one: already yielded or skipped there
+            query = query.where(~select(other.c.id).where(other.c.email_key == recipients.c.email_key,
+                                                          other.c.list_name.in_(names[:i])).exists())
+        yield from _stream(conn, query)
 
 
 def remove(conn: Connection, list_name: str, email: str) -> bool:

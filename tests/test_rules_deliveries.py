@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import insert, select, update
 
 from distributor import deliveries as d
+from distributor import recipients as members
 from distributor.config import DeliveryPolicy
 from distributor.outcomes import Claimed, Outcome, Result, Variant
-from distributor.store.schema import attempts, deliveries, plans, statements, workers
+from distributor.store.schema import attempts, deliveries, plans, recipients, statements, suppressions, workers
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 POLICY = DeliveryPolicy(retry_first_seconds=30, retry_max_seconds=900, max_attempts=3)
@@ -104,6 +106,35 @@ def test_finish_plan_counts_only_its_own_rows_and_is_done_once(planned):
         assert d.planned_channels(conn, "s2", 1) == {"email"}
         assert d.planned_channels(conn, "s2", 2) == set()
         assert d.planned_channels(conn, "s1", 1) == {"email", "wire"}
+
+
+def add_members(conn, list_name, *members):
+    """members: (address, vetted) pairs."""
+    conn.execute(insert(recipients), [
+        {"list_name": list_name, "email": address, "email_key": address.lower(), "embargo_ok": vetted,
+         "created_at": NOW, "updated_at": NOW} for address, vetted in members])
+
+
+def test_who_gets_which_copy_is_sifted_by_the_database(engine):
+    """Vetted members get the embargoed copy; the rest of the list, then each release list, the released one;
+    each address once whatever its case; never the unsubscribed, never a holder of this revision."""
+    with engine.begin() as conn:
+        add_statement(conn)
+        add_members(conn, "main", ("Vet@x", True), ("held@x", True), ("plain@x", False), ("gone@x", False))
+        add_members(conn, "desks", ("desk@x", False), ("VET@x", False), ("PLAIN@x", True), ("held2@x", False),
+                    ("both@x", False))
+        add_members(conn, "more", ("Both@x", False), ("last@x", True))
+        conn.execute(insert(suppressions).values(email_key="gone@x", reason="unsubscribed", actor="a",
+                                                 created_at=NOW))
+        d.plan(conn, "s1", 1, "email", ["held@x", "held2@x"], NOW, NOW)
+        d.plan(conn, "s1", 2, "email", ["plain@x"], NOW, NOW)  # another revision holds nothing of this one
+        unless = partial(d.holds_revision, statement_id="s1", revision=1, generation=1)
+        assert list(members.eligible(conn, "main", embargoed=True, unless=unless)) == ["Vet@x"]
+        assert list(members.eligible(conn, "main", embargoed=False)) == ["Vet@x", "held@x", "plain@x"]
+        assert list(members.release_members(conn, "main", ("desks", "more"), unless)) == [
+            "plain@x", "desk@x", "both@x", "last@x"]
+        assert list(members.release_members(conn, "main", ())) == ["plain@x"]
+        assert d.holders_of_revision(conn, "s1", 1, 1) == {"held@x", "held2@x"}
 
 
 # -- rescheduling and cancelling ------------------------------------------------------------------------------------

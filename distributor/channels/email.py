@@ -16,6 +16,7 @@ from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -188,18 +189,17 @@ class EmailChannel(Channel):
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         """The vetted members of the list, except those who get this revision as a correction."""
-        corrected = deliveries.holders_of_revision(conn, job.statement_id, job.revision, job.generation)
-        for address in recipients.eligible(conn, self.settings.list, embargoed=True):
-            if address not in corrected:
-                yield address
+        return recipients.eligible(conn, self.settings.list, embargoed=True, unless=self._holds(job))
 
     def release_targets(self, conn: Connection, job: Job) -> Iterable[str]:
         """The list's members who are not vetted, and the release lists' members: the released version, at the
         lift. Nobody who has (or is about to get) this revision otherwise."""
-        skip = {recipients.key(a) for a in deliveries.holders_of_revision(
-            conn, job.statement_id, job.revision, job.generation)}
-        skip.update(recipients.key(a) for a in recipients.eligible(conn, self.settings.list, embargoed=True))
-        return recipients.release_members(conn, self.settings.list, self.settings.release_lists, skip)
+        return recipients.release_members(conn, self.settings.list, self.settings.release_lists, self._holds(job))
+
+    @staticmethod
+    def _holds(job: Job) -> recipients.Unless:
+        return partial(deliveries.holds_revision, statement_id=job.statement_id, revision=job.revision,
+                       generation=job.generation)
 
     def render(self, job: Job, variant: Variant, subject_prefix: str = "") -> RenderedEmail:
         renderer = self.context.renderer
