@@ -5,12 +5,14 @@ Real parts only: pytest-httpserver for HTTP, aiosmtpd on loopback for SMTP, the 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
 import ssl
 import threading
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -746,6 +748,21 @@ def test_smtp_login_is_used_and_a_wrong_password_refused(smtp_auth_sink, monkeyp
     assert handed[0].detail.startswith("login refused: 535 ")
 
 
+def test_smtp_connection_refused_a_login_is_closed_at_once(smtp_auth_sink, monkeypatch):
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=smtp_auth_sink.port, connections=1,
+                                           username="press", password_env="TEST_SMTP_PASSWORD"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        try:
+            handed = send(pool, envelopes(1))
+        finally:
+            pool.close()
+        gc.collect()
+    assert handed[0].detail.startswith("login refused: 535 ")
+    assert [str(w.message) for w in seen if w.category is ResourceWarning] == []
+
+
 def test_smtp_without_a_username_does_not_log_in(smtp_auth_sink):
     pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=smtp_auth_sink.port, connections=1))
     assert pool.password is None
@@ -909,7 +926,6 @@ def test_smtp_missing_password_error_names_the_key(monkeypatch):
 
 
 def test_smtp_username_without_password_logs_in_with_an_empty_one():
-    import warnings
 
     from aiosmtpd.smtp import AuthResult
 

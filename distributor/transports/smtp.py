@@ -64,7 +64,7 @@ class SmtpPool:
     # -- connections -----------------------------------------------------------------------------------------
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        conn: smtplib.SMTP
+        conn: smtplib.SMTP | None = None
         try:
             # Certificates and host names are always verified: against ca_file if set, else the system store.
             tls = (ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
@@ -81,17 +81,22 @@ class SmtpPool:
                 conn.login(s.username, self.password or "")
             conn.command_encoding = "utf-8"  # used only after SMTPUTF8 is offered and asked for
             return conn
-        except smtplib.SMTPAuthenticationError as exc:
-            raise SessionFault(f"login refused: {_reply(exc.smtp_code, exc.smtp_error)}") from None
-        except smtplib.SMTPResponseException as exc:
-            raise SessionFault(f"session refused: {_reply(exc.smtp_code, exc.smtp_error)}") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise SessionFault(f"TLS with {s.host}:{s.port}: server certificate not trusted: "
-                               f"{exc.verify_message or exc}") from None
-        except ssl.SSLError as exc:
-            raise SessionFault(f"TLS with {s.host}:{s.port} failed: {exc}") from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise SessionFault(f"cannot connect to {s.host}:{s.port}: {exc}") from None
+            if conn is not None:  # refused after it connected (STARTTLS, login): the socket is closed here
+                conn.close()
+            raise SessionFault(self._refusal(exc)) from None
+
+    def _refusal(self, exc: smtplib.SMTPException | OSError) -> str:
+        s = self.settings
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return f"login refused: {_reply(exc.smtp_code, exc.smtp_error)}"
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return f"session refused: {_reply(exc.smtp_code, exc.smtp_error)}"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return f"TLS with {s.host}:{s.port}: server certificate not trusted: {exc.verify_message or exc}"
+        if isinstance(exc, ssl.SSLError):
+            return f"TLS with {s.host}:{s.port} failed: {exc}"
+        return f"cannot connect to {s.host}:{s.port}: {exc}"
 
     def _checkout(self) -> smtplib.SMTP:
         """An idle connection (checked with NOOP if it sat for a while), else a new one."""
