@@ -396,13 +396,6 @@ def cancel_target(conn: Connection, channel: str, target: str, now: datetime, re
     ).values(status=DeliveryStatus.CANCELLED.value, last_error=reason, updated_at=now)).rowcount
 
 
-def sent_embargoed(conn: Connection, statement_id: str) -> list[tuple[int, str]]:
-    """(revision, channel) pairs of copies that went out under embargo."""
-    return [(r[0], r[1]) for r in conn.execute(select(deliveries.c.revision, deliveries.c.channel).where(
-        deliveries.c.statement_id == statement_id, deliveries.c.status == DeliveryStatus.SENT.value,
-        deliveries.c.variant == Variant.EMBARGOED.value).distinct())]
-
-
 def due_channels(conn: Connection, now: datetime, cutoff: datetime, channels: Iterable[str] | None = None,
                  ahead: dict[str, timedelta] | None = None) -> list[str]:
     """The channels with a row to claim now (for those in ``ahead``, a first attempt due that much later). Give
@@ -456,18 +449,6 @@ def complete_plans(conn: Connection, now: datetime) -> list[dict]:
             if marked.rowcount == 1:  # another worker may have marked it first
                 done.append({**dict(p), "counts": counts})
     return done
-
-
-def status_counts(conn: Connection, statement_id: str | None = None, revision: int | None = None,
-                  channel: str | None = None) -> dict[str, int]:
-    query = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
-    if statement_id is not None:
-        query = query.where(deliveries.c.statement_id == statement_id)
-    if revision is not None:
-        query = query.where(deliveries.c.revision == revision)
-    if channel is not None:
-        query = query.where(deliveries.c.channel == channel)
-    return dict(conn.execute(query).all())
 
 
 def log_rows(conn: Connection, statement_id: str | None = None, since: datetime | None = None,

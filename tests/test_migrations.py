@@ -233,7 +233,7 @@ def test_rows_written_under_the_first_migration_survive_every_later_one(db_url):
             log = list(delivery_queries.log_rows(conn, "nhrn-12-004-2026"))
             assert [(r["target"], r["status"]) for r in log] == [
                 ("Ana@Paper.example.com", "sent"), ("zoe@radio.example.org", "retrying"), ("newswire", "sending")]
-            assert delivery_queries.sent_embargoed(conn, "nhrn-12-004-2026") == [(2, "email")]
+            assert delivery_queries.holders(conn, "nhrn-12-004-2026", 1) == ["Ana@Paper.example.com"]
             assert workflow.content(conn, "nhrn-12-004-2026", 1).to_dict() == CONTENT
             workflow.record(conn, workflow.Action.PLANNED, "test", EMBARGO, "nhrn-12-004-2026", 2, channel="feed")
             newest = conn.execute(select(func.max(metadata.tables["audit"].c.id))).scalar_one()

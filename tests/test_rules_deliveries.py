@@ -494,22 +494,24 @@ def test_counts_add_up_per_result(planned):
         assert counts == {Result.SENT: 2, Result.FAILED: 1}
 
 
-# -- what the scheduler reads ----------------------------------------------------------------------------------------
-def test_sent_embargoed_lists_revision_and_channel_once(planned):
+def test_holders_are_targets_with_a_sent_copy_of_any_revision_once_each(planned):
     with planned.begin() as conn:
-        d.plan(conn, "s1", 2, "email", ["a@x"], NOW, NOW)
-        set_row(conn, "a@x", status="sent", variant="embargoed")
-        set_row(conn, "b@x", status="sent", variant="embargoed")
+        d.plan(conn, "s1", 2, "email", ["a@x", "d@x"], NOW, NOW)
+        d.plan(conn, "s1", 3, "email", ["e@x"], NOW, NOW, generation=2)
+        conn.execute(update(deliveries).where(deliveries.c.target.in_(["a@x", "b@x", "e@x"])).values(
+            status="sent", variant="embargoed"))
         set_row(conn, "c@x", status="sent", variant="released")
-        conn.execute(update(deliveries).where(deliveries.c.channel == "wire").values(status="pending",
+        set_row(conn, "d@x", status="failed", variant="embargoed")
+        conn.execute(update(deliveries).where(deliveries.c.channel == "wire").values(status="sent",
                                                                                      variant="embargoed"))
-        assert d.sent_embargoed(conn, "s1") == [(1, "email"), (2, "email")] or \
-            sorted(d.sent_embargoed(conn, "s1")) == [(1, "email"), (2, "email")]
-        assert d.sent_embargoed(conn, "s2") == []
-        set_row(conn, "a@x", status="failed")
-        assert d.sent_embargoed(conn, "s1") == [(1, "email")]
+        assert d.holders(conn, "s1", 1) == ["a@x", "b@x"]
+        assert d.holders(conn, "s1", 1, embargoed=False) == ["a@x", "b@x", "c@x"]
+        assert d.holders(conn, "s1", 1, channel="wire") == ["newswire"]
+        assert d.holders(conn, "s1", 2) == ["e@x"]
+        assert d.holders(conn, "s2", 1) == []
 
 
+# -- what the scheduler reads ----------------------------------------------------------------------------------------
 def test_due_channels_and_active_count(planned):
     with planned.begin() as conn:
         assert d.due_channels(conn, NOW, CUTOFF) == ["email"]
@@ -567,20 +569,6 @@ def test_a_plan_with_any_active_row_is_not_complete(planned, status):
         conn.execute(update(deliveries).values(status="sent"))
         set_row(conn, "b@x", status=status)
         assert [p["channel"] for p in d.complete_plans(conn, NOW)] == ["wire"]
-
-
-def test_status_counts_filter_by_statement_revision_and_channel(planned):
-    with planned.begin() as conn:
-        add_statement(conn, "s2")
-        d.plan(conn, "s2", 1, "email", ["a@x"], NOW, NOW)
-        d.plan(conn, "s1", 2, "email", ["a@x"], NOW, NOW)
-        set_row(conn, "a@x", status="sent")
-        assert d.status_counts(conn) == {"sent": 3, "pending": 3}
-        assert d.status_counts(conn, "s1") == {"sent": 2, "pending": 3}
-        assert d.status_counts(conn, "s1", 1) == {"sent": 1, "pending": 3}
-        assert d.status_counts(conn, "s1", 1, "email") == {"sent": 1, "pending": 2}
-        assert d.status_counts(conn, revision=2) == {"sent": 1}
-        assert d.status_counts(conn, channel="wire") == {"pending": 1}
 
 
 def test_log_rows_carry_the_embargo_in_order_and_filter(planned):
@@ -680,12 +668,6 @@ def test_reschedule_gives_each_channel_its_own_due_time(planned):
                             NOW)
         assert {r["channel"]: r["due_at"] for r in rows(conn)} == {"email": NOW + timedelta(minutes=5),
                                                                    "wire": NOW + timedelta(hours=2)}
-
-
-def test_copies_sent_released_are_not_embargoed_copies(planned):
-    with planned.begin() as conn:
-        conn.execute(update(deliveries).values(status="sent", variant="released"))
-        assert d.sent_embargoed(conn, "s1") == []
 
 
 def test_recorded_times_are_stored_exactly_as_every_other_write_stores_them(planned):
