@@ -353,6 +353,29 @@ def test_copy_sent_after_the_lift_is_rendered_as_released(env):
     assert probe.rendered == [(SID, 1, Variant.RELEASED)]
 
 
+def test_an_embargo_moved_during_a_pass_is_rendered_afresh_for_the_rest(env):
+    env.statement()
+    later = NOW + 2 * HOUR
+
+    class Moving(Probe):
+        def render(self, job, variant):
+            super().render(job, variant)
+            return f"embargoed until {job.embargo.isoformat()}"
+
+        def deliver(self, job, rendered, rows, report):
+            super().deliver(job, rendered, rows, report)
+            with env.engine.begin() as conn:  # the press officer moves it while the first batch goes out
+                conn.execute(update(statements).values(embargo=later))
+
+    probe = Moving(env.context, targets=[f"r{i}@x" for i in range(4)])
+    d = env.dispatcher(probe)
+    d.advance()
+    assert d.deliver("probe") == {Result.SENT: 4}
+    assert [rendered for rendered, _, _ in probe.sent] == [
+        f"embargoed until {(NOW + HOUR).isoformat()}", f"embargoed until {later.isoformat()}"]
+    assert len(probe.rendered) == 2
+
+
 def test_each_revision_is_rendered_for_itself(env):
     env.statement()
     env.statement(doc=replace(DOC, reference="TRO 01/002/2030"))
