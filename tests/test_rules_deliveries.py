@@ -12,7 +12,7 @@ from sqlalchemy import insert, select, update
 from distributor import deliveries as d
 from distributor import recipients as members
 from distributor.config import DeliveryPolicy
-from distributor.outcomes import Claimed, Outcome, Result, Variant
+from distributor.outcomes import Claimed, Kind, Outcome, Result, Variant
 from distributor.store.schema import attempts, deliveries, plans, recipients, statements, suppressions, workers
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -509,6 +509,43 @@ def test_holders_are_targets_with_a_sent_copy_of_any_revision_once_each(planned)
         assert d.holders(conn, "s1", 1, channel="wire") == ["newswire"]
         assert d.holders(conn, "s1", 2) == ["e@x"]
         assert d.holders(conn, "s2", 1) == []
+
+
+def test_first_copies_are_the_earliest_sent_statement_copy_per_target(planned):
+    with planned.begin() as conn:
+        d.plan(conn, "s1", 2, "email", ["a@x", "b@x"], NOW, NOW)
+        d.plan(conn, "s1", 3, "email", ["a@x"], NOW, NOW, generation=2)
+        d.plan_notice(conn, "s1", 2, 1, Kind.CORRECTION, 1, {"email": ["c@x"]}, NOW, NOW)
+        for target, revision, generation, kind, remote, minutes in [
+                ("a@x", 1, 1, "statement", "<a1>", 1), ("a@x", 2, 1, "statement", "<a2>", 2),
+                ("a@x", 3, 2, "statement", "<a3>", 3), ("b@x", 2, 1, "statement", None, 1),
+                ("c@x", 2, 1, "correction", "<c-fix>", 5)]:
+            conn.execute(update(deliveries).where(
+                deliveries.c.target == target, deliveries.c.revision == revision, deliveries.c.kind == kind,
+                deliveries.c.generation == generation, deliveries.c.channel == "email").values(
+                status="sent", remote_id=remote, sent_at=NOW + timedelta(minutes=minutes)))
+        set_row(conn, "c@x", status="sent", remote_id="<c1>", sent_at=NOW)
+        conn.execute(update(deliveries).where(deliveries.c.kind == "correction").values(
+            remote_id="<c-fix>", sent_at=NOW + timedelta(minutes=5)))
+        everyone = ["a@x", "b@x", "c@x", "newswire"]
+        assert d.first_copies(conn, "s1", "email", everyone) == {"a@x": "<a1>", "c@x": "<c1>"}
+        assert d.first_copies(conn, "s1", "email", everyone, generation=2) == {"a@x": "<a3>"}
+        assert d.first_copies(conn, "s1", "email", ["b@x"]) == {}
+        assert d.first_copies(conn, "s1", "wire", everyone) == {}
+        assert d.first_copies(conn, "s2", "email", everyone) == {}
+        assert d.sent_of_kind(conn, "s1", "email", Kind.CORRECTION) == {"c@x": ["<c-fix>"]}
+        assert d.sent_of_kind(conn, "s1", "email", Kind.STATEMENT) == {
+            "a@x": ["<a1>", "<a2>", "<a3>"], "c@x": ["<c1>"]}
+        assert d.sent_of_kind(conn, "s1", "wire", Kind.STATEMENT) == {}
+
+
+def test_first_copies_at_the_same_instant_take_the_first_row(planned):
+    with planned.begin() as conn:
+        d.plan(conn, "s1", 2, "email", ["a@x"], NOW, NOW)
+        for revision in (2, 1):
+            conn.execute(update(deliveries).where(deliveries.c.target == "a@x", deliveries.c.revision == revision)
+                         .values(status="sent", sent_at=NOW, remote_id=f"<r{revision}>"))
+        assert d.first_copies(conn, "s1", "email", ["a@x"]) == {"a@x": "<r1>"}
 
 
 # -- what the scheduler reads ----------------------------------------------------------------------------------------

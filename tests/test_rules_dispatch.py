@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from distributor import deliveries, dispatch, workflow
+from distributor import alerts, deliveries, dispatch, workflow
 from distributor.channels import Context
 from distributor.channels import load_config as load
 from distributor.channels.base import Channel, Job
@@ -736,3 +736,56 @@ def test_hold_waits_for_the_instant_by_the_guards_clock_and_not_once_the_worker_
     d.stopping.set()
     assert d.hold(channel, utcnow() + HOUR) is False  # returns at once
     assert env.dispatcher(channel).hold(channel, NOW + HOUR) is True  # a clock that stands still: nothing waits
+
+
+# -- alerts at the lift, and lists planned later -----------------------------------------------------------------------
+def test_copies_unsent_at_the_lift_raise_one_alert_that_ends_once_they_are_sent(env):
+    env.statement(channels=("email",))
+    probe = env.probe(name="email", answer={"b@x": Result.RETRY})
+    d = env.dispatcher(probe)
+    d.advance()
+    d.deliver("email")
+    env.clock.set(NOW + HOUR)
+    assert d.advance() == 1
+    d.advance()  # one alert, however many sweeps see it
+    with env.engine.connect() as conn:
+        [alert] = alerts.open_alerts(conn)
+    assert (alert["key"], alert["statement_id"], alert["channel"], alert["raised_at"]) == \
+        (f"unsent-at-lift:{SID}", SID, "email", NOW + HOUR)
+    assert alert["text"] == (f"{SID}: 1 embargoed copies were still unsent when the embargo lifted at "
+                             f"2030-01-01 13:00 UTC; they go out as the released version")
+    env.clock.set(NOW + HOUR + timedelta(minutes=5))
+    d.advance()
+    with env.engine.connect() as conn:
+        assert len(alerts.open_alerts(conn)) == 1  # still unsent: still open
+    probe.answer = Result.SENT
+    d.deliver("email")
+    d.advance()
+    with env.engine.connect() as conn:
+        assert alerts.open_alerts(conn) == []
+        [resolved] = [e for e in workflow.audit_trail(conn) if e["action"] == "alert_resolved"]
+    assert json.loads(resolved["detail"])["why"] == "every copy has been sent or has failed"
+
+
+def test_every_copy_sent_by_the_lift_raises_no_alert(env):
+    env.statement(channels=("email",))
+    d = env.dispatcher(env.probe(name="email"))
+    d.advance()
+    d.deliver("email")
+    env.clock.set(NOW + HOUR)
+    assert d.advance() == 1
+    with env.engine.connect() as conn:
+        assert alerts.open_alerts(conn) == []
+
+
+def test_lists_left_by_advance_are_planned_later_once(env):
+    env.statement()
+    d = env.dispatcher(env.probe())
+    assert not d.lists_to_plan()
+    d.advance(defer_lists=True)
+    assert env.rows() == {}
+    assert d.lists_to_plan()
+    assert d.plan_lists() == 1
+    assert not d.lists_to_plan()
+    assert sorted(env.rows()) == ["probe:a@x", "probe:b@x", "probe:c@x"]
+    assert d.plan_lists() == 0
