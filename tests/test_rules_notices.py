@@ -11,6 +11,7 @@ from sqlalchemy import insert, select, update
 
 from distributor import deliveries, workflow
 from distributor.errors import InputError, StateError
+from distributor.outcomes import Kind
 from distributor.store.schema import deliveries as delivery_rows
 from distributor.store.schema import notices
 from tests.test_rules_workflow import CHANNELS, DOC, HOUR, NOW, SID, approved, imported, scheduled, trail
@@ -377,3 +378,56 @@ def test_an_id_taken_by_a_statement_without_a_reference_is_not_merged_silently(e
             f"new revision of that one")
         same_title = replace(untied, body=("Changed.",))
         assert workflow.import_statement(conn, same_title, "c.txt", "ana", NOW).revision == 2
+
+
+# -- failed copies sent again ---------------------------------------------------------------------------------------
+def test_retry_failed_requeues_the_failed_copies_of_the_chosen_channels_with_fresh_attempts(engine):
+    scheduled(engine, send_at=NOW)
+    holding(engine, "a@x", "b@x", status="failed")
+    holding(engine, "c@x", status="pending")
+    holding(engine, "newswire", channel="wire", status="failed")
+    with engine.begin() as conn:
+        conn.execute(update(delivery_rows).values(attempts=3, attempts_since_requeue=3))
+        at = NOW + timedelta(minutes=30)
+        assert workflow.retry_failed(conn, SID, "Maya", at, channels=("email",)) == 2
+        rows = {r.target: r for r in conn.execute(select(delivery_rows))}
+        assert {t: (r.status, r.attempts, r.attempts_since_requeue, r.next_attempt_at, r.updated_at)
+                for t, r in rows.items() if t != "c@x"} == {
+            "a@x": ("retrying", 3, 0, at, at), "b@x": ("retrying", 3, 0, at, at),
+            "newswire": ("failed", 3, 3, NOW, NOW)}
+        assert rows["c@x"].status == "pending"
+        assert trail(conn)[-1] == ("retried", "Maya", 1, {"channels": ["email"], "requeued": 2})
+        assert workflow.retry_failed(conn, SID, "Maya", at) == 1
+        assert trail(conn)[-1] == ("retried", "Maya", 1, {"channels": "all", "requeued": 1})
+        assert workflow.retry_failed(conn, SID, "Maya", at) == 0
+
+
+def test_retry_failed_leaves_the_copies_of_another_statement(engine):
+    scheduled(engine, send_at=NOW)
+    other = replace(DOC, reference="TRO 01/002/2030")
+    with engine.begin() as conn:
+        workflow.import_statement(conn, other, "o.txt", "ana", NOW)
+        workflow.approve(conn, other.id, "Maya", NOW)
+        workflow.schedule(conn, other.id, "ana", NOW, embargo=NOW + HOUR, send_embargoed_at=None, channels=CHANNELS)
+        deliveries.plan_chunk(conn, other.id, 1, "email", ["z@x"], NOW, NOW)
+        conn.execute(update(delivery_rows).values(status="failed"))
+        assert workflow.retry_failed(conn, SID, "Maya", NOW) == 0
+        assert workflow.retry_failed(conn, other.id, "Maya", NOW) == 1
+
+
+def test_unsent_embargoed_counts_email_copies_due_before_the_embargo_not_yet_done(engine):
+    scheduled(engine, send_at=NOW)
+    holding(engine, "a@x")                          # sent
+    holding(engine, "b@x", status="pending")        # counts
+    holding(engine, "c@x", status="retrying")       # counts
+    holding(engine, "d@x", status="failed")         # done
+    holding(engine, "e@x", status="pending")        # due at the lift: the released version
+    holding(engine, "newswire", channel="wire", status="pending")
+    with engine.begin() as conn:
+        conn.execute(update(delivery_rows).where(delivery_rows.c.target == "e@x").values(due_at=NOW + HOUR))
+        assert deliveries.unsent_embargoed(conn, SID, 1, NOW + HOUR) == 2
+        assert deliveries.unsent_embargoed(conn, SID, 2, NOW + HOUR) == 0
+        assert deliveries.unsent_embargoed(conn, "other", 1, NOW + HOUR) == 0
+        deliveries.plan_notice(conn, SID, 1, 1, Kind.EMBARGO_CHANGE, 1, {"email": ["a@x"]}, NOW, NOW)
+        deliveries.plan_notice(conn, SID, 1, 1, Kind.CORRECTION, 2, {"email": ["a@x"]}, NOW, NOW)
+        assert deliveries.unsent_embargoed(conn, SID, 1, NOW + HOUR) == 3  # a correction counts, a notice not
