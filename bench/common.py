@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-# One office sending to one loopback SMTP sink over 4 connections: the configuration every email benchmark uses.
+# One office sending to one loopback SMTP sink (over 4 connections unless told): what every email benchmark uses.
 SMTP_CONFIG = """
 [office]
 name = "Northfield Human Rights Network"
@@ -34,13 +34,15 @@ transport = "smtp"
 [channels.email.smtp]
 host = "127.0.0.1"
 port = {port}
-connections = 4
+connections = {connections}
 """
 
 
-def smtp_config(url: str, port: int, also_show: tuple[str, ...] = ("America/New_York", "Europe/Paris", "Asia/Tokyo")) -> str:
+def smtp_config(url: str, port: int, also_show: tuple[str, ...] = ("America/New_York", "Europe/Paris", "Asia/Tokyo"),
+                connections: int = 4) -> str:
     zones = "[" + ", ".join(f'"{z}"' for z in also_show) + "]"
-    return SMTP_CONFIG.format(templates=ROOT / "templates", url=url, port=port, also_show=zones)
+    return SMTP_CONFIG.format(templates=ROOT / "templates", url=url, port=port, also_show=zones,
+                              connections=connections)
 
 
 def free_port() -> int:

@@ -53,6 +53,9 @@ MEMORY_TARGET_MB = 120
 MEMORY_GROWTH_TARGET = 1.25
 
 
+CONNECTIONS = 4  # the pool's size in the benchmark's config (--connections)
+
+
 def installation(folder: Path, port: int, n: int, schedule: bool = False):
     """A configured database with n vetted recipients and one approved (optionally scheduled) statement."""
     from distributor import workflow
@@ -61,7 +64,7 @@ def installation(folder: Path, port: int, n: int, schedule: bool = False):
     from distributor.store import connect, init_schema
 
     config_path = folder / "distributor.toml"
-    config_path.write_text(smtp_config(f"sqlite:///{folder / 'd.db'}", port))
+    config_path.write_text(smtp_config(f"sqlite:///{folder / 'd.db'}", port, connections=CONNECTIONS))
     config = load_config(config_path)
     engine = connect(config.database_url)
     init_schema(engine)
@@ -371,9 +374,12 @@ def sizes_of(text: str) -> list[int]:
 
 
 def main() -> int:
+    global CONNECTIONS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=CONNECTIONS,
+                        help="the distributor's SMTP connections, and so the ceiling's (default 4)")
     parser.add_argument("--memory-recipients", type=sizes_of, default=[],
                         help="one size or several, comma-separated (e.g. 10000,1000000)")
     parser.add_argument("--tracemalloc-recipients", type=sizes_of, default=[],
@@ -385,6 +391,7 @@ def main() -> int:
     parser.add_argument("--expect", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    CONNECTIONS = args.connections  # the config installation() writes
     if args.memory_child:
         memory_child(args.memory_child, args.expect, args.snapshot)
         return 0
