@@ -789,3 +789,65 @@ def test_lists_left_by_advance_are_planned_later_once(env):
     assert not d.lists_to_plan()
     assert sorted(env.rows()) == ["probe:a@x", "probe:b@x", "probe:c@x"]
     assert d.plan_lists() == 0
+
+
+# -- the worker's clock against the database's ------------------------------------------------------------------------
+@pytest.mark.parametrize("skew, agrees, words", [
+    (2.0, False, "2.000 s ahead of"), (-1.5, False, "1.500 s behind"), (1.0, True, None), (-1.0, True, None)])
+def test_a_worker_whose_clock_is_off_by_more_than_a_second_lifts_nothing(env, caplog, skew, agrees, words):
+    env.statement()
+    database = FixedClock(NOW + HOUR - timedelta(seconds=skew))
+    env.context = replace(env.context, database_clock=database)
+    d = env.dispatcher(env.probe())
+    env.clock.set(NOW + HOUR)
+    with caplog.at_level(logging.WARNING, logger="distributor.run"):
+        assert d.clock_agrees() is agrees
+        lifted = d.advance()
+    assert d.clock_agreed is agrees
+    with env.engine.connect() as conn:
+        status = workflow.get(conn, SID)["status"]
+    if agrees:  # lifted once both clocks are past the embargo: the database's, 1 s behind, is not yet
+        assert (lifted, status, caplog.messages) == ((0, "scheduled", []) if skew > 0 else (1, "released", []))
+        return
+    assert (lifted, status) == (0, "scheduled")
+    assert caplog.messages[0] == (f"this worker's clock is {words} the database's (more than 1 s): no embargo is "
+                                  f"lifted until they agree; fix the clock (NTP)")
+    assert [r.levelname for r in caplog.records] == ["ERROR", "ERROR"]  # once per sweep
+    caplog.clear()
+    database.set(NOW + HOUR)
+    with caplog.at_level(logging.WARNING, logger="distributor.run"):
+        assert d.advance() == 1
+        d.clock_agrees()
+    assert caplog.messages == ["this worker's clock agrees with the database's again (0.000 s apart)"]
+
+
+# -- a channel that meets only transport faults --------------------------------------------------------------------------
+def test_only_transport_faults_for_the_alert_time_raise_one_alert_that_sending_again_ends(env):
+    d = env.dispatcher(env.probe())
+    after = env.config.delivery.alert_after_seconds
+    fault = {Result.TRANSPORT: 3}
+    d.transport_health("probe", fault, "relay down")
+    env.clock.advance(after - 1)
+    d.transport_health("probe", fault, "relay down")
+    d.transport_health("probe", {Result.TRANSPORT: 1, Result.RETRY: 1}, "relay down")  # not only faults: no change
+    d.transport_health("probe", {}, None)
+    with env.engine.connect() as conn:
+        assert alerts.open_alerts(conn) == []
+    env.clock.advance(1)
+    d.transport_health("probe", fault, "relay still down")
+    d.transport_health("probe", fault, "relay still down")
+    with env.engine.connect() as conn:
+        [alert] = alerts.open_alerts(conn)
+    assert (alert["key"], alert["channel"], alert["raised_at"]) == ("transport:probe", "probe", NOW + timedelta(
+        seconds=after))
+    assert alert["text"] == f"probe: nothing but transport faults for {after:.0f} s: relay still down"
+    d.transport_health("probe", {Result.SENT: 1, Result.TRANSPORT: 2}, None)
+    with env.engine.connect() as conn:
+        assert alerts.open_alerts(conn) == []
+        [resolved] = [e for e in workflow.audit_trail(conn) if e["action"] == "alert_resolved"]
+    assert json.loads(resolved["detail"])["why"] == "probe is sending again"
+    d.transport_health("probe", fault, "down again")  # the count starts afresh
+    env.clock.advance(after - 1)
+    d.transport_health("probe", fault, "down again")
+    with env.engine.connect() as conn:
+        assert alerts.open_alerts(conn) == []
