@@ -289,9 +289,9 @@ def release_members(conn: Connection, list_name: str, release_lists: tuple[str, 
     The database does the sifting, a list at a time, so that nothing here grows with the lists."""
     names = (list_name, *release_lists)
     other = recipients.alias("other")
+    vetted = select(other.c.id).where(other.c.email_key == recipients.c.email_key, other.c.list_name == list_name,
+                                      other.c.embargo_ok.is_(True)).exists()
     for i, name in enumerate(names):
-        vetted = select(other.c.id).where(other.c.email_key == recipients.c.email_key, other.c.list_name == list_name,
-                                          other.c.embargo_ok.is_(True)).exists()
         query = _eligible(name, False, unless).where(~vetted)
         if i:  # met on a list before this one: already yielded or skipped there
             query = query.where(~select(other.c.id).where(other.c.email_key == recipients.c.email_key,
