@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import groupby, islice
@@ -309,101 +307,71 @@ class Dispatcher:
         return db_now(conn) - timedelta(seconds=self.policy.worker_timeout_seconds)
 
     def deliver(self, name: str) -> dict[Result, int]:
-        """Claim and send batch after batch until nothing is due. A channel with several lanes has the next batch
-        claimed and prepared while the current one is sent, so its connections never wait between batches."""
         self.heartbeat.register()  # rows are claimed in this worker's name
         channel = self.channels[name]
         jobs: dict[tuple, Job] = {}
         rendered: dict[tuple, object] = {}
         run: dict[Result, int] = {}  # this call's outcomes, for the channel's health
-        faults: list[str] = []
-        depth = 2 if channel.lanes > 1 else 1  # batches in flight at once
-        with Recorder(self.engine, self.policy, self.clock, self.worker, channel.lanes) as recorder, \
-                ThreadPoolExecutor(depth, thread_name_prefix=f"{name}-batch") as sender:
-            in_flight: deque[Future[dict[Result, int]]] = deque()
-            hopeless = False  # a batch in which nothing could succeed right now: claim no more
-            while not self.stopping.is_set() and not hopeless:
-                batch = self.claim(name, jobs)
+        last_fault: str | None = None
+        with Recorder(self.engine, self.policy, self.clock, self.worker, channel.lanes) as recorder:
+            while not self.stopping.is_set():
+                now = self.clock.now()
+                with self.engine.begin() as conn:
+                    batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size,
+                                             self.policy.lease_seconds, self.cutoff(conn), self.ahead(name))
+                    for key in {r.publication for r in batch.rows} - set(jobs):
+                        sid, revision, kind, generation, notice = key
+                        jobs[key] = self.job(conn, sid, revision, Kind(kind), generation, notice)
+                    # the embargo as it is now, never as it was when the job was first read: it may have moved
+                    embargoes = workflow.embargoes(conn, {r.statement_id for r in batch.rows})
+                    for key, job in list(jobs.items()):
+                        if key[0] in embargoes and job.embargo != embargoes[key[0]]:
+                            jobs[key] = replace(job, embargo=embargoes[key[0]])
                 if not batch.rows:
                     break
-                batch_jobs = {key: jobs[key] for key in {r.publication for r in batch.rows}}
-                in_flight.append(sender.submit(self.send_batch, channel, batch, batch_jobs, rendered, recorder,
-                                               faults))
-                while len(in_flight) >= depth:
-                    hopeless = self.tally(in_flight.popleft().result(), run) or hopeless
-            while in_flight:
-                self.tally(in_flight.popleft().result(), run)
+                before = dict(recorder.counts)
+                record = recorder.reporter(batch, self.stopping)
+                trouble: list[Outcome] = []
+
+                def report(outcome: Outcome, record=record, trouble=trouble):
+                    if outcome.result is not Result.SENT:
+                        trouble.append(outcome)
+                    return record(outcome)
+                try:
+                    groups = [(self.not_before(channel, jobs[key], rows), key, rows) for key, rows in (
+                        (key, list(group)) for key, group in groupby(
+                            sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication))]
+                    for due, key, rows in sorted(groups, key=lambda g: g[0]):  # soonest first: held until due
+                        job = jobs[key]
+                        try:
+                            variant = channel.variant(job, channel.embargo_now())
+                            once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
+                            if once not in rendered:
+                                rendered[once] = channel.render(job, variant)
+                            if not self.hold(channel, due):
+                                break  # stopping: the rows not attempted are given back below
+                            channel.send(job, rendered[once], rows, report)
+                        except Exception as exc:  # a bug or a broken template must not strand the rows
+                            log.exception("%s: %s r%d: delivery failed", name, *key[:2])
+                            for row in rows:
+                                report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
+                finally:
+                    recorder.flush()
+                    with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
+                        deliveries.release(conn, batch, self.clock.now())
+                counts = {r: n - before.get(r, 0) for r, n in recorder.counts.items() if n != before.get(r, 0)}
+                for result, n in counts.items():
+                    run[result] = run.get(result, 0) + n
+                last_fault = next((o.detail for o in reversed(trouble) if o.result is Result.TRANSPORT), last_fault)
+                log.info("%s: batch of %d: %s", name, len(batch.rows),
+                         ", ".join(f"{r.value} {n}" for r, n in sorted(counts.items())))
+                self.log_failures(name, batch, trouble)
+                if counts and set(counts) <= {Result.TRANSPORT, Result.REFUSED}:
+                    break  # nothing will succeed right now; the retry schedule brings the rows back
             totals = dict(recorder.counts)
         self.finish_plans()
-        self.transport_health(name, run, faults[-1] if faults else None)
+        self.transport_health(name, run, last_fault)
         return totals
-
-    def claim(self, name: str, jobs: dict[tuple, Job]) -> deliveries.Batch:
-        """The next batch of the channel's due rows; the jobs of its publications added to ``jobs``."""
-        now = self.clock.now()
-        with self.engine.begin() as conn:
-            batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size,
-                                     self.policy.lease_seconds, self.cutoff(conn), self.ahead(name))
-            for key in {r.publication for r in batch.rows} - set(jobs):
-                sid, revision, kind, generation, notice = key
-                jobs[key] = self.job(conn, sid, revision, Kind(kind), generation, notice)
-            # the embargo as it is now, never as it was when the job was first read: it may have moved
-            embargoes = workflow.embargoes(conn, {r.statement_id for r in batch.rows})
-            for key, job in list(jobs.items()):
-                if key[0] in embargoes and job.embargo != embargoes[key[0]]:
-                    jobs[key] = replace(job, embargo=embargoes[key[0]])
-        return batch
-
-    def send_batch(self, channel: Channel, batch: deliveries.Batch, jobs: dict[tuple, Job],
-                   rendered: dict[tuple, object], recorder: Recorder, faults: list[str]) -> dict[Result, int]:
-        """Render (once per publication and variant) and send one claimed batch, soonest due first; give back
-        what was not attempted. Returns what was recorded for it."""
-        name = channel.name
-        record = recorder.reporter(batch, self.stopping)
-        trouble: list[Outcome] = []
-
-        def report(outcome: Outcome):
-            if outcome.result is not Result.SENT:
-                trouble.append(outcome)
-            return record(outcome)
-        try:
-            groups = [(self.not_before(channel, jobs[key], rows), key, rows) for key, rows in (
-                (key, list(group)) for key, group in groupby(
-                    sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication))]
-            for due, key, rows in sorted(groups, key=lambda g: g[0]):  # soonest first: held until due
-                job = jobs[key]
-                try:
-                    variant = channel.variant(job, channel.embargo_now())
-                    once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
-                    if once not in rendered:
-                        rendered[once] = channel.render(job, variant)
-                    if not self.hold(channel, due):
-                        break  # stopping: the rows not attempted are given back below
-                    channel.send(job, rendered[once], rows, report)
-                except Exception as exc:  # a bug or a broken template must not strand the rows
-                    log.exception("%s: %s r%d: delivery failed", name, *key[:2])
-                    for row in rows:
-                        report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
-        finally:
-            recorder.flush()
-            with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
-                deliveries.release(conn, batch, self.clock.now())
-        counts = recorder.counts_of(batch)
-        fault = next((o.detail for o in reversed(trouble) if o.result is Result.TRANSPORT and o.detail), None)
-        if fault is not None:
-            faults.append(fault)  # the latest, for the channel's health
-        log.info("%s: batch of %d: %s", name, len(batch.rows),
-                 ", ".join(f"{r.value} {n}" for r, n in sorted(counts.items())))
-        self.log_failures(name, batch, trouble)
-        return counts
-
-    @staticmethod
-    def tally(counts: dict[Result, int], run: dict[Result, int]) -> bool:
-        """Add one batch's counts to the run's; True when nothing in it could succeed right now (the retry
-        schedule brings its rows back)."""
-        for result, n in counts.items():
-            run[result] = run.get(result, 0) + n
-        return bool(counts) and set(counts) <= {Result.TRANSPORT, Result.REFUSED}
 
     @staticmethod
     def log_failures(name: str, batch, outcomes: list[Outcome]) -> None:

@@ -28,7 +28,7 @@ log = logging.getLogger("distributor.run")
 
 GROUP_LIMIT = 500
 COMMIT_TRIES = 5
-LINGER_SECONDS = 0.0003  # how long the writer waits for the other lanes' outcomes, so that one commit serves them
+LINGER_SECONDS = 0.001  # how long the writer waits for the other lanes' outcomes, so that one commit serves them
 
 
 class Recorder:
@@ -43,7 +43,6 @@ class Recorder:
         self.clock = clock
         self.worker = worker
         self.counts: dict[Result, int] = {}
-        self._batch_counts: dict[str, dict[Result, int]] = {}  # by claim token, until taken by counts_of()
         self._queue: queue.SimpleQueue[tuple[Batch, Outcome, Receipt] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write, name="recorder", daemon=True)
         self._conn: Connection | None = None  # the writer's own, kept while it works: its page cache stays warm
@@ -80,10 +79,6 @@ class Recorder:
         marker = Receipt()
         self._queue.put((Batch(""), Outcome(-1, Result.RETRY), marker))
         marker.wait()
-
-    def counts_of(self, batch: Batch) -> dict[Result, int]:
-        """What was recorded for one batch (call after :meth:`flush`); forgotten once taken."""
-        return self._batch_counts.pop(batch.token, {})
 
     def _write(self) -> None:
         try:
@@ -137,10 +132,8 @@ class Recorder:
                             "retrying" if attempt + 1 < COMMIT_TRIES else "giving up")
                 time.sleep(0.1 * 2 ** attempt)
                 continue
-            for token, part in zip(by_batch, counts, strict=True):
-                of_batch = self._batch_counts.setdefault(token, {})
+            for part in counts:
                 for result, n in part.items():
                     self.counts[result] = self.counts.get(result, 0) + n
-                    of_batch[result] = of_batch.get(result, 0) + n
             return True
         return False

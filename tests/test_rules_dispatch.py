@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -852,71 +851,3 @@ def test_only_transport_faults_for_the_alert_time_raise_one_alert_that_sending_a
     d.transport_health("probe", fault, "down again")
     with env.engine.connect() as conn:
         assert alerts.open_alerts(conn) == []
-
-
-# -- batches in flight: a channel of several lanes never waits between batches -------------------------------------
-class Lanes(Probe):
-    """A probe of several lanes. The first batch it is given waits, up to ``patience`` seconds, for the second."""
-
-    def __init__(self, context, env, lanes=2, patience=10.0, **kwargs):
-        super().__init__(context, **kwargs)
-        self.env, self._lanes, self.patience = env, lanes, patience
-        self.second_arrived = threading.Event()
-        self.overlapped: bool | None = None
-        self.seen: list[dict[str, str]] = []  # the statuses when each batch arrived
-        self.lock = threading.Lock()
-
-    @property
-    def lanes(self) -> int:
-        return self._lanes
-
-    def deliver(self, job, rendered, rows, report):
-        with self.lock:
-            first = not self.seen
-            self.seen.append(self.env.status())
-        if first:
-            self.overlapped = self.second_arrived.wait(self.patience)
-        else:
-            self.second_arrived.set()
-        with self.lock:
-            super().deliver(job, rendered, rows, report)
-
-
-def test_a_channel_of_several_lanes_has_the_next_batch_claimed_while_one_is_sent(env, caplog):
-    env.statement()
-    probe = Lanes(env.context, env, targets=[f"r{i}@x" for i in range(5)], answer={"r0@x": Result.FAILED})
-    d = env.dispatcher(probe)
-    d.advance()
-    with caplog.at_level(logging.INFO, logger="distributor.run"):
-        assert d.deliver("probe") == {Result.SENT: 4, Result.FAILED: 1}
-    assert probe.overlapped is True
-    # two batches in flight at most: the third is claimed once the first is done
-    assert sorted(probe.seen[1].values()) == ["pending", "sending", "sending", "sending", "sending"]
-    assert sorted(probe.seen[2].values()).count("sending") <= 3
-    assert sorted(rows for _, rows, _ in probe.sent) == [["r0@x", "r1@x"], ["r2@x", "r3@x"], ["r4@x"]]
-    assert set(env.status().values()) == {"sent", "failed"}
-    # each batch's log line counts that batch alone, however they overlapped
-    assert sorted(r.getMessage() for r in caplog.records if "batch of" in r.getMessage()) == [
-        "probe: batch of 1: sent 1", "probe: batch of 2: failed 1, sent 1", "probe: batch of 2: sent 2"]
-
-
-def test_a_channel_of_one_lane_has_its_next_batch_claimed_only_after_the_last_is_recorded(env):
-    env.statement()
-    probe = Lanes(env.context, env, lanes=1, patience=0.3, targets=[f"r{i}@x" for i in range(5)])
-    d = env.dispatcher(probe)
-    d.advance()
-    assert d.deliver("probe") == {Result.SENT: 5}
-    assert probe.overlapped is False
-    assert [sorted(s.values()) for s in probe.seen] == [
-        ["pending", "pending", "pending", "sending", "sending"],
-        ["pending", "sending", "sending", "sent", "sent"],
-        ["sending", "sent", "sent", "sent", "sent"]]
-
-
-def test_with_batches_in_flight_a_pass_still_stops_when_nothing_can_succeed(env):
-    env.statement()
-    probe = Lanes(env.context, env, targets=[f"r{i}@x" for i in range(7)], answer=Result.TRANSPORT)
-    d = env.dispatcher(probe)
-    d.advance()
-    assert d.deliver("probe") == {Result.TRANSPORT: 4}  # the batch in flight ends; no other is claimed
-    assert sorted(env.status().values()) == ["pending"] * 3 + ["retrying"] * 4

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -173,7 +172,6 @@ class EmailChannel(Channel):
         super().__init__(settings, context)
         self.office = context.config.office
         self._transport: MailTransport | None = None
-        self._transport_lock = threading.Lock()  # two batches may be sent at once: one transport for both
         self._unsubscribe_key: str | None = None
         self._dkim_key: bytes | None = None
 
@@ -184,11 +182,10 @@ class EmailChannel(Channel):
     @property
     def transport(self) -> MailTransport:
         """Chosen once from the config; built (and its secret read) only when mail is to be sent."""
-        with self._transport_lock:
-            if self._transport is None:
-                self._transport = (SmtpPool(self.settings.smtp) if self.settings.transport == "smtp"
-                                   else MailFolder(self.settings.directory))
-            return self._transport
+        if self._transport is None:
+            self._transport = (SmtpPool(self.settings.smtp) if self.settings.transport == "smtp"
+                               else MailFolder(self.settings.directory))
+        return self._transport
 
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         """The vetted members of the list, except those who get this revision as a correction."""

@@ -11,7 +11,6 @@ import logging
 import queue
 import smtplib
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -60,8 +59,7 @@ class SmtpPool:
                          if settings.password_env else None)
         self._idle: queue.SimpleQueue[tuple[smtplib.SMTP, float]] = queue.SimpleQueue()
         self._rate = RateLimit(settings.max_per_second)
-        self._executor: ThreadPoolExecutor | None = None  # one lane per connection, shared by concurrent sends
-        self._executor_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- connections -----------------------------------------------------------------------------------------
     def _connect(self) -> smtplib.SMTP:
@@ -129,9 +127,8 @@ class SmtpPool:
             conn.close()
 
     def open(self) -> None:
-        with self._executor_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=self.settings.connections, thread_name_prefix="smtp")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.settings.connections, thread_name_prefix="smtp")
 
     def close(self) -> None:
         while True:
