@@ -227,25 +227,25 @@ def _live():
     )
 
 
-def _claimable(channel: str | None, now: datetime, cutoff: datetime, worker: str, ahead: timedelta = NO_LEAD):
+def _claimable(channel: str | None, now: datetime, cutoff: datetime, ahead: timedelta = NO_LEAD):
     """Rows a worker may take now: due and unsent (a first attempt up to ``ahead`` early), or abandoned while
     being sent; of a live, approved statement."""
     return and_(
         deliveries.c.channel == channel if channel is not None else true(),
         or_(and_(deliveries.c.status == DeliveryStatus.PENDING.value, deliveries.c.next_attempt_at <= now + ahead),
             and_(deliveries.c.status == DeliveryStatus.RETRYING.value, deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.status == DeliveryStatus.SENDING.value, _abandoned(now, cutoff, worker))),
+            and_(deliveries.c.status == DeliveryStatus.SENDING.value, _abandoned(now, cutoff))),
         _live(),
     )
 
 
-def _abandoned(now: datetime, cutoff: datetime, worker: str):
-    """Rows being sent by another worker that stopped beating (heartbeat older than ``cutoff``) or whose lease
-    ran out. A worker's own rows in flight are never its to take again."""
-    return and_(deliveries.c.worker_id != worker, or_(deliveries.c.lease_until < now, ~alive(cutoff)))
+def _abandoned(now: datetime, cutoff: datetime):
+    """Rows being sent by a worker that stopped beating (heartbeat older than ``cutoff``), or whose lease ran
+    out: a live worker renews the lease only while the batch is in hand."""
+    return or_(deliveries.c.lease_until < now, ~alive(cutoff))
 
 
-def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime, worker: str, limit: int,
+def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime, limit: int,
                 ahead: timedelta = NO_LEAD) -> list[int]:
     """Ids of up to ``limit`` claimable rows, soonest due first. One query per status, each an ordered walk of
     the (status, channel, next_attempt_at) index that stops at ``limit``: the cost does not grow with the list."""
@@ -253,7 +253,7 @@ def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime,
     for status in (*CLAIMABLE, DeliveryStatus.SENDING.value):
         condition = [deliveries.c.status == status, deliveries.c.channel == channel, _live()]
         if status == DeliveryStatus.SENDING.value:
-            condition.append(_abandoned(now, cutoff, worker))
+            condition.append(_abandoned(now, cutoff))
         elif status == DeliveryStatus.PENDING.value:
             condition.append(deliveries.c.next_attempt_at <= now + ahead)
         else:
@@ -275,7 +275,7 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
     until their time: ``Claimed.due_at``).
     """
     token = f"{worker}/{uuid.uuid4().hex[:12]}"
-    ids = _candidates(conn, channel, now, cutoff, worker, limit, ahead)
+    ids = _candidates(conn, channel, now, cutoff, limit, ahead)
     if not ids:
         return Batch(token)
     abandoned = conn.execute(select(deliveries.c.id, deliveries.c.claimed_by).where(
@@ -284,7 +284,7 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
         conn.execute(insert(attempts), [{"delivery_id": i, "at": now, "outcome": "abandoned", "worker": worker,
                                          "detail": f"{holder} stopped; taken over"} for i, holder in abandoned])
     taken_over = case((deliveries.c.status == DeliveryStatus.SENDING.value, 1), else_=0)  # an abandoned attempt
-    rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now, cutoff, worker, ahead)).values(
+    rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now, cutoff, ahead)).values(
         status=DeliveryStatus.SENDING.value, claimed_by=token, worker_id=worker,
         lease_until=now + timedelta(seconds=lease_seconds), updated_at=now,
         attempts=deliveries.c.attempts + taken_over,
@@ -400,14 +400,14 @@ def cancel_target(conn: Connection, channel: str, target: str, now: datetime, re
     ).values(status=DeliveryStatus.CANCELLED.value, last_error=reason, updated_at=now)).rowcount
 
 
-def due_channels(conn: Connection, now: datetime, cutoff: datetime, worker: str,
-                 channels: Iterable[str] | None = None, ahead: dict[str, timedelta] | None = None) -> list[str]:
-    """The channels with a row for ``worker`` to claim now (for those in ``ahead``, a first attempt due that much
-    later). Give the channel names to keep this cheap on a long list."""
+def due_channels(conn: Connection, now: datetime, cutoff: datetime, channels: Iterable[str] | None = None,
+                 ahead: dict[str, timedelta] | None = None) -> list[str]:
+    """The channels with a row to claim now (for those in ``ahead``, a first attempt due that much later). Give
+    the channel names to keep this cheap on a long list."""
     if channels is None:
         channels = sorted(conn.execute(select(plans.c.channel).distinct()).scalars())
     ahead = ahead or {}
-    return [name for name in channels if _candidates(conn, name, now, cutoff, worker, 1, ahead.get(name, NO_LEAD))]
+    return [name for name in channels if _candidates(conn, name, now, cutoff, 1, ahead.get(name, NO_LEAD))]
 
 
 def active_count(conn: Connection) -> int:

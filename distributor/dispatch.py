@@ -330,35 +330,36 @@ class Dispatcher:
                 if not batch.rows:
                     break
                 before = dict(recorder.counts)
-                record = recorder.reporter(batch, self.stopping)
-                trouble: list[Outcome] = []
+                with self.heartbeat.in_hand(batch.token):  # its leases are renewed until it is given back
+                    record = recorder.reporter(batch, self.stopping)
+                    trouble: list[Outcome] = []
 
-                def report(outcome: Outcome, record=record, trouble=trouble):
-                    if outcome.result is not Result.SENT:
-                        trouble.append(outcome)
-                    return record(outcome)
-                try:
-                    groups = [(self.not_before(channel, jobs[key], rows), key, rows) for key, rows in (
-                        (key, list(group)) for key, group in groupby(
-                            sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication))]
-                    for due, key, rows in sorted(groups, key=lambda g: g[0]):  # soonest first: held until due
-                        job = jobs[key]
-                        try:
-                            variant = channel.variant(job, channel.embargo_now())
-                            once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
-                            if once not in rendered:
-                                rendered[once] = channel.render(job, variant)
-                            if not self.hold(channel, due):
-                                break  # stopping: the rows not attempted are given back below
-                            channel.send(job, rendered[once], rows, report)
-                        except Exception as exc:  # a bug or a broken template must not strand the rows
-                            log.exception("%s: %s r%d: delivery failed", name, *key[:2])
-                            for row in rows:
-                                report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
-                finally:
-                    recorder.flush()
-                    with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
-                        deliveries.release(conn, batch, self.clock.now())
+                    def report(outcome: Outcome, record=record, trouble=trouble):
+                        if outcome.result is not Result.SENT:
+                            trouble.append(outcome)
+                        return record(outcome)
+                    try:
+                        groups = [(self.not_before(channel, jobs[key], rows), key, rows) for key, rows in (
+                            (key, list(group)) for key, group in groupby(
+                                sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication))]
+                        for due, key, rows in sorted(groups, key=lambda g: g[0]):  # soonest first: held until due
+                            job = jobs[key]
+                            try:
+                                variant = channel.variant(job, channel.embargo_now())
+                                once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
+                                if once not in rendered:
+                                    rendered[once] = channel.render(job, variant)
+                                if not self.hold(channel, due):
+                                    break  # stopping: the rows not attempted are given back below
+                                channel.send(job, rendered[once], rows, report)
+                            except Exception as exc:  # a bug or a broken template must not strand the rows
+                                log.exception("%s: %s r%d: delivery failed", name, *key[:2])
+                                for row in rows:
+                                    report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
+                    finally:
+                        recorder.flush()
+                        with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
+                            deliveries.release(conn, batch, self.clock.now())
                 counts = {r: n - before.get(r, 0) for r, n in recorder.counts.items() if n != before.get(r, 0)}
                 for result, n in counts.items():
                     run[result] = run.get(result, 0) + n
@@ -409,7 +410,7 @@ class Dispatcher:
     def due_channels(self) -> list[str]:
         """Channels with rows to claim now (pending or retrying and due, or sending past their lease)."""
         with reading(self.engine) as conn:
-            return deliveries.due_channels(conn, self.clock.now(), self.cutoff(conn), self.worker, self.channels,
+            return deliveries.due_channels(conn, self.clock.now(), self.cutoff(conn), self.channels,
                                            {name: self.ahead(name) for name in self.channels})
 
     def idle(self) -> bool:

@@ -1,8 +1,9 @@
 """Workers announce themselves with a heartbeat in the database.
 
 Each `distributor run` process has a row in ``workers``. Its heartbeat, every third of the shortest limit, renews
-``last_seen`` (by the database's clock, never the worker's) and extends the leases of the deliveries it holds, so a
-live worker's rows are never taken, however long its send takes. A worker whose heartbeat is older than
+``last_seen`` (by the database's clock, never the worker's) and extends the leases of the batches it is sending, so
+a live worker's rows are never taken, however long its send takes; rows of a batch it no longer has in hand are
+not renewed, and once their lease runs out any worker takes them. A worker whose heartbeat is older than
 ``delivery.worker_timeout_seconds`` is presumed dead: the claim query hands its rows to others.
 """
 
@@ -13,6 +14,8 @@ import os
 import secrets
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, and_, exists, insert, select, text, update
@@ -79,6 +82,8 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.registered = False
+        self._in_hand: set[str] = set()  # the claim tokens of the batches being sent now
+        self._in_hand_lock = threading.Lock()
 
     def register(self) -> None:
         if self.registered:
@@ -89,12 +94,29 @@ class Heartbeat:
             conn.execute(insert(workers).values(id=self.id, host=socket.gethostname(), pid=os.getpid(),
                                                 started_at=now, last_seen=now))
 
+    @contextmanager
+    def in_hand(self, token: str) -> Iterator[None]:
+        """While the block runs, beats renew the lease of the rows claimed under ``token``. Rows of a batch that
+        ended without being given back (the database was away at that moment) are renewed no more: their lease
+        runs out and any worker, this one too, takes them again."""
+        with self._in_hand_lock:
+            self._in_hand.add(token)
+        try:
+            yield
+        finally:
+            with self._in_hand_lock:
+                self._in_hand.discard(token)
+
     def beat(self) -> int:
-        """Renew ``last_seen`` and the leases of the rows this worker holds. Returns the rows renewed."""
+        """Renew ``last_seen`` and the leases of the rows of the batches in hand. Returns the rows renewed."""
+        with self._in_hand_lock:
+            tokens = sorted(self._in_hand)
         with self.engine.begin() as conn:
             conn.execute(update(workers).where(workers.c.id == self.id).values(last_seen=db_now(conn)))
+            if not tokens:
+                return 0
             return conn.execute(update(deliveries).where(
-                deliveries.c.worker_id == self.id, deliveries.c.status == "sending",
+                deliveries.c.claimed_by.in_(tokens), deliveries.c.status == "sending",
             ).values(lease_until=self.clock.now() + timedelta(seconds=self.policy.lease_seconds))).rowcount
 
     def _run(self) -> None:

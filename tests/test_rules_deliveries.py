@@ -11,9 +11,11 @@ from sqlalchemy import insert, select, update
 
 from distributor import deliveries as d
 from distributor import recipients as members
+from distributor.clock import FixedClock
 from distributor.config import DeliveryPolicy
 from distributor.outcomes import Claimed, Kind, Outcome, Result, Variant
 from distributor.store.schema import attempts, deliveries, plans, recipients, statements, suppressions, workers
+from distributor.workers import Heartbeat
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 POLICY = DeliveryPolicy(retry_first_seconds=30, retry_max_seconds=900, max_attempts=3)
@@ -272,7 +274,7 @@ def test_only_rows_of_a_live_approved_revision_are_claimed(engine, status, appro
         add_statement(conn, "s2")  # a live statement whose id must match
         add_worker(conn, "w1")
         d.plan(conn, "s1", 1, "email", ["a@x"], NOW, NOW)
-        assert d.due_channels(conn, NOW, CUTOFF, "w9") == (["email"] if claimable else [])
+        assert d.due_channels(conn, NOW, CUTOFF) == (["email"] if claimable else [])
         assert bool(claim(conn).rows) is claimable
 
 
@@ -292,17 +294,26 @@ def test_a_sending_row_is_taken_over_when_its_lease_ran_out(planned):
         assert {(c.attempts, c.since_requeue) for c in taken.rows} == {(1, 1)}
 
 
-def test_a_worker_never_takes_back_its_own_rows_in_flight(planned):
-    """It claims the next batch while the last is still being sent: those rows are not its to claim again, even
-    past their lease or with its heartbeat late. Another worker would take them."""
+def test_a_beat_renews_the_leases_of_the_batches_in_hand_and_no_others(planned):
+    """A batch whose send ended without giving its rows back (the database was away then) is renewed no more:
+    once its lease runs out, any worker takes the rows again, the one that claimed them too."""
     with planned.begin() as conn:
-        add_worker(conn, "w3", seen_ago=60)
-        held = claim(conn, "w3", lease=60)
-        past_lease = NOW + timedelta(seconds=61)
-        assert d.due_channels(conn, past_lease, CUTOFF, "w3") == []
-        assert claim(conn, "w3", now=past_lease).rows == []
-        assert d.due_channels(conn, past_lease, CUTOFF, "w2") == ["email"]
-        assert [c.id for c in claim(conn, "w2", now=past_lease).rows] == [c.id for c in held.rows]
+        kept = claim(conn, "w1", limit=1, lease=60)
+        dropped = claim(conn, "w1", limit=1, lease=60)
+    later = NOW + timedelta(seconds=50)
+    heartbeat = Heartbeat(planned, FixedClock(later), DeliveryPolicy(lease_seconds=60), "w1")
+    assert heartbeat.beat() == 0  # nothing in hand
+    with heartbeat.in_hand(kept.token):
+        assert heartbeat.beat() == 1
+    assert heartbeat.beat() == 0
+    with planned.begin() as conn:
+        leases = {r["id"]: r["lease_until"] for r in rows(conn, channel="email")}
+        assert leases[kept.rows[0].id] == later + timedelta(seconds=60)
+        assert leases[dropped.rows[0].id] == NOW + timedelta(seconds=60)
+        conn.execute(update(workers).where(workers.c.id == "w1").values(last_seen=NOW))  # alive, by the test's clock
+        again = claim(conn, "w1", now=NOW + timedelta(seconds=61))
+        never_claimed = {"a@x", "b@x", "c@x"} - {kept.rows[0].target, dropped.rows[0].target}
+        assert {c.target for c in again.rows} == {dropped.rows[0].target, *never_claimed}
 
 
 def test_max_attempts_counts_the_attempts_since_the_last_requeue_and_attempts_counts_all(planned):
@@ -337,7 +348,7 @@ def test_a_sending_row_of_a_silent_or_stopped_worker_is_taken_over(planned, seen
         add_worker(conn, "w3", seen_ago=seen_ago, stopped=stopped)
         held = claim(conn, "w3", lease=3600)
         assert len(held.rows) == 3
-        assert d.due_channels(conn, NOW, CUTOFF, "w9") == (["email"] if taken else [])
+        assert d.due_channels(conn, NOW, CUTOFF) == (["email"] if taken else [])
         assert bool(claim(conn, "w1").rows) is taken
 
 
@@ -564,9 +575,9 @@ def test_first_copies_at_the_same_instant_take_the_first_row(planned):
 # -- what the scheduler reads ----------------------------------------------------------------------------------------
 def test_due_channels_and_active_count(planned):
     with planned.begin() as conn:
-        assert d.due_channels(conn, NOW, CUTOFF, "w9") == ["email"]
-        assert sorted(d.due_channels(conn, NOW + timedelta(hours=1), CUTOFF, "w9")) == ["email", "wire"]
-        assert d.due_channels(conn, NOW - timedelta(seconds=1), CUTOFF, "w9") == []
+        assert d.due_channels(conn, NOW, CUTOFF) == ["email"]
+        assert sorted(d.due_channels(conn, NOW + timedelta(hours=1), CUTOFF)) == ["email", "wire"]
+        assert d.due_channels(conn, NOW - timedelta(seconds=1), CUTOFF) == []
         assert d.active_count(conn) == 4
         set_row(conn, "a@x", status="sending")
         set_row(conn, "b@x", status="retrying")
@@ -752,9 +763,9 @@ def test_a_claim_ahead_takes_first_attempts_due_within_the_lead_and_never_a_retr
         set_row(conn, "a@x", status="retrying", next_attempt_at=NOW + lead)
         set_row(conn, "b@x", next_attempt_at=NOW + lead)
         set_row(conn, "c@x", next_attempt_at=NOW + lead + timedelta(microseconds=1))
-        assert d.due_channels(conn, NOW, CUTOFF, "w9", ["email"]) == []
-        assert d.due_channels(conn, NOW, CUTOFF, "w9", ["email"], {"email": lead}) == ["email"]
-        assert d.due_channels(conn, NOW, CUTOFF, "w9", ["email"], {"wire": lead}) == []
+        assert d.due_channels(conn, NOW, CUTOFF, ["email"]) == []
+        assert d.due_channels(conn, NOW, CUTOFF, ["email"], {"email": lead}) == ["email"]
+        assert d.due_channels(conn, NOW, CUTOFF, ["email"], {"wire": lead}) == []
         assert claim(conn).rows == []
         batch = d.claim(conn, "email", NOW, "w1", 100, 60.0, CUTOFF, lead)
         assert [r.target for r in batch.rows] == ["b@x"]

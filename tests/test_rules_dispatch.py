@@ -851,3 +851,16 @@ def test_only_transport_faults_for_the_alert_time_raise_one_alert_that_sending_a
     d.transport_health("probe", fault, "down again")
     with env.engine.connect() as conn:
         assert alerts.open_alerts(conn) == []
+
+
+def test_the_batch_being_sent_has_its_leases_renewed_and_no_longer_once_done(env):
+    env.statement()
+    probe = env.probe(targets=[f"r{i}@x" for i in range(3)])
+    d = env.dispatcher(probe)
+    renewed: list[int] = []
+    deliver = probe.deliver
+    probe.deliver = lambda *args: (renewed.append(d.heartbeat.beat()), deliver(*args))
+    d.advance()
+    assert d.deliver("probe") == {Result.SENT: 3}
+    assert renewed == [2, 1]  # batch_size = 2: the rows of the batch in hand, each time
+    assert d.heartbeat.beat() == 0
