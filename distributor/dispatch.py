@@ -13,7 +13,7 @@ from distributor import alerts, deliveries, workflow
 from distributor.channels import Channel, Context, Job
 from distributor.channels.base import Notice, embargo_now
 from distributor.clock import clock_time
-from distributor.outcomes import Claimed, Kind, Outcome, Result
+from distributor.outcomes import Claimed, Kind, Outcome, Report, Result
 from distributor.recording import Recorder
 from distributor.statements.model import StatementStatus
 from distributor.store import reading
@@ -330,36 +330,14 @@ class Dispatcher:
                 if not batch.rows:
                     break
                 before = dict(recorder.counts)
-                with self.heartbeat.in_hand(batch.token):  # its leases are renewed until it is given back
-                    record = recorder.reporter(batch, self.stopping)
-                    trouble: list[Outcome] = []
+                record = recorder.reporter(batch, self.stopping)
+                trouble: list[Outcome] = []
 
-                    def report(outcome: Outcome, record=record, trouble=trouble):
-                        if outcome.result is not Result.SENT:
-                            trouble.append(outcome)
-                        return record(outcome)
-                    try:
-                        groups = [(self.not_before(channel, jobs[key], rows), key, rows) for key, rows in (
-                            (key, list(group)) for key, group in groupby(
-                                sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication))]
-                        for due, key, rows in sorted(groups, key=lambda g: g[0]):  # soonest first: held until due
-                            job = jobs[key]
-                            try:
-                                variant = channel.variant(job, channel.embargo_now())
-                                once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
-                                if once not in rendered:
-                                    rendered[once] = channel.render(job, variant)
-                                if not self.hold(channel, due):
-                                    break  # stopping: the rows not attempted are given back below
-                                channel.send(job, rendered[once], rows, report)
-                            except Exception as exc:  # a bug or a broken template must not strand the rows
-                                log.exception("%s: %s r%d: delivery failed", name, *key[:2])
-                                for row in rows:
-                                    report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
-                    finally:
-                        recorder.flush()
-                        with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
-                            deliveries.release(conn, batch, self.clock.now())
+                def report(outcome: Outcome, record=record, trouble=trouble):
+                    if outcome.result is not Result.SENT:
+                        trouble.append(outcome)
+                    return record(outcome)
+                self.send_batch(channel, batch, jobs, rendered, report, recorder)
                 counts = {r: n - before.get(r, 0) for r, n in recorder.counts.items() if n != before.get(r, 0)}
                 for result, n in counts.items():
                     run[result] = run.get(result, 0) + n
@@ -373,6 +351,34 @@ class Dispatcher:
         self.finish_plans()
         self.transport_health(name, run, last_fault)
         return totals
+
+    def send_batch(self, channel: Channel, batch: deliveries.Batch, jobs: dict[tuple, Job],
+                   rendered: dict[tuple, object], report: Report, recorder: Recorder) -> None:
+        """Render (once per publication, variant and embargo) and send one claimed batch, soonest due first, its
+        leases renewed meanwhile; then give back at once whatever was not attempted."""
+        with self.heartbeat.in_hand(batch.token):
+            try:
+                groups = [(self.not_before(channel, jobs[key], rows), key, rows) for key, rows in (
+                    (key, list(group)) for key, group in groupby(
+                        sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication))]
+                for due, key, rows in sorted(groups, key=lambda g: g[0]):  # soonest first: held until due
+                    job = jobs[key]
+                    try:
+                        variant = channel.variant(job, channel.embargo_now())
+                        once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
+                        if once not in rendered:
+                            rendered[once] = channel.render(job, variant)
+                        if not self.hold(channel, due):
+                            break  # stopping: the rows not attempted are given back below
+                        channel.send(job, rendered[once], rows, report)
+                    except Exception as exc:  # a bug or a broken template must not strand the rows
+                        log.exception("%s: %s r%d: delivery failed", channel.name, *key[:2])
+                        for row in rows:
+                            report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
+            finally:
+                recorder.flush()
+                with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
+                    deliveries.release(conn, batch, self.clock.now())
 
     @staticmethod
     def log_failures(name: str, batch, outcomes: list[Outcome]) -> None:
