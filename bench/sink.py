@@ -20,6 +20,10 @@ class Counter:
         self.last = None
         self.recipients = [] if record else None
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]  # as Postfix and Exim offer it
+
     async def handle_DATA(self, server, session, envelope):
         now = time.time()
         if self.first is None:

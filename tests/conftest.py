@@ -69,12 +69,18 @@ class Received:
 
 @dataclass
 class SinkHandler:
-    """Accepts mail unless told to refuse: per-recipient RCPT and DATA replies, by address."""
+    """Accepts mail unless told to refuse: per-recipient RCPT and DATA replies, by address. Offers PIPELINING
+    (RFC 2920), as Postfix and Exim do, unless ``pipelining`` is False."""
 
     messages: list[Received] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: dict[str, str] = field(default_factory=dict)
     mail_reply: str | None = None
+    pipelining: bool = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_reply:

@@ -426,9 +426,10 @@ def test_rate_limit_first_event_is_immediate():
 
 
 # -- SMTP pool, against aiosmtpd on loopback ----------------------------------------------------------------------------
-@pytest.fixture
-def sink():
-    handler = SinkHandler()
+@pytest.fixture(params=["pipelining", "lockstep"])
+def sink(request):
+    """The same rules whether the relay offers PIPELINING (MAIL, RCPT and DATA in one write) or not."""
+    handler = SinkHandler(pipelining=request.param == "pipelining")
     controller = _start_sink(handler)
     yield handler, controller.port
     controller.stop()
@@ -1048,8 +1049,11 @@ def test_smtp_data_command_refused_is_classified():
     assert handed[1].result is Result.FAILED
 
 
-def scripted_server(replies: dict[bytes, bytes | None]):
-    """A line-by-line SMTP server: the reply for each command word, or None to hang up."""
+def scripted_server(replies: dict[bytes, bytes | None], pipelining: bool = False, chunks: list[bytes] | None = None):
+    """A line-by-line SMTP server: the reply for each command word, or None to hang up. With ``pipelining`` its
+    EHLO offers PIPELINING; ``chunks`` gets what each read brought."""
+    if pipelining:
+        replies = {b"EHLO": b"250-scripted\r\n250 PIPELINING", **replies}
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -1067,6 +1071,8 @@ def scripted_server(replies: dict[bytes, bytes | None]):
                     data = conn.recv(4096)
                     if not data:
                         break
+                    if chunks is not None:
+                        chunks.append(data)
                     buffer += data
                     hung_up = False
                     while b"\r\n" in buffer:
@@ -1084,8 +1090,9 @@ def scripted_server(replies: dict[bytes, bytes | None]):
     return server
 
 
-def test_smtp_connection_lost_mid_message_is_retried_on_a_new_connection():
-    server = scripted_server({b"MAIL": None})
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_smtp_connection_lost_mid_message_is_retried_on_a_new_connection(pipelining):
+    server = scripted_server({b"MAIL": None}, pipelining)
     port = server.getsockname()[1]
     pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1, timeout=5))
     try:
@@ -1097,8 +1104,10 @@ def test_smtp_connection_lost_mid_message_is_retried_on_a_new_connection():
     assert all(h.detail.startswith("connection lost: ") for h in handed.values())
 
 
-def test_smtp_failed_reset_drops_the_connection():
-    server = scripted_server({b"RCPT": b"550 no such user", b"RSET": None})
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_smtp_failed_reset_drops_the_connection(pipelining):
+    server = scripted_server({b"RCPT": b"550 no such user", b"DATA": b"554 no valid recipients", b"RSET": None},
+                             pipelining)
     port = server.getsockname()[1]
     pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1, timeout=5))
     try:
@@ -1107,6 +1116,40 @@ def test_smtp_failed_reset_drops_the_connection():
         pool.close()
         server.close()
     assert handed[0].result is Result.RETRY and handed[0].detail.startswith("RSET failed: ")
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_smtp_groups_mail_rcpt_and_data_only_for_a_relay_offering_pipelining(pipelining):
+    chunks: list[bytes] = []
+    server = scripted_server({b"DATA": b"354 go ahead"}, pipelining, chunks)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=server.getsockname()[1], connections=1, timeout=5))
+    try:
+        send(pool, envelopes(1))
+    finally:
+        pool.close()
+        server.close()
+    chunks = [chunk[:4].upper() + chunk[4:] for chunk in chunks]  # the command word in either case
+    mail = b"MAIL FROM:<press@office.example.org>\r\n"
+    group = mail + b"RCPT TO:<r0@paper.example.com>\r\nDATA\r\n"
+    assert (group in chunks) is pipelining  # one write, its three replies read after it
+    assert (mail in chunks) is not pipelining  # one command at a time, each reply awaited
+
+
+def test_smtp_data_accepted_after_every_recipient_refused_is_ended_by_a_lone_dot():
+    """RFC 2920 3.1: the client cannot count on DATA being refused; if it is accepted, a single dot ends it."""
+    chunks: list[bytes] = []
+    server = scripted_server({b"RCPT": b"550 no such user", b"DATA": b"354 go ahead"}, True, chunks)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=server.getsockname()[1], connections=1, timeout=5))
+    try:
+        handed = send(pool, envelopes(1))
+        assert pool._idle.qsize() == 1  # the session goes on
+    finally:
+        pool.close()
+        server.close()
+    assert handed[0] == Handed(0, Result.FAILED, "RCPT TO: 550 no such user")
+    lines = b"".join(chunks).split(b"\r\n")
+    assert [line.upper() for line in lines[lines.index(b"DATA") + 1:][:2]] == [b".", b"RSET"]
+    assert not any(line.startswith(b"Subject") for line in lines)  # nothing of the message
 
 
 class QuitCounting(SinkHandler):

@@ -198,6 +198,8 @@ class SmtpPool:
             options = " SMTPUTF8"
         text: bytes | str
         try:
+            if conn.does_esmtp and conn.has_extn("pipelining"):
+                return self._pipelined(conn, envelope, options, before_data)
             code, text = conn.docmd("mail", f"FROM:<{envelope.sender}>{options}")
             if code == 421:
                 raise Dropped(f"MAIL FROM: {_reply(code, text)}")
@@ -212,17 +214,46 @@ class SmtpPool:
                 return _classify(code), f"RCPT TO: {_reply(code, text)}"
             before_data()
             code, text = conn.docmd("data")
-            if code == 354:
-                conn.send(envelope.smtp_data())
-                code, text = conn.getreply()
-            if code == 250:
-                return Result.SENT, None
-            if code == 421:
-                raise Dropped(f"DATA: {_reply(code, text)}")
-            self._reset(conn)
-            return _classify(code), f"DATA: {_reply(code, text)}"
+            return self._content(conn, envelope, code, text)
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
             raise Dropped(f"connection lost: {exc}") from None
+
+    def _pipelined(self, conn: smtplib.SMTP, envelope: Envelope, options: str,
+                   before_data: Callable[[], None]) -> tuple[Result, str | None]:
+        """MAIL, RCPT and DATA in one group (RFC 2920), every reply checked; the content only after 354 and the
+        previous message's receipt."""
+        conn.send(f"MAIL FROM:<{envelope.sender}>{options}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n"
+                  .encode(conn.command_encoding))
+        mail = conn.getreply()
+        if mail[0] == 421:
+            raise Dropped(f"MAIL FROM: {_reply(*mail)}")
+        rcpt = conn.getreply()
+        if rcpt[0] == 421:
+            raise Dropped(f"RCPT TO: {_reply(*rcpt)}")
+        code, text = conn.getreply()
+        if mail[0] != 250 or rcpt[0] not in (250, 251):
+            if code == 354:  # DATA accepted without a recipient: a lone dot ends it (RFC 2920 3.1)
+                conn.send(b".\r\n")
+                conn.getreply()
+            self._reset(conn)
+            if mail[0] != 250:
+                raise SessionFault(f"MAIL FROM refused: {_reply(*mail)}")
+            return _classify(rcpt[0]), f"RCPT TO: {_reply(*rcpt)}"
+        if code == 354:
+            before_data()
+        return self._content(conn, envelope, code, text)
+
+    def _content(self, conn: smtplib.SMTP, envelope: Envelope, code: int, text: bytes | str) -> tuple[Result, str | None]:
+        """After the reply to DATA: the message, if the relay is ready for it, and its fate."""
+        if code == 354:
+            conn.send(envelope.smtp_data())
+            code, text = conn.getreply()
+        if code == 250:
+            return Result.SENT, None
+        if code == 421:
+            raise Dropped(f"DATA: {_reply(code, text)}")
+        self._reset(conn)
+        return _classify(code), f"DATA: {_reply(code, text)}"
 
     @staticmethod
     def _reset(conn: smtplib.SMTP) -> None:
