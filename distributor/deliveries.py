@@ -227,33 +227,38 @@ def _live():
     )
 
 
-def _claimable(channel: str | None, now: datetime, cutoff: datetime, ahead: timedelta = NO_LEAD):
+def _claimable(channel: str | None, now: datetime, cutoff: datetime, ahead: timedelta = NO_LEAD,
+               worker: str | None = None):
     """Rows a worker may take now: due and unsent (a first attempt up to ``ahead`` early), or abandoned while
     being sent; of a live, approved statement."""
     return and_(
         deliveries.c.channel == channel if channel is not None else true(),
         or_(and_(deliveries.c.status == DeliveryStatus.PENDING.value, deliveries.c.next_attempt_at <= now + ahead),
             and_(deliveries.c.status == DeliveryStatus.RETRYING.value, deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.status == DeliveryStatus.SENDING.value, _abandoned(now, cutoff))),
+            and_(deliveries.c.status == DeliveryStatus.SENDING.value, _abandoned(now, cutoff, worker))),
         _live(),
     )
 
 
-def _abandoned(now: datetime, cutoff: datetime):
+def _abandoned(now: datetime, cutoff: datetime, worker: str | None = None):
     """Rows being sent by a worker that stopped beating (heartbeat older than ``cutoff``), or whose lease ran
-    out: a live worker renews the lease only while the batch is in hand."""
-    return or_(deliveries.c.lease_until < now, ~alive(cutoff))
+    out: a live worker renews the lease only while the batch is in hand. ``worker`` (the one claiming) is alive,
+    whatever its heartbeat says: its own rows in flight are not taken for that, only once their lease ran out."""
+    silent = ~alive(cutoff)
+    if worker is not None:
+        silent = and_(silent, or_(deliveries.c.worker_id.is_(None), deliveries.c.worker_id != worker))
+    return or_(deliveries.c.lease_until < now, silent)
 
 
-def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime, limit: int,
-                ahead: timedelta = NO_LEAD) -> list[int]:
+def candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime, limit: int,
+               ahead: timedelta = NO_LEAD, worker: str | None = None) -> list[int]:
     """Ids of up to ``limit`` claimable rows, soonest due first. One query per status, each an ordered walk of
     the (status, channel, next_attempt_at) index that stops at ``limit``: the cost does not grow with the list."""
     found: list[tuple[Any, Any]] = []  # (next_attempt_at, id)
     for status in (*CLAIMABLE, DeliveryStatus.SENDING.value):
         condition = [deliveries.c.status == status, deliveries.c.channel == channel, _live()]
         if status == DeliveryStatus.SENDING.value:
-            condition.append(_abandoned(now, cutoff))
+            condition.append(_abandoned(now, cutoff, worker))
         elif status == DeliveryStatus.PENDING.value:
             condition.append(deliveries.c.next_attempt_at <= now + ahead)
         else:
@@ -267,24 +272,26 @@ def _candidates(conn: Connection, channel: str, now: datetime, cutoff: datetime,
 
 
 def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int, lease_seconds: float,
-          cutoff: datetime, ahead: timedelta = NO_LEAD) -> Batch:
+          cutoff: datetime, ahead: timedelta = NO_LEAD, found: list[int] | None = None) -> Batch:
     """Atomically take up to ``limit`` due rows of a channel. A row is never held by two workers at once.
 
     ``cutoff`` is the database's now less the worker timeout: rows of a worker not seen since are taken over.
     With ``ahead``, rows not yet tried are taken up to that much before they are due (the caller holds them
-    until their time: ``Claimed.due_at``).
+    until their time: ``Claimed.due_at``). Rows ``found`` beforehand by :func:`candidates`, outside the
+    write (SQLite has one writer at a time), are each checked again here: only the still claimable are taken.
     """
     token = f"{worker}/{uuid.uuid4().hex[:12]}"
-    ids = _candidates(conn, channel, now, cutoff, limit, ahead)
+    ids = found if found is not None else candidates(conn, channel, now, cutoff, limit, ahead, worker)
     if not ids:
         return Batch(token)
     abandoned = conn.execute(select(deliveries.c.id, deliveries.c.claimed_by).where(
-        deliveries.c.id.in_(ids), deliveries.c.status == DeliveryStatus.SENDING.value)).all()
+        deliveries.c.id.in_(ids), deliveries.c.status == DeliveryStatus.SENDING.value,
+        _claimable(channel, now, cutoff, ahead, worker))).all()
     if abandoned:  # a worker died or stalled holding these rows: say so in their history
         conn.execute(insert(attempts), [{"delivery_id": i, "at": now, "outcome": "abandoned", "worker": worker,
                                          "detail": f"{holder} stopped; taken over"} for i, holder in abandoned])
     taken_over = case((deliveries.c.status == DeliveryStatus.SENDING.value, 1), else_=0)  # an abandoned attempt
-    rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now, cutoff, ahead)).values(
+    rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now, cutoff, ahead, worker)).values(
         status=DeliveryStatus.SENDING.value, claimed_by=token, worker_id=worker,
         lease_until=now + timedelta(seconds=lease_seconds), updated_at=now,
         attempts=deliveries.c.attempts + taken_over,
@@ -407,7 +414,7 @@ def due_channels(conn: Connection, now: datetime, cutoff: datetime, channels: It
     if channels is None:
         channels = sorted(conn.execute(select(plans.c.channel).distinct()).scalars())
     ahead = ahead or {}
-    return [name for name in channels if _candidates(conn, name, now, cutoff, 1, ahead.get(name, NO_LEAD))]
+    return [name for name in channels if candidates(conn, name, now, cutoff, 1, ahead.get(name, NO_LEAD))]
 
 
 def active_count(conn: Connection) -> int:

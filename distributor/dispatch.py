@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import groupby, islice
@@ -307,28 +309,26 @@ class Dispatcher:
         return db_now(conn) - timedelta(seconds=self.policy.worker_timeout_seconds)
 
     def deliver(self, name: str) -> dict[Result, int]:
+        """Claim and send batch after batch until nothing is due. For a channel of several lanes the next batch is
+        claimed while one is sent, so that its connections do not wait for the claim."""
         self.heartbeat.register()  # rows are claimed in this worker's name
         channel = self.channels[name]
         jobs: dict[tuple, Job] = {}
         rendered: dict[tuple, object] = {}
         run: dict[Result, int] = {}  # this call's outcomes, for the channel's health
         last_fault: str | None = None
-        with Recorder(self.engine, self.policy, self.clock, self.worker, channel.lanes) as recorder:
-            while not self.stopping.is_set():
-                now = self.clock.now()
-                with self.engine.begin() as conn:
-                    batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size,
-                                             self.policy.lease_seconds, self.cutoff(conn), self.ahead(name))
-                    for key in {r.publication for r in batch.rows} - set(jobs):
-                        sid, revision, kind, generation, notice = key
-                        jobs[key] = self.job(conn, sid, revision, Kind(kind), generation, notice)
-                    # the embargo as it is now, never as it was when the job was first read: it may have moved
-                    embargoes = workflow.embargoes(conn, {r.statement_id for r in batch.rows})
-                    for key, job in list(jobs.items()):
-                        if key[0] in embargoes and job.embargo != embargoes[key[0]]:
-                            jobs[key] = replace(job, embargo=embargoes[key[0]])
+        with Recorder(self.engine, self.policy, self.clock, self.worker, channel.lanes) as recorder, \
+                ThreadPoolExecutor(1, thread_name_prefix=f"{name}-claim") as claimer:
+            claimed = self.claim(name, jobs)
+            while True:
+                batch, held = claimed
                 if not batch.rows:
+                    held.close()
                     break
+                if self.stopping.is_set():
+                    self.give_back(batch, held)
+                    break
+                following = claimer.submit(self.claim, name, jobs) if channel.lanes > 1 else None
                 before = dict(recorder.counts)
                 record = recorder.reporter(batch, self.stopping)
                 trouble: list[Outcome] = []
@@ -337,7 +337,14 @@ class Dispatcher:
                     if outcome.result is not Result.SENT:
                         trouble.append(outcome)
                     return record(outcome)
-                self.send_batch(channel, batch, jobs, rendered, report, recorder)
+                try:
+                    with held:
+                        self.send_batch(channel, batch, jobs, rendered, report, recorder)
+                except BaseException:
+                    if following is not None and following.exception() is None:
+                        self.give_back(*following.result())
+                    raise
+                ahead = following.result() if following is not None else None
                 counts = {r: n - before.get(r, 0) for r, n in recorder.counts.items() if n != before.get(r, 0)}
                 for result, n in counts.items():
                     run[result] = run.get(result, 0) + n
@@ -346,39 +353,71 @@ class Dispatcher:
                          ", ".join(f"{r.value} {n}" for r, n in sorted(counts.items())))
                 self.log_failures(name, batch, trouble)
                 if counts and set(counts) <= {Result.TRANSPORT, Result.REFUSED}:
-                    break  # nothing will succeed right now; the retry schedule brings the rows back
+                    if ahead is not None:  # nothing will succeed right now; the retry schedule brings the rows back
+                        self.give_back(*ahead)
+                    break
+                claimed = ahead if ahead is not None else self.claim(name, jobs)
             totals = dict(recorder.counts)
         self.finish_plans()
         self.transport_health(name, run, last_fault)
         return totals
 
+    def claim(self, name: str, jobs: dict[tuple, Job]) -> tuple[deliveries.Batch, ExitStack]:
+        """The channel's next due rows, in hand (their leases renewed by the heartbeat) until the stack is closed;
+        the jobs of their publications added to ``jobs``."""
+        now = self.clock.now()
+        found = None
+        if self.engine.dialect.name == "sqlite":  # searched without the one write lock: the recorder goes on meanwhile
+            with reading(self.engine) as conn:
+                found = deliveries.candidates(conn, name, now, self.cutoff(conn), self.policy.batch_size,
+                                              self.ahead(name), self.worker)
+        with self.engine.begin() as conn:
+            batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size,
+                                     self.policy.lease_seconds, self.cutoff(conn), self.ahead(name), found)
+        with reading(self.engine) as conn:
+            for key in {r.publication for r in batch.rows} - set(jobs):
+                sid, revision, kind, generation, notice = key
+                jobs[key] = self.job(conn, sid, revision, Kind(kind), generation, notice)
+            # the embargo as it is now, never as it was when the job was first read: it may have moved
+            embargoes = workflow.embargoes(conn, {r.statement_id for r in batch.rows})
+            for key, job in list(jobs.items()):
+                if key[0] in embargoes and job.embargo != embargoes[key[0]]:
+                    jobs[key] = replace(job, embargo=embargoes[key[0]])
+        held = ExitStack()
+        held.enter_context(self.heartbeat.in_hand(batch.token))
+        return batch, held
+
+    def give_back(self, batch: deliveries.Batch, held: ExitStack) -> None:
+        """A batch claimed but not to be sent now: its rows go back at once."""
+        with held, self.engine.begin() as conn:
+            deliveries.release(conn, batch, self.clock.now())
+
     def send_batch(self, channel: Channel, batch: deliveries.Batch, jobs: dict[tuple, Job],
                    rendered: dict[tuple, object], report: Report, recorder: Recorder) -> None:
-        """Render (once per publication, variant and embargo) and send one claimed batch, soonest due first, its
-        leases renewed meanwhile; then give back at once whatever was not attempted."""
-        with self.heartbeat.in_hand(batch.token):
-            try:
-                groups = [(self.not_before(channel, jobs[key], rows), key, rows) for key, rows in (
-                    (key, list(group)) for key, group in groupby(
-                        sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication))]
-                for due, key, rows in sorted(groups, key=lambda g: g[0]):  # soonest first: held until due
-                    job = jobs[key]
-                    try:
-                        variant = channel.variant(job, channel.embargo_now())
-                        once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
-                        if once not in rendered:
-                            rendered[once] = channel.render(job, variant)
-                        if not self.hold(channel, due):
-                            break  # stopping: the rows not attempted are given back below
-                        channel.send(job, rendered[once], rows, report)
-                    except Exception as exc:  # a bug or a broken template must not strand the rows
-                        log.exception("%s: %s r%d: delivery failed", channel.name, *key[:2])
-                        for row in rows:
-                            report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
-            finally:
-                recorder.flush()
-                with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
-                    deliveries.release(conn, batch, self.clock.now())
+        """Render (once per publication, variant and embargo) and send one claimed batch, soonest due first; then
+        give back at once whatever was not attempted."""
+        try:
+            groups = [(self.not_before(channel, jobs[key], rows), key, rows) for key, rows in (
+                (key, list(group)) for key, group in groupby(
+                    sorted(batch.rows, key=lambda r: r.publication), key=lambda r: r.publication))]
+            for due, key, rows in sorted(groups, key=lambda g: g[0]):  # soonest first: held until due
+                job = jobs[key]
+                try:
+                    variant = channel.variant(job, channel.embargo_now())
+                    once = (*key, variant, job.embargo)  # a moved embargo is rendered afresh
+                    if once not in rendered:
+                        rendered[once] = channel.render(job, variant)
+                    if not self.hold(channel, due):
+                        break  # stopping: the rows not attempted are given back below
+                    channel.send(job, rendered[once], rows, report)
+                except Exception as exc:  # a bug or a broken template must not strand the rows
+                    log.exception("%s: %s r%d: delivery failed", channel.name, *key[:2])
+                    for row in rows:
+                        report(Outcome(row.id, Result.RETRY, f"internal error: {exc}"))
+        finally:
+            recorder.flush()
+            with self.engine.begin() as conn:  # anything claimed but never attempted goes back at once
+                deliveries.release(conn, batch, self.clock.now())
 
     @staticmethod
     def log_failures(name: str, batch, outcomes: list[Outcome]) -> None:

@@ -278,6 +278,18 @@ def test_only_rows_of_a_live_approved_revision_are_claimed(engine, status, appro
         assert bool(claim(conn).rows) is claimable
 
 
+def test_rows_found_beforehand_and_claimed_since_by_another_worker_are_left_alone(planned):
+    """On SQLite the search runs before the write: what another worker took meanwhile is neither taken nor said
+    to be abandoned."""
+    with planned.begin() as conn:
+        found = d.candidates(conn, "email", NOW, CUTOFF, 100)
+        assert len(found) == 3
+        other = claim(conn, "w2", limit=2)
+        mine = d.claim(conn, "email", NOW, "w1", 100, 60.0, CUTOFF, found=found)
+        assert {c.id for c in mine.rows} == set(found) - {c.id for c in other.rows}
+        assert conn.execute(select(attempts)).all() == []
+
+
 def test_a_sending_row_is_taken_over_when_its_lease_ran_out(planned):
     with planned.begin() as conn:
         held = claim(conn, "w1", lease=60)
@@ -350,6 +362,19 @@ def test_a_sending_row_of_a_silent_or_stopped_worker_is_taken_over(planned, seen
         assert len(held.rows) == 3
         assert d.due_channels(conn, NOW, CUTOFF) == (["email"] if taken else [])
         assert bool(claim(conn, "w1").rows) is taken
+
+
+def test_a_worker_never_takes_over_its_own_rows_in_flight_for_a_silent_heartbeat(planned):
+    """It claims the next batch while one is sent: its rows in flight are its own, however old its heartbeat looks.
+    Another worker takes them; it takes them itself only once their lease ran out."""
+    with planned.begin() as conn:
+        add_worker(conn, "w3", seen_ago=16)
+        held = claim(conn, "w3", lease=60)
+        assert len(held.rows) == 3
+        assert claim(conn, "w3").rows == []
+        assert len(claim(conn, "w3", now=NOW + timedelta(seconds=61)).rows) == 3
+        conn.execute(update(deliveries).where(deliveries.c.channel == "email").values(lease_until=NOW + timedelta(hours=1)))
+        assert len(claim(conn, "w1").rows) == 3
 
 
 def test_a_sending_row_without_a_worker_row_is_taken_over(planned):

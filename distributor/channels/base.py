@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, select
 from sqlalchemy.engine import Engine
@@ -25,6 +25,8 @@ from distributor.render import Renderer
 from distributor.statements.model import Statement, StatementStatus
 from distributor.store import reading
 from distributor.store.schema import statements
+
+T = TypeVar("T")
 
 log = logging.getLogger("distributor.channels")
 
@@ -176,14 +178,22 @@ class Channel(ABC):
         """Call ``handle`` for each row and report the outcome it returns (None: it reports later itself).
 
         An error while preparing one target is that target's failure alone; the others go on."""
+        for _ in self.prepared(rows, report, handle):
+            pass
+
+    def prepared(self, rows: list[Claimed], report: Report, make: Callable[[Claimed], T | Outcome | None]) -> Iterator[T]:
+        """What ``make`` makes of each row, made as it is taken; an :class:`Outcome` it returns is reported instead
+        (None: it reports later itself). An error while preparing one target is that target's failure alone."""
         for row in rows:
             try:
-                outcome = handle(row)
+                made = make(row)
             except Exception as exc:
                 log.exception("%s: cannot prepare %s for %r", self.name, row.statement_id, row.target)
-                outcome = Outcome(row.id, Result.FAILED, f"cannot prepare this target: {exc.__class__.__name__}: {exc}")
-            if outcome is not None:
-                report(outcome)
+                made = Outcome(row.id, Result.FAILED, f"cannot prepare this target: {exc.__class__.__name__}: {exc}")
+            if isinstance(made, Outcome):
+                report(made)
+            elif made is not None:
+                yield made
 
     def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Open long-lived connections. Channels that hold none need not override it."""

@@ -352,10 +352,9 @@ class EmailChannel(Channel):
         # a notice goes to whoever holds the copy, vetted still or not; the statement's text only to the vetted
         embargoed = rendered.variant == EMBARGOED and not job.kind.notice_only
         now = self.clock.now()
-        envelopes: list[Envelope] = []
         ids: dict[int, str] = {}
 
-        def prepare(row: Claimed) -> Outcome | None:
+        def prepare(row: Claimed) -> Envelope | Outcome:
             if embargoed and standing[row.target].awaits_release:
                 return Outcome(row.id, Result.REFUSED, "not vetted for embargoed copies: the released version goes "
                                                        "at the lift", not_before=job.embargo)
@@ -369,16 +368,14 @@ class EmailChannel(Channel):
             if dkim_key is not None:
                 own = self.dkim_signature(own + rendered.shared.raw, dkim_key) + own
             ids[row.id] = mid
-            envelopes.append(Envelope(row.id, self.office.from_addr, address, own, mid, rendered.shared, smtputf8))
-            return None
-
-        self.each_target(rows, report, prepare)
+            return Envelope(row.id, self.office.from_addr, address, own, mid, rendered.shared, smtputf8)
 
         def handed(result: Handed) -> Receipt:
             return report(Outcome(result.key, result.result, result.detail, remote_id=ids[result.key],
                                   variant=rendered.variant))
 
-        self.transport.send_many(envelopes, handed)
+        # each envelope is made as a connection takes it: the first message goes out at once, not after all of them
+        self.transport.send_many(self.prepared(rows, report, prepare), handed)
 
 
 def _bad_port(port: int) -> int:

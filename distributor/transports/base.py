@@ -7,7 +7,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -92,10 +92,10 @@ class MailTransport(Protocol):
     def open(self) -> None: ...
     def close(self) -> None: ...
 
-    def send_many(self, envelopes: list[Envelope], handover: Handover) -> None:
+    def send_many(self, envelopes: Iterable[Envelope], handover: Handover) -> None:
         """Send each envelope, calling ``handover`` with its fate. Before handing the relay a further message on
         the same connection, wait for the previous one's receipt: at most one accepted message per connection is
-        ever unrecorded."""
+        ever unrecorded. Once a receipt says stop, take no more envelopes."""
 
 
 class RateLimit:

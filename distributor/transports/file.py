@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from distributor.outcomes import Claimed, Outcome, Result
@@ -45,7 +46,7 @@ class MailFolder:
     def close(self) -> None:
         pass
 
-    def send_many(self, envelopes: list[Envelope], handover: Handover) -> None:
+    def send_many(self, envelopes: Iterable[Envelope], handover: Handover) -> None:
         for envelope in envelopes:
             name = safe_name(envelope.message_id.strip("<>").split("@")[0].rsplit(".", 1)[0])
             try:

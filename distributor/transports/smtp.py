@@ -11,10 +11,12 @@ import logging
 import queue
 import smtplib
 import ssl
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from distributor.config import secret
@@ -141,32 +143,34 @@ class SmtpPool:
             self._executor = None
 
     # -- sending ---------------------------------------------------------------------------------------------
-    def send_many(self, envelopes: list[Envelope], handover: Handover) -> None:
-        if not envelopes:
+    def send_many(self, envelopes: Iterable[Envelope], handover: Handover) -> None:
+        """Every lane takes the next envelope as soon as it is free, so the lanes finish together and a lane opens
+        a connection only once it has a message for it. ``envelopes`` may be made as they are taken."""
+        source = iter(envelopes)
+        first = next(source, None)
+        if first is None:
             return
         self.open()
         assert self._executor is not None
-        lanes = min(self.settings.connections, len(envelopes))
-        slices = [envelopes[i::lanes] for i in range(lanes)]
-        for _ in self._executor.map(lambda part: self._send_slice(part, handover), slices):
-            pass
+        shared = _Shared(chain([first], source), self.settings.connections)
+        lanes = [self._executor.submit(self._lane, shared, handover) for _ in range(self.settings.connections)]
+        wait(lanes)  # all of them, before any error is raised: no lane is still sending when this returns
+        for lane in lanes:
+            lane.result()
 
-    def _send_slice(self, envelopes: list[Envelope], handover: Handover) -> None:
-        """One connection's share, in order. The previous message's receipt is awaited before the next DATA."""
+    def _lane(self, shared: _Shared, handover: Handover) -> None:
+        """One connection's messages, in turn. The previous message's receipt is awaited before the next DATA."""
         conn: smtplib.SMTP | None = None
-        fault: str | None = None
         previous: Receipt | None = None
 
         def recorded() -> None:
             if previous is not None and not previous.wait():
                 raise SessionFault("the delivery record is unavailable; not sending more")
 
-        for envelope in envelopes:
-            if previous is not None and previous.stop:
-                break  # the worker is stopping: the rest go back unattempted
-            if fault is not None:
-                previous = handover(Handed(envelope.key, Result.TRANSPORT, fault))
-                continue
+        while not (previous is not None and previous.stop):  # stopping: the rest go back unattempted
+            envelope = shared.take()
+            if envelope is None:
+                break
             try:
                 if conn is None:
                     conn = self._checkout()
@@ -179,6 +183,10 @@ class SmtpPool:
                 self._discard(conn)
                 conn = None
                 previous = handover(Handed(envelope.key, Result.TRANSPORT, fault))
+                if shared.give_up():  # the last lane standing: what no lane can send is a fault
+                    while not previous.stop and (envelope := shared.take()) is not None:
+                        previous = handover(Handed(envelope.key, Result.TRANSPORT, fault))
+                break
             except Dropped as exc:
                 self._discard(conn)
                 conn = None
@@ -261,6 +269,25 @@ class SmtpPool:
             conn.rset()
         except (smtplib.SMTPException, OSError) as exc:
             raise Dropped(f"RSET failed: {exc}") from None
+
+
+class _Shared:
+    """The envelopes of one send, taken one at a time by whichever lane is free."""
+
+    def __init__(self, envelopes: Iterator[Envelope], lanes: int):
+        self._envelopes = envelopes
+        self._lock = threading.Lock()
+        self._lanes = lanes
+
+    def take(self) -> Envelope | None:
+        with self._lock:
+            return next(self._envelopes, None)
+
+    def give_up(self) -> bool:
+        """A lane whose session failed takes no more; True for the last one."""
+        with self._lock:
+            self._lanes -= 1
+            return self._lanes == 0
 
 
 def _plain_address(address: str, utf8: bool = False) -> bool:
