@@ -1152,6 +1152,33 @@ def test_smtp_data_accepted_after_every_recipient_refused_is_ended_by_a_lone_dot
     assert not any(line.startswith(b"Subject") for line in lines)  # nothing of the message
 
 
+class FirstSessionRefused(SinkHandler):
+    """Refuses MAIL FROM in the first session only."""
+
+    first: object = None
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.first is None:
+            self.first = session
+        if session is self.first:
+            return "550 not from this connection"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+def test_smtp_a_lane_whose_session_failed_leaves_the_rest_to_the_others():
+    handler = FirstSessionRefused()
+    controller = _start_sink(handler)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=2))
+    try:
+        handed = send(pool, envelopes(6))
+    finally:
+        pool.close()
+        controller.stop()
+    results = sorted(h.result.value for h in handed.values())
+    assert results == sorted([Result.TRANSPORT.value] + [Result.SENT.value] * 5)
+    assert len(handler.messages) == 5
+
+
 class QuitCounting(SinkHandler):
     quits = 0
 
