@@ -61,7 +61,7 @@ class Runner:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self._running: dict[str, int] = {}
         self._rewake: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified whenever a job finishes
 
     # -- the jobs ------------------------------------------------------------------------------------------
     def advance(self) -> None:
@@ -113,7 +113,14 @@ class Runner:
                 return
         self._move(job_id, self.dispatcher.clock.now())
 
+    def finish_running(self, timeout: float = 600.0) -> bool:
+        """Wait until no job runs (at most ``timeout`` seconds). True if none does."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not any(n > 0 for n in self._running.values()), timeout)
+
     def _move(self, job_id: str, when) -> None:
+        if self.stop.is_set():
+            return  # stopping: the scheduler is about to shut down
         try:
             self.scheduler.modify_job(job_id, next_run_time=when)
         except JobLookupError:  # shutting down
@@ -129,14 +136,16 @@ class Runner:
             if event.code == EVENT_JOB_MAX_INSTANCES:
                 self._rewake.add(job_id)
                 return
-            self._running[job_id] = self._running.get(job_id, 0) - 1
             again = job_id in self._rewake and job_id != ADVANCE  # the sweep comes back on its own
             self._rewake.discard(job_id)
         if event.code == EVENT_JOB_ERROR and isinstance(event, JobExecutionEvent):
             log.error("%s failed: %s: %s; it runs again at its next wake", job_id,
                       event.exception.__class__.__name__, event.exception)
-        if again and not self.stop.is_set():
+        if again:
             self._move(job_id, self.dispatcher.clock.now())
+        with self._lock:  # counted as finished only once it has moved itself: a stop waits for that too
+            self._running[job_id] = self._running.get(job_id, 0) - 1
+            self._lock.notify_all()
 
     def busy(self) -> bool:
         with self._lock:
@@ -169,8 +178,12 @@ class Runner:
             while not self.stop.wait(0.2):
                 pass
         finally:
+            self.stop.set()  # no job is moved from now on
             self.dispatcher.stopping.set()  # deliveries stop claiming; what is on the wire finishes and is recorded
-            self.scheduler.shutdown(wait=True)
+            self.finish_running()
+            # APScheduler holds its job store lock while it waits for running jobs, and moving a job takes that
+            # lock: the jobs have finished above, so shutting down does not wait for any of them
+            self.scheduler.shutdown(wait=False)
             self.dispatcher.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
