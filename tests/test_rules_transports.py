@@ -454,6 +454,17 @@ def send(pool: smtp.SmtpPool, items: list[Envelope]) -> dict[int, Handed]:
     return handed
 
 
+def send_through(handler: SinkHandler, items: list[Envelope], connections: int = 1) -> dict[int, Handed]:
+    """Send over a pool of its own to a sink of its own, both closed after."""
+    controller = _start_sink(handler)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=connections))
+    try:
+        return send(pool, items)
+    finally:
+        pool.close()
+        controller.stop()
+
+
 def test_smtp_sends_each_envelope_once_over_the_configured_connections(sink):
     handler, port = sink
     pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=3))
@@ -589,13 +600,7 @@ class ForwardingHandler(SinkHandler):
 
 def test_smtp_recipient_251_is_accepted():
     handler = ForwardingHandler()
-    controller = _start_sink(handler)
-    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1))
-    try:
-        handed = send(pool, envelopes(2))
-    finally:
-        pool.close()
-        controller.stop()
+    handed = send_through(handler, envelopes(2))
     assert handed == {0: Handed(0, Result.SENT, None), 1: Handed(1, Result.SENT, None)}
     assert len(handler.messages) == 2
 
@@ -1038,13 +1043,7 @@ class NoRecipientHandler(SinkHandler):
 
 
 def test_smtp_data_command_refused_is_classified():
-    controller = _start_sink(NoRecipientHandler())
-    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=1))
-    try:
-        handed = send(pool, envelopes(2))
-    finally:
-        pool.close()
-        controller.stop()
+    handed = send_through(NoRecipientHandler(), envelopes(2))
     assert handed[0] == Handed(0, Result.FAILED, "DATA: 503 Error: need RCPT command")
     assert handed[1].result is Result.FAILED
 
@@ -1167,13 +1166,7 @@ class FirstSessionRefused(SinkHandler):
 
 def test_smtp_a_lane_whose_session_failed_leaves_the_rest_to_the_others():
     handler = FirstSessionRefused()
-    controller = _start_sink(handler)
-    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=controller.port, connections=2))
-    try:
-        handed = send(pool, envelopes(6))
-    finally:
-        pool.close()
-        controller.stop()
+    handed = send_through(handler, envelopes(6), connections=2)
     results = sorted(h.result.value for h in handed.values())
     assert results == sorted([Result.TRANSPORT.value] + [Result.SENT.value] * 5)
     assert len(handler.messages) == 5
