@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -863,4 +864,45 @@ def test_the_batch_being_sent_has_its_leases_renewed_and_no_longer_once_done(env
     d.advance()
     assert d.deliver("probe") == {Result.SENT: 3}
     assert renewed == [2, 1]  # batch_size = 2: the rows of the batch in hand, each time
+    assert d.heartbeat.beat() == 0
+
+
+class TwoLanes(Probe):
+    lanes = 2  # a channel of several lanes: the next batch is claimed while one is sent
+
+
+def wait_for_sending(env, n: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(s == "sending" for s in env.status().values()) < n:
+        assert time.monotonic() < deadline, env.status()
+        time.sleep(0.01)
+
+
+def test_with_several_lanes_the_next_batch_is_claimed_and_in_hand_while_one_is_sent(env):
+    env.statement()
+    probe = TwoLanes(env.context, targets=[f"r{i}@x" for i in range(3)])
+    d = env.dispatcher(probe)
+    renewed: list[int] = []
+    deliver = probe.deliver
+
+    def beat_then_deliver(*args):
+        wait_for_sending(env, 3 if not renewed else 1)  # the first time: this batch of 2 and the next of 1
+        renewed.append(d.heartbeat.beat())
+        deliver(*args)
+    probe.deliver = beat_then_deliver
+    d.advance()
+    assert d.deliver("probe") == {Result.SENT: 3}
+    assert renewed == [3, 1]  # both batches in hand, then the last one alone
+    assert d.heartbeat.beat() == 0
+
+
+def test_the_batch_claimed_ahead_goes_back_at_once_when_nothing_can_succeed(env):
+    env.statement()
+    probe = TwoLanes(env.context, targets=[f"r{i}@x" for i in range(3)], answer=Result.TRANSPORT)
+    d = env.dispatcher(probe)
+    d.advance()
+    assert d.deliver("probe") == {Result.TRANSPORT: 2}
+    rows = env.rows()
+    assert sorted(r["status"] for r in rows.values()) == ["pending", "retrying", "retrying"]
+    assert [r["attempts"] for r in rows.values() if r["status"] == "pending"] == [0]
     assert d.heartbeat.beat() == 0
