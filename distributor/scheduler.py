@@ -119,8 +119,6 @@ class Runner:
             return self._lock.wait_for(lambda: not any(n > 0 for n in self._running.values()), timeout)
 
     def _move(self, job_id: str, when) -> None:
-        if self.stop.is_set():
-            return  # stopping: the scheduler is about to shut down
         try:
             self.scheduler.modify_job(job_id, next_run_time=when)
         except JobLookupError:  # shutting down
@@ -141,7 +139,7 @@ class Runner:
         if event.code == EVENT_JOB_ERROR and isinstance(event, JobExecutionEvent):
             log.error("%s failed: %s: %s; it runs again at its next wake", job_id,
                       event.exception.__class__.__name__, event.exception)
-        if again:
+        if again and not self.stop.is_set():
             self._move(job_id, self.dispatcher.clock.now())
         with self._lock:  # counted as finished only once it has moved itself: a stop waits for that too
             self._running[job_id] = self._running.get(job_id, 0) - 1
@@ -178,7 +176,7 @@ class Runner:
             while not self.stop.wait(0.2):
                 pass
         finally:
-            self.stop.set()  # no job is moved from now on
+            self.stop.set()
             self.dispatcher.stopping.set()  # deliveries stop claiming; what is on the wire finishes and is recorded
             self.finish_running()
             # APScheduler holds its job store lock while it waits for running jobs, and moving a job takes that
