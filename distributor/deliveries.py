@@ -20,6 +20,8 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, delete, func, insert, or_, select, true, update
+from sqlalchemy.sql.expression import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from distributor.config import DeliveryPolicy
 from distributor.outcomes import Claimed, Kind, Outcome, Result, Variant
@@ -228,14 +230,17 @@ def _live():
 
 
 def _claimable(channel: str | None, now: datetime, cutoff: datetime, ahead: timedelta = NO_LEAD,
-               worker: str | None = None):
+               worker: str | None = None, by_id: bool = False):
     """Rows a worker may take now: due and unsent (a first attempt up to ``ahead`` early), or abandoned while
-    being sent; of a live, approved statement."""
+    being sent; of a live, approved statement. ``by_id``: to check rows looked up by id on SQLite, whose planner
+    would otherwise walk the whole due index (thousands of rows) rather than look up the few ids."""
+    status = UnaryExpression(deliveries.c.status, operator=custom_op("+"), type_=deliveries.c.status.type) \
+        if by_id else deliveries.c.status  # SQLite's unary + keeps an index from serving the column
     return and_(
         deliveries.c.channel == channel if channel is not None else true(),
-        or_(and_(deliveries.c.status == DeliveryStatus.PENDING.value, deliveries.c.next_attempt_at <= now + ahead),
-            and_(deliveries.c.status == DeliveryStatus.RETRYING.value, deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.status == DeliveryStatus.SENDING.value, _abandoned(now, cutoff, worker))),
+        or_(and_(status == DeliveryStatus.PENDING.value, deliveries.c.next_attempt_at <= now + ahead),
+            and_(status == DeliveryStatus.RETRYING.value, deliveries.c.next_attempt_at <= now),
+            and_(status == DeliveryStatus.SENDING.value, _abandoned(now, cutoff, worker))),
         _live(),
     )
 
@@ -284,14 +289,16 @@ def claim(conn: Connection, channel: str, now: datetime, worker: str, limit: int
     ids = found if found is not None else candidates(conn, channel, now, cutoff, limit, ahead, worker)
     if not ids:
         return Batch(token)
+    by_id = found is not None and conn.dialect.name == "sqlite"
     abandoned = conn.execute(select(deliveries.c.id, deliveries.c.claimed_by).where(
         deliveries.c.id.in_(ids), deliveries.c.status == DeliveryStatus.SENDING.value,
-        _claimable(channel, now, cutoff, ahead, worker))).all()
+        _claimable(channel, now, cutoff, ahead, worker, by_id))).all()
     if abandoned:  # a worker died or stalled holding these rows: say so in their history
         conn.execute(insert(attempts), [{"delivery_id": i, "at": now, "outcome": "abandoned", "worker": worker,
                                          "detail": f"{holder} stopped; taken over"} for i, holder in abandoned])
     taken_over = case((deliveries.c.status == DeliveryStatus.SENDING.value, 1), else_=0)  # an abandoned attempt
-    rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), _claimable(channel, now, cutoff, ahead, worker)).values(
+    rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(ids),
+                                                 _claimable(channel, now, cutoff, ahead, worker, by_id)).values(
         status=DeliveryStatus.SENDING.value, claimed_by=token, worker_id=worker,
         lease_until=now + timedelta(seconds=lease_seconds), updated_at=now,
         attempts=deliveries.c.attempts + taken_over,

@@ -366,14 +366,15 @@ class Dispatcher:
         """The channel's next due rows, in hand (their leases renewed by the heartbeat) until the stack is closed;
         the jobs of their publications added to ``jobs``."""
         now = self.clock.now()
-        found = None
-        if self.engine.dialect.name == "sqlite":  # searched without the one write lock: the recorder goes on meanwhile
+        found = cutoff = None
+        if self.engine.dialect.name == "sqlite":  # looked up without the one write lock: the recorder goes on meanwhile
             with reading(self.engine) as conn:
-                found = deliveries.candidates(conn, name, now, self.cutoff(conn), self.policy.batch_size,
-                                              self.ahead(name), self.worker)
+                cutoff = self.cutoff(conn)
+                found = deliveries.candidates(conn, name, now, cutoff, self.policy.batch_size, self.ahead(name),
+                                              self.worker)
         with self.engine.begin() as conn:
-            batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size,
-                                     self.policy.lease_seconds, self.cutoff(conn), self.ahead(name), found)
+            batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size, self.policy.lease_seconds,
+                                     cutoff or self.cutoff(conn), self.ahead(name), found)
         with reading(self.engine) as conn:
             for key in {r.publication for r in batch.rows} - set(jobs):
                 sid, revision, kind, generation, notice = key

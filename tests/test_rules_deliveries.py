@@ -290,6 +290,32 @@ def test_rows_found_beforehand_and_claimed_since_by_another_worker_are_left_alon
         assert conn.execute(select(attempts)).all() == []
 
 
+def test_rows_found_beforehand_are_looked_up_by_id_not_by_walking_the_due_index(planned):
+    """SQLite's planner would otherwise walk every due row of the channel in its index to check the few found,
+    holding the one write lock (and every outcome waiting to be recorded) all the while."""
+    if planned.dialect.name != "sqlite":
+        pytest.skip("only SQLite looks rows up before the write; PostgreSQL claims them in one statement")
+    from sqlalchemy import event
+
+    updates: list[tuple[str, tuple]] = []
+
+    def grab(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE deliveries"):
+            updates.append((statement, parameters))
+    with planned.begin() as conn:  # a batch's worth: with a few ids the planner finds the way by itself
+        d.plan_chunk(conn, "s1", 1, "email", [f"r{i}@x" for i in range(500)], NOW, NOW)
+    event.listen(planned, "before_cursor_execute", grab)
+    try:
+        with planned.begin() as conn:
+            found = d.candidates(conn, "email", NOW, CUTOFF, 500)
+            assert len(d.claim(conn, "email", NOW, "w1", 500, 60.0, CUTOFF, found=found).rows) == 500
+            [(sql, parameters)] = updates
+            plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters))
+    finally:
+        event.remove(planned, "before_cursor_execute", grab)
+    assert "USING INTEGER PRIMARY KEY" in plan and "ix_deliveries_due" not in plan, plan
+
+
 def test_a_sending_row_is_taken_over_when_its_lease_ran_out(planned):
     with planned.begin() as conn:
         held = claim(conn, "w1", lease=60)
