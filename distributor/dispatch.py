@@ -374,7 +374,7 @@ class Dispatcher:
                                               self.worker)
         with self.engine.begin() as conn:
             batch = deliveries.claim(conn, name, now, self.worker, self.policy.batch_size, self.policy.lease_seconds,
-                                     cutoff or self.cutoff(conn), self.ahead(name), found)
+                                     self.cutoff(conn) if cutoff is None else cutoff, self.ahead(name), found)
         with reading(self.engine) as conn:
             for key in {r.publication for r in batch.rows} - set(jobs):
                 sid, revision, kind, generation, notice = key
