@@ -20,6 +20,8 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, delete, func, insert, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
@@ -73,9 +75,10 @@ def plan_chunk(conn: Connection, statement_id: str, revision: int, channel: str,
     if not targets:
         return
     rows = [{"statement_id": statement_id, "revision": revision, "channel": channel, "target": target,
-             "status": DeliveryStatus.PENDING.value, "attempts": 0, "due_at": due_at, "next_attempt_at": due_at,
+             "status": DeliveryStatus.PENDING.value, "attempts": 0, "attempts_since_requeue": 0, "due_at": due_at,
+             "next_attempt_at": due_at,
              "updated_at": now, "kind": kind.value, "generation": generation, "notice": notice} for target in targets]
-    conn.execute(_insert_ignoring_duplicates(conn, deliveries), rows)
+    _PLAN[conn.dialect.name].execute_many(conn, rows)
 
 
 def _copies(statement_id: str, revision: int, channel: str, generation: int) -> list:
@@ -353,6 +356,13 @@ _RECORD = Prepared(update(deliveries).where(
 ).values({key: bindparam(key) for key in _COLUMNS}))
 _ATTEMPT = Prepared(insert(attempts).inline().values({key: bindparam(key) for key in
                                              ("delivery_id", "at", "outcome", "detail", "worker")}))
+
+
+# A long list is planned in chunks of thousands of rows: the insert, compiled once per dialect, runs by the driver.
+_PLANNED = ("statement_id", "revision", "channel", "target", "status", "attempts", "attempts_since_requeue", "due_at",
+            "next_attempt_at", "updated_at", "kind", "generation", "notice")
+_PLAN = {dialect: Prepared(make(deliveries).values({key: bindparam(key) for key in _PLANNED}).on_conflict_do_nothing())
+         for dialect, make in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))}
 
 
 def _attempt_label(outcome: Outcome) -> str:

@@ -27,13 +27,22 @@ class _Form:
     steps: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
     positional: bool
 
-    def parameters(self, row: dict[str, Any]) -> tuple | dict:
+    def parameters(self, row: dict[str, Any], memo: dict[tuple[int, Any], Any]) -> tuple | dict:
+        """One row's parameters; a value met before in ``memo`` (a chunk's one due time) is processed once."""
         values = []
-        for name, fixed, process in self.steps:
+        for i, (name, fixed, process) in enumerate(self.steps):
             value = row.get(name, fixed)
             if value is _FIXED:
                 raise KeyError(name)
-            values.append(value if process is None or value is None else process(value))
+            if process is not None and value is not None:
+                key = (i, value)
+                try:
+                    value = memo[key]
+                except KeyError:
+                    value = memo[key] = process(value)
+                except TypeError:  # unhashable
+                    value = process(value)
+            values.append(value)
         return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
 
 
@@ -58,6 +67,7 @@ class Prepared:
     def execute_many(self, conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
         """Run the statement once per row (a dict of its parameters by name) in the caller's transaction."""
         form = self.form(conn)
-        parameters = [form.parameters(row) for row in rows]
+        memo: dict[tuple[int, Any], Any] = {}
+        parameters = [form.parameters(row, memo) for row in rows]
         if parameters:
             conn.exec_driver_sql(form.sql, parameters)
