@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, TypeDecorator, bindparam, create_engine, insert, select
 
 from distributor.store.prepared import Prepared
@@ -36,4 +37,17 @@ def test_each_value_is_processed_as_its_type_says_and_a_repeated_one_only_once(t
         assert conn.execute(select(labels.c.label, labels.c.note).order_by(labels.c.id)).all() == [
             ("DUE", "n"), ("DUE", None), ("OTHER", "n"), ("DUE", None)]
     assert Shouted.calls == 2
+    engine.dispose()
+
+
+def test_an_error_of_the_driver_is_raised_as_sqlalchemys(tmp_path):
+    from sqlalchemy.exc import IntegrityError
+    engine = create_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        INSERT.execute_many(conn, [{"id": 1, "label": "a", "note": None}])
+    with pytest.raises(IntegrityError, match="UNIQUE"), engine.begin() as conn:
+        INSERT.execute_many(conn, [{"id": 2, "label": "b", "note": None}, {"id": 1, "label": "c", "note": None}])
+    with engine.connect() as conn:  # nothing of the failed transaction stayed
+        assert conn.execute(select(labels.c.id)).scalars().all() == [1]
     engine.dispose()

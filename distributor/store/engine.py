@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from distributor.errors import ConfigError
+from distributor.store.prepared import through_driver
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 READ_ONLY = "distributor_read_only"
@@ -69,11 +70,11 @@ def _serialise_writers(engine: Engine) -> None:
 
     def begin(connection) -> None:
         if connection.get_execution_options().get(READ_ONLY, False):
-            connection.exec_driver_sql("BEGIN DEFERRED")
+            through_driver(connection, "BEGIN DEFERRED")
             return
         writer.acquire()
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            through_driver(connection, "BEGIN IMMEDIATE")
         except BaseException:
             writer.release()
             raise

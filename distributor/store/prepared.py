@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import Executable
 
 _FIXED = object()
@@ -69,5 +70,21 @@ class Prepared:
         form = self.form(conn)
         memo: dict[tuple[int, Any], Any] = {}
         parameters = [form.parameters(row, memo) for row in rows]
-        if parameters:
-            conn.exec_driver_sql(form.sql, parameters)
+        if not parameters:
+            return
+        through_driver(conn, form.sql, parameters)
+
+
+def through_driver(conn: Connection, sql: str, parameters: list | None = None) -> None:
+    """``sql`` run by the driver alone (with ``parameters``, once per set), its errors raised as SQLAlchemy's."""
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if parameters is None:
+            cursor.execute(sql)
+        else:
+            cursor.executemany(sql, parameters)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, dbapi.Error, dialect=conn.dialect) from exc
+    finally:
+        cursor.close()
