@@ -28,23 +28,27 @@ class _Form:
     steps: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
     positional: bool
 
-    def parameters(self, row: dict[str, Any], memo: dict[tuple[int, Any], Any]) -> tuple | dict:
-        """One row's parameters; a value met before in ``memo`` (a chunk's one due time) is processed once."""
-        values = []
-        for i, (name, fixed, process) in enumerate(self.steps):
-            value = row.get(name, fixed)
-            if value is _FIXED:
-                raise KeyError(name)
-            if process is not None and value is not None:
-                key = (i, value)
-                try:
-                    value = memo[key]
-                except KeyError:
-                    value = memo[key] = process(value)
-                except TypeError:  # unhashable
-                    value = process(value)
-            values.append(value)
-        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+    def parameters(self, rows: Iterable[dict[str, Any]]) -> list[tuple | dict]:
+        """Each row's parameters; a value repeated from row to row (a chunk's one due time) is processed once."""
+        memos: list[dict[Any, Any]] = [{} for _ in self.steps]
+        every = []
+        for row in rows:
+            values = []
+            for (name, fixed, process), memo in zip(self.steps, memos, strict=True):
+                value = row.get(name, fixed)
+                if value is _FIXED:
+                    raise KeyError(name)
+                if process is not None and value is not None:
+                    try:
+                        processed = memo[value]
+                    except KeyError:
+                        processed = memo[value] = process(value)
+                    except TypeError:  # unhashable
+                        processed = process(value)
+                    value = processed
+                values.append(value)
+            every.append(tuple(values) if self.positional else dict(zip(self.names, values, strict=True)))
+        return every
 
 
 class Prepared:
@@ -68,8 +72,7 @@ class Prepared:
     def execute_many(self, conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
         """Run the statement once per row (a dict of its parameters by name) in the caller's transaction."""
         form = self.form(conn)
-        memo: dict[tuple[int, Any], Any] = {}
-        parameters = [form.parameters(row, memo) for row in rows]
+        parameters = form.parameters(rows)
         if not parameters:
             return
         through_driver(conn, form.sql, parameters)
