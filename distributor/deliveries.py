@@ -76,8 +76,8 @@ def plan_chunk(conn: Connection, statement_id: str, revision: int, channel: str,
         return
     rows = [{"statement_id": statement_id, "revision": revision, "channel": channel, "target": target,
              "status": DeliveryStatus.PENDING.value, "attempts": 0, "attempts_since_requeue": 0, "due_at": due_at,
-             "next_attempt_at": due_at,
-             "updated_at": now, "kind": kind.value, "generation": generation, "notice": notice} for target in targets]
+             "next_attempt_at": due_at, "updated_at": now, "kind": kind.value, "generation": generation,
+             "notice": notice} for target in targets]
     _PLAN[conn.dialect.name].execute_many(conn, rows)
 
 
