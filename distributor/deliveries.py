@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -181,12 +181,11 @@ def sent_of_kind(conn: Connection, statement_id: str, channel: str, kind: Kind) 
     return found
 
 
+_INSERT: dict[str, Callable[..., Any]] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}  # with ON CONFLICT
+
+
 def _insert_ignoring_duplicates(conn: Connection, table):
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-        return postgresql_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-    return sqlite_insert(table).on_conflict_do_nothing()
+    return _INSERT[conn.dialect.name](table).on_conflict_do_nothing()
 
 
 def planned_channels(conn: Connection, statement_id: str, revision: int, generation: int = 1) -> set[str]:
@@ -362,7 +361,7 @@ _ATTEMPT = Prepared(insert(attempts).inline().values({key: bindparam(key) for ke
 _PLANNED = ("statement_id", "revision", "channel", "target", "status", "attempts", "attempts_since_requeue", "due_at",
             "next_attempt_at", "updated_at", "kind", "generation", "notice")
 _PLAN = {dialect: Prepared(make(deliveries).values({key: bindparam(key) for key in _PLANNED}).on_conflict_do_nothing())
-         for dialect, make in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))}
+         for dialect, make in _INSERT.items()}
 
 
 def _attempt_label(outcome: Outcome) -> str:
