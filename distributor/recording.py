@@ -1,8 +1,8 @@
 """Record each outcome as it arrives: a writer thread commits small groups while the channel goes on sending.
 
 A channel reports an outcome the moment the remote side answers and gets a :class:`Receipt`. The SMTP pool waits
-for its previous receipt before it hands over the next message, so at a crash at most one accepted message per
-connection has no row saying ``sent``.
+for its previous receipt before it lets the relay accept the next message, so at a crash at most one accepted
+message per connection has no row saying ``sent``.
 
 A commit costs far more than a row, so the writer keeps one connection (and SQLite's page cache with it) for the
 whole pass, and with a channel of several lanes waits up to ``LINGER_SECONDS`` for the other lanes' outcomes

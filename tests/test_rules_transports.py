@@ -734,6 +734,120 @@ def test_smtp_lanes_wait_for_each_receipt_before_the_next_data(sink):
         pool.close()
 
 
+class LineRelay:
+    """A loopback relay that keeps every line it reads, so a test sees what reached the relay and when. It offers
+    PIPELINING, accepts every command and every message, and notes when a connection ends."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.lines: list[bytes] = []
+        self.ended = 0
+        self.changed = threading.Condition()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket):
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 relay\r\n")
+            in_data = False
+            for line in lines:
+                with self.changed:
+                    self.lines.append(line)
+                    self.changed.notify_all()
+                word = line[:4].upper()
+                if in_data:
+                    if line == b".\r\n":
+                        in_data = False
+                        conn.sendall(b"250 queued\r\n")
+                elif word == b"EHLO":
+                    conn.sendall(b"250-relay\r\n250 PIPELINING\r\n")
+                elif word == b"DATA":
+                    in_data = True
+                    conn.sendall(b"354 go on\r\n")
+                elif word == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    break
+                else:
+                    conn.sendall(b"250 ok\r\n")
+        with self.changed:
+            self.ended += 1
+            self.changed.notify_all()
+
+    def wait_for(self, condition, timeout: float = 5) -> None:
+        with self.changed:
+            assert self.changed.wait_for(condition, timeout), self.lines
+
+    def close(self):
+        self.server.close()
+
+
+@pytest.fixture
+def line_relay():
+    relay = LineRelay()
+    yield relay
+    relay.close()
+
+
+def test_smtp_the_next_message_goes_to_the_relay_while_the_receipt_is_awaited_but_not_its_final_dot(line_relay):
+    from distributor.outcomes import Receipt
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=line_relay.port, connections=1))
+    first = Receipt()  # the first message's record, held back by the test
+    handed: list[Handed] = []
+    worker = threading.Thread(target=pool.send_many,
+                              args=(envelopes(2), lambda h: handed.append(h) or (first if h.key == 0 else RECORDED)))
+    worker.start()
+    try:
+        line_relay.wait_for(lambda: b"body 1\r\n" in line_relay.lines)  # the second message, before the record
+        assert line_relay.lines.count(b".\r\n") == 1  # but not the dot that would end it
+        assert [h.key for h in handed] == [0]
+        first.settle(True)
+        worker.join(5)
+        assert not worker.is_alive()
+    finally:
+        first.settle(True)
+        pool.close()
+    assert line_relay.lines.count(b".\r\n") == 2
+    assert [h.result for h in handed] == [Result.SENT, Result.SENT]
+
+
+def test_smtp_a_message_held_for_an_unavailable_record_is_cut_off_unfinished(line_relay):
+    from distributor.outcomes import Receipt
+    failed = Receipt()
+    failed.settle(False)
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=line_relay.port, connections=1, timeout=2))
+    handed: list[Handed] = []
+    try:
+        pool.send_many(envelopes(2), lambda h: handed.append(h) or failed)
+    finally:
+        pool.close()
+    line_relay.wait_for(lambda: line_relay.ended == 1)
+    # the connection ended inside the second message's DATA, with nothing after its body: no QUIT to be read
+    # as a line of the message, and no final dot
+    assert line_relay.lines[-1] == b"body 1\r\n"
+    assert line_relay.lines.count(b".\r\n") == 1
+    assert [h.result for h in handed] == [Result.SENT, Result.TRANSPORT]
+
+
+def test_smtp_connections_send_small_writes_at_once(sink):
+    """The final dot is a write of its own: with Nagle's algorithm it would wait for the relay's delayed ACK."""
+    _, port = sink
+    pool = smtp.SmtpPool(smtp.SmtpSettings(host="127.0.0.1", port=port, connections=1))
+    try:
+        conn = pool._checkout()
+        assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        pool._checkin(conn)
+    finally:
+        pool.close()
+
+
 def test_smtp_login_is_used_and_a_wrong_password_refused(smtp_auth_sink, monkeypatch):
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "right-password")
     settings = smtp.SmtpSettings(host="127.0.0.1", port=smtp_auth_sink.port, connections=1, username="press",

@@ -93,9 +93,9 @@ class MailTransport(Protocol):
     def close(self) -> None: ...
 
     def send_many(self, envelopes: Iterable[Envelope], handover: Handover) -> None:
-        """Send each envelope, calling ``handover`` with its fate. Before handing the relay a further message on
-        the same connection, wait for the previous one's receipt: at most one accepted message per connection is
-        ever unrecorded. Once a receipt says stop, take no more envelopes."""
+        """Send each envelope, calling ``handover`` with its fate. Before letting the relay accept a further
+        message on the same connection, wait for the previous one's receipt: at most one accepted message per
+        connection is ever unrecorded. Once a receipt says stop, take no more envelopes."""
 
 
 class RateLimit:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import smtplib
+import socket
 import ssl
 import threading
 import time
@@ -75,6 +76,8 @@ class SmtpPool:
                 conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=tls)
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            # the final dot of a message is a write of its own: it must not wait for the ACK of the rest
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo_or_helo_if_needed()
             if s.security == "starttls":
                 conn.starttls(context=tls)
@@ -159,7 +162,8 @@ class SmtpPool:
             lane.result()
 
     def _lane(self, shared: _Shared, handover: Handover) -> None:
-        """One connection's messages, in turn. The previous message's receipt is awaited before the next DATA."""
+        """One connection's messages, in turn. The previous message's receipt is awaited before the next message's
+        final dot, which is what makes the relay accept it."""
         conn: smtplib.SMTP | None = None
         previous: Receipt | None = None
 
@@ -220,9 +224,8 @@ class SmtpPool:
             if code not in (250, 251):
                 self._reset(conn)
                 return _classify(code), f"RCPT TO: {_reply(code, text)}"
-            before_data()
             code, text = conn.docmd("data")
-            return self._content(conn, envelope, code, text)
+            return self._content(conn, envelope, code, text, before_data)
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
             raise Dropped(f"connection lost: {exc}") from None
 
@@ -247,14 +250,22 @@ class SmtpPool:
             if mail[0] != 250:
                 raise SessionFault(f"MAIL FROM refused: {_reply(*mail)}")
             return _classify(rcpt[0]), f"RCPT TO: {_reply(*rcpt)}"
-        if code == 354:
-            before_data()
-        return self._content(conn, envelope, code, text)
+        return self._content(conn, envelope, code, text, before_data)
 
-    def _content(self, conn: smtplib.SMTP, envelope: Envelope, code: int, text: bytes | str) -> tuple[Result, str | None]:
-        """After the reply to DATA: the message, if the relay is ready for it, and its fate."""
+    def _content(self, conn: smtplib.SMTP, envelope: Envelope, code: int, text: bytes | str,
+                 before_end: Callable[[], None]) -> tuple[Result, str | None]:
+        """After the reply to DATA: the message, if the relay is ready for it, and its fate. The final dot goes
+        only after ``before_end``: until then the relay holds an unfinished message, which it drops if the
+        connection ends."""
         if code == 354:
-            conn.send(envelope.smtp_data())
+            data = envelope.smtp_data()
+            conn.send(data[:-3])
+            try:
+                before_end()
+            except SessionFault:
+                conn.close()  # in the middle of DATA: no QUIT can be said; closing drops the message
+                raise
+            conn.send(data[-3:])
             code, text = conn.getreply()
         if code == 250:
             return Result.SENT, None
