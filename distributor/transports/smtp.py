@@ -77,6 +77,7 @@ class SmtpPool:
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             # the final dot of a message is a write of its own: it must not wait for the ACK of the rest
+            assert conn.sock is not None  # connected above
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo_or_helo_if_needed()
             if s.security == "starttls":
