@@ -755,6 +755,15 @@ class LineRelay:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket):
+        try:
+            self._converse(conn)
+        except OSError:  # the client cut the connection off: the lines so far are what arrived
+            pass
+        with self.changed:
+            self.ended += 1
+            self.changed.notify_all()
+
+    def _converse(self, conn: socket.socket):
         with conn, conn.makefile("rb") as lines:
             conn.sendall(b"220 relay\r\n")
             in_data = False
@@ -777,9 +786,6 @@ class LineRelay:
                     break
                 else:
                     conn.sendall(b"250 ok\r\n")
-        with self.changed:
-            self.ended += 1
-            self.changed.notify_all()
 
     def wait_for(self, condition, timeout: float = 5) -> None:
         with self.changed:
@@ -1178,26 +1184,35 @@ def scripted_server(replies: dict[bytes, bytes | None], pipelining: bool = False
             except OSError:
                 return
             with conn:
-                conn.sendall(b"220 scripted\r\n")
-                buffer = b""
-                while True:
-                    data = conn.recv(4096)
-                    if not data:
-                        break
-                    if chunks is not None:
-                        chunks.append(data)
-                    buffer += data
-                    hung_up = False
-                    while b"\r\n" in buffer:
-                        line, buffer = buffer.split(b"\r\n", 1)
-                        word = line.split(b" ")[0].split(b":")[0].upper()
-                        reply = replies.get(word, b"250 ok")
-                        if reply is None:
-                            hung_up = True
-                            break
-                        conn.sendall(reply + b"\r\n")
-                    if hung_up:
-                        break
+                try:
+                    converse(conn)
+                except OSError:  # the client cut the connection off
+                    pass
+
+    def converse(conn: socket.socket):
+        conn.sendall(b"220 scripted\r\n")
+        buffer = b""
+        in_data = False  # after a 354: the message's lines, up to the lone dot
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                return
+            if chunks is not None:
+                chunks.append(data)
+            buffer += data
+            while b"\r\n" in buffer:
+                line, buffer = buffer.split(b"\r\n", 1)
+                if in_data:
+                    if line == b".":
+                        in_data = False
+                        conn.sendall(b"250 queued\r\n")
+                    continue
+                word = line.split(b" ")[0].split(b":")[0].upper()
+                reply = replies.get(word, b"250 ok")
+                if reply is None:
+                    return
+                conn.sendall(reply + b"\r\n")
+                in_data = reply.startswith(b"354")
 
     threading.Thread(target=serve, daemon=True).start()
     return server
