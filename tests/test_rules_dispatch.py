@@ -887,6 +887,11 @@ def test_with_several_lanes_the_next_batch_is_claimed_and_in_hand_while_one_is_s
 
     def beat_then_deliver(*args):
         wait_for_sending(env, 3 if not renewed else 1)  # the first time: this batch of 2 and the next of 1
+        in_hand = 2 if not renewed else 1  # and the next batch in hand too: it is, once its jobs are read
+        deadline = time.monotonic() + 10
+        while len(d.heartbeat._in_hand) < in_hand:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         renewed.append(d.heartbeat.beat())
         deliver(*args)
     probe.deliver = beat_then_deliver
