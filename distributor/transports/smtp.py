@@ -201,7 +201,7 @@ class SmtpPool:
         if previous is not None:
             previous.wait()
 
-    def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, before_data: Callable[[], None]) -> tuple[Result, str | None]:
+    def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, before_end: Callable[[], None]) -> tuple[Result, str | None]:
         if not _plain_address(envelope.recipient, envelope.smtputf8):
             return Result.FAILED, f"not a deliverable address: {envelope.recipient!r}"
         options = ""
@@ -212,7 +212,7 @@ class SmtpPool:
         text: bytes | str
         try:
             if conn.does_esmtp and conn.has_extn("pipelining"):
-                return self._pipelined(conn, envelope, options, before_data)
+                return self._pipelined(conn, envelope, options, before_end)
             code, text = conn.docmd("mail", f"FROM:<{envelope.sender}>{options}")
             if code == 421:
                 raise Dropped(f"MAIL FROM: {_reply(code, text)}")
@@ -226,12 +226,12 @@ class SmtpPool:
                 self._reset(conn)
                 return _classify(code), f"RCPT TO: {_reply(code, text)}"
             code, text = conn.docmd("data")
-            return self._content(conn, envelope, code, text, before_data)
+            return self._content(conn, envelope, code, text, before_end)
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
             raise Dropped(f"connection lost: {exc}") from None
 
     def _pipelined(self, conn: smtplib.SMTP, envelope: Envelope, options: str,
-                   before_data: Callable[[], None]) -> tuple[Result, str | None]:
+                   before_end: Callable[[], None]) -> tuple[Result, str | None]:
         """MAIL, RCPT and DATA in one group (RFC 2920), every reply checked; the content only after 354 and the
         previous message's receipt."""
         conn.send(f"MAIL FROM:<{envelope.sender}>{options}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n"
@@ -251,7 +251,7 @@ class SmtpPool:
             if mail[0] != 250:
                 raise SessionFault(f"MAIL FROM refused: {_reply(*mail)}")
             return _classify(rcpt[0]), f"RCPT TO: {_reply(*rcpt)}"
-        return self._content(conn, envelope, code, text, before_data)
+        return self._content(conn, envelope, code, text, before_end)
 
     def _content(self, conn: smtplib.SMTP, envelope: Envelope, code: int, text: bytes | str,
                  before_end: Callable[[], None]) -> tuple[Result, str | None]:
