@@ -232,8 +232,8 @@ class SmtpPool:
 
     def _pipelined(self, conn: smtplib.SMTP, envelope: Envelope, options: str,
                    before_end: Callable[[], None]) -> tuple[Result, str | None]:
-        """MAIL, RCPT and DATA in one group (RFC 2920), every reply checked; the content only after 354 and the
-        previous message's receipt."""
+        """MAIL, RCPT and DATA in one group (RFC 2920), every reply checked; the content after 354, its final dot
+        only after the previous message's receipt."""
         conn.send(f"MAIL FROM:<{envelope.sender}>{options}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n"
                   .encode(conn.command_encoding))
         mail = conn.getreply()
