@@ -23,11 +23,16 @@ from distributor.clock import Clock
 from distributor.config import DeliveryPolicy
 from distributor.deliveries import Batch
 from distributor.outcomes import Outcome, Receipt, Result
+from distributor.store.prepared import through_driver
 
 log = logging.getLogger("distributor.run")
 
 GROUP_LIMIT = 500
 COMMIT_TRIES = 5
+# SQLite: the recorder's own connection copies the WAL into the database only past this many pages (1,000 is
+# SQLite's default). The commit that checkpoints waits for the copy, and every connection waits for its receipt
+# meanwhile; the claim's and the other writers' commits checkpoint in between, after their write lock is released.
+CHECKPOINT_PAGES = 10_000
 LINGER_SECONDS = 0.001  # how long the writer waits for the other lanes' outcomes, so that one commit serves them
 
 
@@ -86,6 +91,13 @@ class Recorder:
         finally:
             self._disconnect()
 
+    def _connect(self) -> Connection:
+        conn = self.engine.connect()
+        if self.engine.dialect.name == "sqlite":
+            conn.detach()  # its own, closed at the end: the setting below never reaches the pool
+            through_driver(conn, f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+        return conn
+
     def _disconnect(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -122,7 +134,7 @@ class Recorder:
         for attempt in range(COMMIT_TRIES):
             try:
                 if self._conn is None:
-                    self._conn = self.engine.connect()
+                    self._conn = self._connect()
                 with self._conn.begin():
                     now = self.clock.now()
                     counts = [deliveries.record(self._conn, batch, outcomes, self.policy, now, self.worker)

@@ -6,10 +6,11 @@ import threading
 from contextlib import contextmanager
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from distributor.outcomes import Outcome, Result
-from distributor.recording import Recorder
+from distributor.recording import CHECKPOINT_PAGES, Recorder
 from distributor.store.schema import attempts, deliveries
 from tests.test_rules_deliveries import NOW, POLICY, claim, planned  # noqa: F401 - planned is a fixture
 
@@ -65,3 +66,24 @@ def test_a_lone_outcome_is_committed_once_the_linger_is_over(planned):  # noqa: 
         receipt = report(Outcome(a.id, Result.SENT))
         assert receipt.wait(timeout=10)
     assert a.id in committed_at(planned)
+
+
+
+def test_on_sqlite_the_recorder_leaves_checkpoints_to_other_commits_and_its_setting_to_itself(planned):  # noqa: F811
+    if planned.dialect.name != "sqlite":
+        pytest.skip("SQLite's WAL only")
+
+    def checkpoint_pages(conn) -> int:
+        return conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+
+    with planned.connect() as pooled:
+        default = checkpoint_pages(pooled)
+    with planned.begin() as conn:
+        batch = claim(conn)
+    with Recorder(planned, POLICY, Ticking(), "w1") as recorder:
+        assert recorder.reporter(batch, threading.Event())(Outcome(batch.rows[0].id, Result.SENT)).wait(timeout=10)
+        assert recorder._conn is not None
+        assert checkpoint_pages(recorder._conn) == CHECKPOINT_PAGES > default
+    assert batch.rows[0].id in committed_at(planned)
+    with planned.connect() as pooled:  # the recorder's connection was its own
+        assert checkpoint_pages(pooled) == default

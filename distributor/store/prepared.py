@@ -81,7 +81,7 @@ class Prepared:
 def through_driver(conn: Connection, sql: str, parameters: list | None = None) -> None:
     """``sql`` run by the driver alone (with ``parameters``, once per set), its errors raised as SQLAlchemy's."""
     dbapi = conn.dialect.loaded_dbapi
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if parameters is None:
             cursor.execute(sql)
