@@ -14,6 +14,7 @@ Listeners keep count of running jobs and log job errors; a job that fails runs a
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -160,6 +161,10 @@ class Runner:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop.set())
         self.dispatcher.open()
+        # What start-up made (modules, SQLAlchemy's tables and caches) lives as long as the process. Frozen, a full
+        # collection no longer walks it: it takes a few ms instead of 30 to 40, which a lift would otherwise wait.
+        gc.collect()
+        gc.freeze()
         now = self.dispatcher.clock.now()
         logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRunFilter())
         self.scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
@@ -183,6 +188,7 @@ class Runner:
             # lock: the jobs have finished above, so shutting down does not wait for any of them
             self.scheduler.shutdown(wait=False)
             self.dispatcher.close()
+            gc.unfreeze()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0

@@ -1,5 +1,6 @@
 """The scheduler loop, with real time: date jobs, the sweep, the lift and --exit-when-idle."""
 
+import gc
 import json
 import threading
 import time
@@ -118,3 +119,17 @@ def test_a_lifted_channel_is_woken_first_and_once(make_system, statement_file):
     assert woken == ["deliver:wire"]
     runner.advance()  # nothing lifted now: the due channel is woken by the sweep's own look
     assert woken == ["deliver:wire", "deliver:wire"]
+
+
+def test_while_it_runs_what_start_up_made_is_left_out_of_full_collections(make_system):
+    system = make_system()
+    runner = Runner(system.dispatcher)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:  # a full collection walks only what was made since: no 30 ms pause at a lift
+        assert wait_for(lambda: gc.get_freeze_count() > 0, timeout=5)
+    finally:
+        runner.stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert gc.get_freeze_count() == 0  # given back when it stops
