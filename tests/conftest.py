@@ -65,6 +65,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the sink accepted it
 
 
 @dataclass
