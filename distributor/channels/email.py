@@ -18,6 +18,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Connection
 
@@ -102,6 +103,30 @@ def header_line(name: str, value: str) -> str:
     if value.isascii() and "=?" not in value:
         return SMTP.fold(name, value)
     return f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=chr(13) + chr(10), maxlinelen=78)}\r\n"
+
+
+def list_unsubscribe(*uris: str) -> str:
+    """The List-Unsubscribe header (RFC 2369), each URI in angle brackets exactly as written: folded only at the
+    space after a comma, never inside a URI, and never encoded, so that a receiver finds the https URL of a one-click
+    unsubscribe (RFC 8058) without decoding anything. A URI longer than a line keeps a line of its own; RFC 5322
+    allows lines of up to 998 characters."""
+    parts = [f"<{header_uri(uri)}>" for uri in uris]
+    line = "List-Unsubscribe: " + ", ".join(parts)
+    if len(line) > 78:
+        line = "List-Unsubscribe: " + ",\r\n ".join(parts)
+    return line + "\r\n"
+
+
+def header_uri(uri: str) -> str:
+    """The URI with whatever a URI cannot hold as it is (spaces, angle brackets, quotes, controls, non-ASCII)
+    percent-encoded; every character it may hold, escapes included, unchanged."""
+    return quote(uri, safe="!#$%&'()*+,-./:;=?@[]_~")
+
+
+def unsubscribe_mailto(address: str) -> str:
+    """The mailto URI (RFC 6068) that asks to unsubscribe ``address``'s list."""
+    local_safe = "!$'()*+,;:@"  # RFC 6068's some-delims: left as they are; everything else outside unreserved is escaped
+    return f"mailto:{quote(address, safe=local_safe)}?subject=unsubscribe"
 
 
 def one_line(text: str) -> str:
@@ -231,8 +256,7 @@ class EmailChannel(Channel):
         head = (SMTP.fold("From", formataddr((one_line(office.name), office.from_addr), charset="utf-8"))
                 + header_line("Subject", subject)
                 + SMTP.fold("Reply-To", office.reply_to)
-                + ("" if self.one_click else
-                   SMTP.fold("List-Unsubscribe", f"<mailto:{office.unsubscribe_mailto}?subject=unsubscribe>"))
+                + ("" if self.one_click else list_unsubscribe(unsubscribe_mailto(office.unsubscribe_mailto)))
                 ).encode("ascii") + mime_head + b"\r\n"
         return RenderedEmail(variant, subject, text, html, SharedBody(head + b"\r\n" + encoded))
 
@@ -274,8 +298,7 @@ class EmailChannel(Channel):
         if key is None or not self.office.base_url:
             return None
         link = unsubscribe.url(self.office.base_url, key, address)
-        headers = SMTP.fold("List-Unsubscribe",
-                            f"<{link}>, <mailto:{self.office.unsubscribe_mailto}?subject=unsubscribe>")
+        headers = list_unsubscribe(link, unsubscribe_mailto(self.office.unsubscribe_mailto))
         if link.startswith("https://"):
             headers += "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         return headers
