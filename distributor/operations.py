@@ -19,6 +19,7 @@ from distributor.config import Config
 from distributor.errors import InputError
 from distributor.outcomes import Result, Variant
 from distributor.render import Renderer
+from distributor.statements.model import StatementStatus
 from distributor.store import reading
 
 
@@ -60,11 +61,14 @@ def preview(app: App, statement_id: str, channel_name: str, variant: str | None 
         raise InputError(f"--format applies to email; {channel_name} has one form", where="--format")
     with reading(app.engine) as conn:
         job = preview_job(conn, statement_id, revision)
+        status = StatementStatus(workflow.get(conn, statement_id)["status"])
     if variant == Variant.EMBARGOED.value and channel.public:
         raise InputError(f"{channel_name} is public: it only ever carries the released statement", where="--variant")
     chosen = Variant(variant) if variant else channel.variant(job, app.clock.now())
     if isinstance(channel, EmailChannel):
-        return channel.preview(job, chosen, form or "eml"), job, chosen
+        # a withdrawn or retracted statement is marked so, never as embargoed: nobody is to publish it
+        stopped = status if status in (StatementStatus.WITHDRAWN, StatementStatus.RETRACTED) else None
+        return channel.preview(job, chosen, form or "eml", stopped=stopped), job, chosen
     return channel.preview(job, chosen), job, chosen
 
 

@@ -127,4 +127,5 @@ class Renderer:
             "public_url": self.office.public_link(statement_id),
             "summary": statement.first_sentence(),
             "correction": None,
+            "stopped": None,  # a preview of a withdrawn or retracted statement: "withdrawn" or "retracted"
         }

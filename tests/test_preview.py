@@ -91,3 +91,46 @@ def test_a_test_copy_to_a_bad_or_refused_address(system, smtp_sink):
     assert result.code == 1
     assert "bo@paper.example.com: test copy of tro-01-001-2026 r1 not sent (failed: RCPT TO: 550" in result.out
     assert "ana@paper.example.com: test copy of tro-01-001-2026 r1 sent" in result.out
+
+
+def test_a_withdrawn_statement_is_previewed_as_withdrawn_not_embargoed(system):
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.cli("schedule", SID, "--channels", "email").code == 0
+    assert "EMBARGOED" in system.cli("preview", SID, "--format", "html").out
+    assert system.cli("withdraw", SID, "--by", "Maya", "--reason", "legal advice").code == 0
+    for args in ([], ["--variant", "embargoed"]):
+        html = system.cli("preview", SID, "--format", "html", *args).out
+        assert "EMBARGOED" not in html and "NOT FOR PUBLICATION" not in html
+        assert "WITHDRAWN &mdash; NOT TO BE PUBLISHED" in html and "It will not be published" in html
+        assert "The Test Rights Office said today" in html  # what was withdrawn, for the record
+        assert "https://office.example.org/press/" not in html  # never published: no link to it
+        message = parse(system.cli("preview", SID, *args).out)
+        assert message["Subject"] == "WITHDRAWN: Riverland: Flood maps must be published"
+        text = message.get_body(("plain",)).get_content()
+        assert text.startswith("*** WITHDRAWN: NOT TO BE PUBLISHED ***") and "EMBARGOED" not in text
+        assert "EMBARGOED" not in message.get_body(("html",)).get_content()
+    assert json.loads(system.cli("log", SID, "--format", "json").out) == []
+    # scheduled again, it is embargoed again
+    assert system.cli("approve", SID, "--by", "Maya").code == 0
+    assert system.cli("schedule", SID, "--channels", "email").code == 0
+    html = system.cli("preview", SID, "--format", "html").out
+    assert "EMBARGOED" in html and "WITHDRAWN" not in html
+
+
+def test_a_retracted_statement_is_previewed_as_retracted(make_system, statement_file):
+    from distributor.clock import FixedClock
+    from tests.conftest import utc
+
+    clock = FixedClock(utc(2027, 3, 1, 9, 0))
+    system = make_system(clock=clock)
+    assert system.at("import", statement_file()).code == 0
+    assert system.at("approve", SID, "--by", "Maya").code == 0
+    assert system.at("schedule", SID, "--embargo", "2027-03-02T00:01:00Z", "--channels", "email").code == 0
+    clock.set(utc(2027, 3, 2, 0, 1))
+    system.dispatcher.advance()
+    assert "https://office.example.org/press/" in system.at("preview", SID, "--format", "html").out
+    assert system.at("retract", SID, "--by", "Maya", "--reason", "published in error").code == 0
+    html = system.at("preview", SID, "--format", "html").out
+    assert "RETRACTED &mdash; NOT TO BE PUBLISHED" in html and "EMBARGOED" not in html
+    assert "https://office.example.org/press/" not in html
+    assert parse(system.at("preview", SID).out)["Subject"] == "RETRACTED: Riverland: Flood maps must be published"

@@ -28,6 +28,7 @@ from distributor.config import Office, Table, between, is_loopback, secret
 from distributor.errors import ConfigError
 from distributor.outcomes import RECORDED, Claimed, Kind, Outcome, Receipt, Report, Result, Variant
 from distributor.render import embargo_lines
+from distributor.statements.model import StatementStatus
 from distributor.store import reading
 from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody, mail_address
 from distributor.transports.file import MailFolder
@@ -226,9 +227,15 @@ class EmailChannel(Channel):
         return partial(deliveries.holds_revision, statement_id=job.statement_id, revision=job.revision,
                        generation=job.generation)
 
-    def render(self, job: Job, variant: Variant, subject_prefix: str = "") -> RenderedEmail:
+    def render(self, job: Job, variant: Variant, subject_prefix: str = "",
+               stopped: StatementStatus | None = None) -> RenderedEmail:
+        """``stopped``, for a preview only: the statement was withdrawn (or retracted), and the copy says so where
+        it would say that it is embargoed."""
         renderer = self.context.renderer
-        context = renderer.context(job.statement, job.statement_id, job.embargo, embargoed=variant == EMBARGOED)
+        context = renderer.context(job.statement, job.statement_id, job.embargo,
+                                   embargoed=variant == EMBARGOED and stopped is None)
+        if stopped is not None:
+            context["stopped"] = stopped.value
         templates = TEMPLATES
         if job.kind is Kind.CORRECTION:
             subject_prefix += "CORRECTED: "
@@ -305,10 +312,11 @@ class EmailChannel(Channel):
 
     PREVIEW_TO = ("Placeholder Journalist", "journalist@example.invalid")
 
-    def preview(self, job: Job, variant: Variant, form: str = "eml") -> str:
+    def preview(self, job: Job, variant: Variant, form: str = "eml", stopped: StatementStatus | None = None) -> str:
         """The whole message (``eml``), its HTML part (``html``) or its text part (``text``), addressed to a
-        placeholder recipient."""
-        rendered = self.render(job, variant)
+        placeholder recipient; for a withdrawn or retracted statement (``stopped``), marked as such instead of
+        embargoed."""
+        rendered = self.render(job, variant, stopped=stopped)
         if form == "html":
             return rendered.html
         if form == "text":
