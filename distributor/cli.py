@@ -509,6 +509,16 @@ def cmd_users_list(args) -> int:
     return 0
 
 
+def serve_options(args, config) -> dict:
+    """waitress's settings: many idle or slow connections may wait without keeping anyone else out, and a request
+    still unfinished after 30 s is dropped; the app lives at the path of ``office.base_url``."""
+    from distributor.web import root_path
+
+    prefix = root_path(config)
+    return {"host": args.host, "port": args.port, "threads": args.threads, "ident": "distributor",
+            "connection_limit": 1000, "channel_timeout": 30, "url_prefix": "" if prefix == "/" else prefix}
+
+
 def cmd_serve(args) -> int:
     from waitress import serve
 
@@ -516,9 +526,10 @@ def cmd_serve(args) -> int:
 
     app = open_app(args)
     web = create_app(app.config, app.engine, app.clock)
-    print(f"serving on http://{args.host}:{args.port}/ (office.base_url: {app.config.office.base_url or 'not set'})",
-          file=sys.stderr)
-    serve(web, host=args.host, port=args.port, threads=args.threads, ident="distributor")
+    options = serve_options(args, app.config)
+    print(f"serving on http://{args.host}:{args.port}{options['url_prefix']}/ "
+          f"(office.base_url: {app.config.office.base_url or 'not set'})", file=sys.stderr)
+    serve(web, **options)
     return 0
 
 

@@ -216,6 +216,7 @@ class DeliveryPolicy:
 class Web:
     secret_env: str | None = None  # the variable holding the key that signs sessions and unsubscribe links
     session_idle_hours: float = 12.0
+    session_max_days: float = 7.0   # a session ends this long after its login, however busy
     login_failures: int = 5         # failed logins per user and per address within the window, then refused
     login_window_minutes: float = 15.0
     behind_proxy: bool = False      # trust one reverse proxy's X-Forwarded-For, -Proto, -Host and -Prefix
@@ -311,6 +312,7 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
     web = Web(
         secret_env=w.get("secret_env", str, None),
         session_idle_hours=w.get("session_idle_hours", float, 12.0, check=between(0, 24 * 30, low_open=True)),
+        session_max_days=w.get("session_max_days", float, 7.0, check=between(0, 365, low_open=True)),
         login_failures=int(w.get("login_failures", int, 5, check=between(1, 1000))),
         login_window_minutes=w.get("login_window_minutes", float, 15.0, check=between(0, DAY, low_open=True)),
         behind_proxy=w.get("behind_proxy", bool, False),

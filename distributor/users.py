@@ -15,10 +15,11 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from distributor.config import Web
 from distributor.errors import InputError, checked_text
+from distributor.store import reading
 from distributor.store.schema import login_attempts, users, web_sessions
 
 log = logging.getLogger("distributor.web")
@@ -96,36 +97,70 @@ def get(conn: Connection, name: str) -> User | None:
 
 
 # -- logging in ------------------------------------------------------------------------------------------------------
-def refused(conn: Connection, name: str, address: str, at: datetime, policy: Web) -> bool:
-    """Whether too many logins failed lately, for this user or from this address."""
+def _serialise(conn: Connection, *keys: str) -> None:
+    """Counting, checking and recording one login are one step per user and per address, whoever else logs in.
+    SQLite's writers already queue (BEGIN IMMEDIATE); PostgreSQL takes an advisory lock per key, in one order."""
+    if conn.dialect.name != "postgresql":
+        return
+    for number in sorted({int.from_bytes(hashlib.sha256(f"login:{k}".encode()).digest()[:8], "big", signed=True)
+                          for k in keys}):
+        conn.execute(select(func.pg_advisory_xact_lock(number)))
+
+
+def _failures(conn: Connection, column, value: str, since: datetime) -> int:
+    return conn.execute(select(func.count()).select_from(login_attempts).where(
+        column == value, login_attempts.c.at >= since, login_attempts.c.ok.is_(False))).scalar_one()
+
+
+def reserve_check(conn: Connection, name: str, address: str, at: datetime, policy: Web, known_device: bool) -> int | None:
+    """One password check allowed, recorded beforehand as a failure (its outcome replaces that): the attempt's id.
+    None when the limit refuses it, which is never recorded, so refusals cannot keep a user locked out.
+
+    Past ``login_failures`` failures for a user within the window, only a browser holding that user's device
+    cookie may still try; past as many from an address, nobody there may."""
+    _serialise(conn, name, address)
     since = at - timedelta(minutes=policy.login_window_minutes)
-    for column, value in ((login_attempts.c.user_name, name), (login_attempts.c.address, address)):
-        failures = conn.execute(select(func.count()).select_from(login_attempts).where(
-            column == value, login_attempts.c.at >= since, login_attempts.c.ok.is_(False))).scalar_one()
-        if failures >= policy.login_failures:
-            return True
-    return False
-
-
-def authenticate(conn: Connection, name: str, password: str, address: str, at: datetime, policy: Web) -> User | None:
-    """The user if the password is theirs and the rate limit allows; every attempt is recorded and failures logged."""
-    name = name.replace("\x00", "").strip()[:200]
-    password = password.replace("\x00", "")
-    if refused(conn, name, address, at, policy):
-        log.warning("login refused for %r from %s: too many failed attempts", name, address)
-        conn.execute(insert(login_attempts).values(at=at, user_name=name, address=address, ok=False))
+    conn.execute(delete(login_attempts).where(login_attempts.c.at < since))  # the window is all the limit reads
+    if _failures(conn, login_attempts.c.address, address, since) >= policy.login_failures:
         return None
+    if not known_device and _failures(conn, login_attempts.c.user_name, name, since) >= policy.login_failures:
+        return None
+    key = conn.execute(insert(login_attempts).values(at=at, user_name=name, address=address, ok=False)
+                       ).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def check_password(conn: Connection, name: str, password: str) -> User | None:
+    """The user whose password this is; an unknown name costs as long as a wrong password."""
     row = conn.execute(select(users.c.name, users.c.role, users.c.password_hash).where(users.c.name == name)).first()
-    ok = False
+    ok: bool
     try:
-        ok = HASHER.verify(row[2] if row else dummy_hash(), password) and row is not None
+        ok = HASHER.verify(row[2] if row else dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         ok = False
-    conn.execute(insert(login_attempts).values(at=at, user_name=name, address=address, ok=ok))
-    if not ok or row is None:
+    return User(row[0], Role(row[1])) if ok and row is not None else None
+
+
+def authenticate(engine: Engine, name: str, password: str, address: str, at: datetime, policy: Web,
+                 known_device: bool = False) -> User | None:
+    """The user if the password is theirs and the limit allows; every check is recorded and failures logged.
+    The hash is checked outside any transaction, so a login never holds the database's write lock."""
+    name = name.replace("\x00", "").strip()[:200]
+    password = password.replace("\x00", "")
+    with engine.begin() as conn:
+        attempt = reserve_check(conn, name, address, at, policy, known_device)
+    if attempt is None:
+        log.warning("login refused for %r from %s: too many failed attempts", name, address)
+        return None
+    with reading(engine) as conn:
+        user = check_password(conn, name, password)
+    if user is None:
         log.warning("failed login for %r from %s", name, address)
         return None
-    return User(row[0], Role(row[1]))
+    with engine.begin() as conn:
+        conn.execute(update(login_attempts).where(login_attempts.c.id == attempt).values(ok=True))
+    return user
 
 
 # -- sessions --------------------------------------------------------------------------------------------------------
@@ -141,12 +176,14 @@ def start_session(conn: Connection, user: User, at: datetime) -> str:
 
 
 def session_user(conn: Connection, token: str, at: datetime, policy: Web) -> User | None:
-    """The user of a live session, which this use keeps alive; None once it ended or sat idle too long."""
+    """The user of a live session, which this use keeps alive; None once it ended, sat idle too long or reached
+    its absolute lifetime (``web.session_max_days``), however busy."""
     idle = at - timedelta(hours=policy.session_idle_hours)
+    born = at - timedelta(days=policy.session_max_days)
     row = conn.execute(select(web_sessions.c.user_name, users.c.role).join(
         users, users.c.name == web_sessions.c.user_name).where(
         web_sessions.c.id == _digest(token), web_sessions.c.ended_at.is_(None),
-        web_sessions.c.last_seen >= idle)).first()
+        web_sessions.c.last_seen >= idle, web_sessions.c.created_at >= born)).first()
     if row is None:
         return None
     conn.execute(update(web_sessions).where(web_sessions.c.id == _digest(token)).values(last_seen=at))

@@ -25,6 +25,8 @@ from distributor.render import Renderer
 from distributor.store import connect, init_schema
 from distributor.store.schema import metadata
 
+pytest_plugins = ["tests.webapp"]  # the web app's fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 TEMPLATES = ROOT / "templates"

@@ -13,58 +13,7 @@ import pytest
 from distributor import unsubscribe, users
 from distributor.clock import FixedClock
 from distributor.web import create_app
-from tests.conftest import utc
-
-SID = "tro-01-001-2026"
-SECRET = "a-test-secret-of-more-than-32-characters!"
-START = utc(2027, 3, 1, 9, 0)
-EMBARGO = utc(2027, 3, 2, 0, 1)
-LIST = """email,name,outlet,embargo_ok
-ana@paper.example.com,Ana Lima,Daily Paper,yes
-bob@wire.example.net,Bob Ng,Wire Service,yes
-tv@tv.example.org,Tess,TV,no
-"""
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def web(make_system, statement_file, tmp_path, monkeypatch):
-    """A configured office with an editor (maya) and a manager (kim), a statement imported by sam, and a factory
-    of logged-out test clients."""
-    monkeypatch.setenv("TEST_WEB_SECRET", SECRET)
-
-    def make(base_url: str = "https://press.example.org/distributor", four_eyes: bool = False):
-        clock = FixedClock(START)
-        office = f'base_url = "{base_url}"\nfour_eyes = {"true" if four_eyes else "false"}'
-        system = make_system(clock=clock, office_extra=office, extra='\n[web]\nsecret_env = "TEST_WEB_SECRET"\n')
-        csv_path = tmp_path / "list.csv"
-        csv_path.write_text(LIST, encoding="utf-8")
-        assert system.cli("recipients", "import", csv_path, "--list", "embargo").code == 0
-        assert system.at("import", statement_file(), "--by", "sam").code == 0
-        with system.engine.begin() as conn:
-            users.add(conn, "maya", users.Role.EDITOR, PASSWORD, START)
-            users.add(conn, "kim", users.Role.MANAGER, PASSWORD, START)
-            users.add(conn, "sam", users.Role.EDITOR, PASSWORD, START)
-        app = create_app(system.config, system.engine, clock)
-        app.config["TESTING"] = True
-        return system, clock, app
-    return make
-
-
-def csrf(client, path="/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def login(app, name="maya", password=PASSWORD):
-    client = app.test_client()
-    reply = client.post("/login", data={"username": name, "password": password, "csrf_token": csrf(client)})
-    assert reply.status_code == 302, reply.get_data(as_text=True)
-    return client
-
-
-def post(client, path, **data):
-    return client.post(path, data={**data, "csrf_token": csrf(client, "/")})
+from tests.webapp import EMBARGO, LIST, PASSWORD, ROOT, SECRET, SID, START, csrf, local, login, post
 
 
 def test_every_page_needs_a_login(web):
@@ -73,7 +22,7 @@ def test_every_page_needs_a_login(web):
     for path in ("/", f"/statements/{SID}", f"/statements/{SID}/deliveries.csv", f"/statements/{SID}/email.html",
                  "/recipients/ana@paper.example.com", "/audit", "/status"):
         reply = client.get(path)
-        assert reply.status_code == 302 and reply.headers["Location"].startswith("/login"), path
+        assert reply.status_code == 302 and reply.headers["Location"].startswith(f"{ROOT}/login"), path
     reply = client.post(f"/statements/{SID}/approve")
     assert reply.status_code in (302, 400)
     assert "approved" not in json.dumps(
@@ -94,16 +43,16 @@ def test_logging_in_and_out_and_the_session_cookie(web):
     other = app.test_client()
     reply = other.post("/login?next=//evil.example/x", data={"username": "maya", "password": PASSWORD,
                                                              "csrf_token": csrf(other)})
-    assert reply.headers["Location"] == "/"
+    assert reply.headers["Location"] == f"{ROOT}/"
     other = app.test_client()
     reply = other.post("/login?next=/\\evil.example/x", data={"username": "maya", "password": PASSWORD,
                                                               "csrf_token": csrf(other)})
-    assert reply.headers["Location"] == "/"
+    assert reply.headers["Location"] == f"{ROOT}/"
     # logging out ends the session on the server: the old cookie is worth nothing
-    stolen = client.get_cookie("distributor_session").value
+    stolen = client.get_cookie("distributor_session", path=ROOT).value
     assert post(client, "/logout").status_code == 302
     thief = app.test_client()
-    thief.set_cookie("distributor_session", stolen)
+    thief.set_cookie("distributor_session", stolen, path=ROOT)
     assert thief.get("/").status_code == 302
 
 
@@ -169,12 +118,12 @@ def test_an_editor_approves_and_schedules_in_their_own_name_and_refusals_show_as
     system, clock, app = web()
     client = login(app)
     reply = post(client, f"/statements/{SID}/schedule")
-    page = client.get(reply.headers["Location"]).get_data(as_text=True)
+    page = client.get(local(reply)).get_data(as_text=True)
     assert "approve it first" in page
     post(client, f"/statements/{SID}/approve")
     reply = post(client, f"/statements/{SID}/schedule", embargo=EMBARGO.isoformat(), channels="email",
                  override_embargo="1")
-    assert "scheduled" in client.get(reply.headers["Location"]).get_data(as_text=True)
+    assert "scheduled" in client.get(local(reply)).get_data(as_text=True)
     trail = [(e["action"], e["actor"]) for e in json.loads(system.cli("audit", SID, "--format", "json").out)]
     assert ("approved", "maya") in trail and ("scheduled", "maya") in trail
 
@@ -261,12 +210,12 @@ def test_an_uploaded_statement_is_imported_in_the_editors_name(web, statement_fi
     with open(path, "rb") as handle:
         reply = client.post("/import", data={"file": (handle, "other.txt"), "csrf_token": csrf(client, "/")},
                             content_type="multipart/form-data")
-    assert reply.headers["Location"] == "/statements/tro-01-002-2026"
+    assert reply.headers["Location"] == f"{ROOT}/statements/tro-01-002-2026"
     trail = json.loads(system.cli("audit", "tro-01-002-2026", "--format", "json").out)
     assert (trail[0]["action"], trail[0]["actor"]) == ("imported", "maya")
     reply = client.post("/import", data={"file": (io.BytesIO(b"not a statement"), "bad.txt"),
                                          "csrf_token": csrf(client, "/")}, content_type="multipart/form-data")
-    assert "bad.txt" in client.get(reply.headers["Location"]).get_data(as_text=True)
+    assert "bad.txt" in client.get(local(reply)).get_data(as_text=True)
 
 
 def test_serving_needs_the_secret(write_config, run, monkeypatch):
@@ -437,8 +386,8 @@ def test_bad_input_in_forms_and_addresses_is_a_message_or_a_404_never_a_500(web)
     assert client.get("/recipients/a%00b@example.com").status_code == 404
     assert client.get("/?from=not-a-date").status_code == 404
     reply = post(client, f"/statements/{SID}/withdraw", reason="has a \x00 in it")
-    assert "--reason" in client.get(reply.headers["Location"]).get_data(as_text=True) or \
-        "reason" in client.get(reply.headers["Location"]).get_data(as_text=True)
+    assert "--reason" in client.get(local(reply)).get_data(as_text=True) or \
+        "reason" in client.get(local(reply)).get_data(as_text=True)
     assert json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "draft"
     other = app.test_client()
     reply = other.post("/login", data={"username": "ma\x00ya", "password": PASSWORD, "csrf_token": csrf(other)})

@@ -2,15 +2,18 @@
 actions through the same operations as the command line. ``distributor serve`` runs it on waitress; it never
 delivers (``distributor run`` does).
 
-Security: every page needs a login (server-side sessions, argon2 passwords, a rate limit on failed logins); every
-POST carries a CSRF token (Flask-WTF), except the one-click unsubscribe, which its signed URL authenticates;
-managers read, editors act; nothing embargoed is ever shown to a visitor who has not logged in.
+Security: every page needs a login (server-side sessions with an idle and an absolute lifetime, argon2 passwords, a
+limit on failed logins that refused attempts cannot renew, and a signed device cookie that lets a locked-out user
+back in from a browser they used before); every POST carries a CSRF token (Flask-WTF), except the one-click
+unsubscribe, which its signed URL authenticates; managers read, editors act; nothing embargoed is ever shown to a
+visitor who has not logged in, framed by another page, or kept in a cache.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
@@ -39,6 +42,11 @@ def web_secret(config: Config) -> str:
     return value
 
 
+def root_path(config: Config) -> str:
+    """Where the app lives under ``office.base_url`` ("/" without one): its cookies' Path and waitress's prefix."""
+    return urlsplit(config.office.base_url or "").path.rstrip("/") or "/"
+
+
 def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
     from distributor.web import views
 
@@ -52,6 +60,7 @@ def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=https,
+        APPLICATION_ROOT=root_path(config),  # the session cookie's Path
         PERMANENT_SESSION_LIFETIME=timedelta(hours=config.web.session_idle_hours),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session, which the server ends
         WTF_CSRF_SSL_STRICT=https,
@@ -66,5 +75,6 @@ def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
     csrf = CSRFProtect(app)
     csrf.exempt(views.unsubscribe_post)  # a mail provider posts it with no cookie and no token: the URL is signed
     app.register_blueprint(views.pages)
+    app.after_request(views.protective_headers)
     views.register_errors(app)
     return app

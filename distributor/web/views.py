@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.engine import Engine
 
 from distributor import channels as channel_registry
@@ -66,7 +67,8 @@ def load_user() -> ResponseReturnValue | None:
         if g.user is None:
             session.clear()
     if g.user is None and request.endpoint not in PUBLIC:
-        return redirect(url_for("pages.login", next=request.full_path if request.method == "GET" else None))
+        return redirect(url_for("pages.login", next=request.script_root + request.full_path
+                                if request.method == "GET" else None))
     return None
 
 
@@ -91,6 +93,22 @@ def register_errors(app: Flask) -> None:
             "error.html", code=c, message=m), c))
 
 
+def protective_headers(response: Response) -> Response:
+    """No page is framed by another site's (a decoy click would act here), sniffed, or kept by any cache; the
+    email preview alone may be framed, by the statement page."""
+    framed_here = request.endpoint == "pages.email_preview"
+    policy = response.headers.get("Content-Security-Policy") or (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-src 'self'; form-action 'self'; "
+        "base-uri 'none'")
+    ancestors = "'self'" if framed_here else "'none'"
+    response.headers["Content-Security-Policy"] = f"{policy}; frame-ancestors {ancestors}"
+    response.headers["X-Frame-Options"] = "SAMEORIGIN" if framed_here else "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @pages.app_context_processor
 def common() -> dict:
     s = site()
@@ -99,12 +117,30 @@ def common() -> dict:
 
 
 # -- logging in ------------------------------------------------------------------------------------------------------
+DEVICE_COOKIE = "distributor_device"
+DEVICE_DAYS = 30
+
+
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: never an open redirect."""
+    """Only a path on this site: never an open redirect, never a header broken by a control character."""
     if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
-            or urlsplit(target).netloc):
+            or any(ord(c) < 32 or ord(c) == 127 for c in target) or urlsplit(target).netloc):
         return url_for("pages.statements_page")
     return target
+
+
+def devices() -> URLSafeSerializer:
+    return URLSafeSerializer(site().key, salt="distributor-device")
+
+
+def known_device(name: str) -> bool:
+    """Whether this browser carries the device cookie that a login of this user set in the last 30 days."""
+    try:
+        found = devices().loads(request.cookies.get(DEVICE_COOKIE, ""))
+        issued = datetime.fromisoformat(found["at"])
+    except (BadSignature, KeyError, TypeError, ValueError):
+        return False
+    return found.get("user") == name and site().clock.now() - issued <= timedelta(days=DEVICE_DAYS)
 
 
 @pages.route("/login", methods=["GET", "POST"])
@@ -112,16 +148,21 @@ def login():
     s = site()
     if request.method == "POST":
         name = request.form.get("username", "")
-        with s.engine.begin() as conn:
-            user = users.authenticate(conn, name, request.form.get("password", ""), request.remote_addr or "-",
-                                      s.clock.now(), s.config.web)
-            token = users.start_session(conn, user, s.clock.now()) if user else None
+        user = users.authenticate(s.engine, name, request.form.get("password", ""), request.remote_addr or "-",
+                                  s.clock.now(), s.config.web, known_device=known_device(name.strip()))
         if user is None:
             return render_template("login.html", failed=True), 401
+        target = safe_next(request.args.get("next"))
+        with s.engine.begin() as conn:
+            token = users.start_session(conn, user, s.clock.now())
         session.clear()
         session["token"] = token
         session.permanent = True
-        return redirect(safe_next(request.args.get("next")))
+        response = redirect(target)
+        response.set_cookie(DEVICE_COOKIE, devices().dumps({"user": user.name, "at": s.clock.now().isoformat()}),
+                            max_age=DEVICE_DAYS * 86400, path=current_app.config["APPLICATION_ROOT"],
+                            secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True, samesite="Lax")
+        return response
     return render_template("login.html", failed=False)
 
 
