@@ -254,8 +254,7 @@ def cmd_retry(args) -> int:
     channels = channel_registry.expand(args.channel) if args.channel else None
     with app.engine.begin() as conn:
         count = workflow.retry_failed(conn, args.id, actor(args), app.clock.now(), channels)
-    print(f"{args.id}: {count} failed deliveries requeued" + (f" ({args.channel})" if args.channel else "")
-          + ("; a running worker sends them at its next sweep" if count else ""))
+    print(f"{args.id}: {workflow.retried_said(count, args.channel)}")
     return 0
 
 
@@ -270,10 +269,9 @@ def notified(count: int) -> str:
 def cmd_withdraw(args) -> int:
     app = open_app(args)
     with app.engine.begin() as conn:
-        workflow.withdraw(conn, args.id, actor(args), app.clock.now(), checked_text(args.reason, "--reason", 1000),
-                          note=optional_text(args.note, "--note"))
-        held = deliveries.holders(conn, args.id, workflow.get(conn, args.id)["generation"])
-    print(f"{args.id}: withdrawn{notified(len(held))}")
+        row = workflow.withdraw(conn, args.id, actor(args), app.clock.now(),
+                                checked_text(args.reason, "--reason", 1000), note=optional_text(args.note, "--note"))
+    print(f"{args.id}: {workflow.withdrawn_said(row)}")
     return 0
 
 
@@ -450,7 +448,7 @@ def cmd_status(args) -> int:
                     cut(r["last_error"] or "", 60)] for r in part["rows"]])
     print(f"\nScheduled in the next 24 hours ({len(found['scheduled'])})")
     for s in found["scheduled"]:
-        print(f"  {s['id']}: embargo {when(s['embargo'], office.timezone)}")
+        print(f"  {s['id']}: " + "; ".join(f"{d['what']} {when(d['at'], office.timezone)}" for d in s["due"]))
     print(f"\nWorkers running: {found['workers_running']}")
     return 1 if found["needs_attention"] else 0
 

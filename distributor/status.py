@@ -2,14 +2,15 @@
 
 Needing attention means an open alert; a failed delivery of the last 7 days not retried since; a delivery due more
 than a minute ago and not sent; or a statement due within the hour while no worker's heartbeat is fresh.
-Statements scheduled in the next 24 hours are listed for information only.
+Statements with an instant in the next 24 hours (the embargoed copies going out, or the lift) are listed for
+information only, each instant named.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from distributor import alerts
 from distributor.config import DeliveryPolicy
@@ -32,11 +33,14 @@ def report(conn: Connection, now: datetime, policy: DeliveryPolicy) -> dict:
     overdue_where = (deliveries.c.status.in_(ACTIVE), deliveries.c.due_at <= now - OVERDUE_AFTER)
     failed = _rows(conn, columns, failed_where, deliveries.c.updated_at.desc())
     overdue = _rows(conn, columns, overdue_where, deliveries.c.due_at)
+    sending_soon = and_(statements.c.send_embargoed_at > now, statements.c.send_embargoed_at <= now + AHEAD)
     scheduled = [dict(r) for r in conn.execute(select(
         statements.c.id, statements.c.embargo, statements.c.send_embargoed_at).where(
         statements.c.status == StatementStatus.SCHEDULED.value,
-        or_(statements.c.embargo <= now + AHEAD, statements.c.send_embargoed_at <= now + AHEAD),
+        or_(statements.c.embargo <= now + AHEAD, sending_soon),
     ).order_by(statements.c.embargo)).mappings()]
+    for row in scheduled:
+        row["due"] = due_instants(row, now)
     cutoff = db_now(conn) - timedelta(seconds=policy.worker_timeout_seconds)
     running = conn.execute(select(func.count()).select_from(workers).where(
         workers.c.stopped_at.is_(None), workers.c.last_seen >= cutoff)).scalar_one()
@@ -49,11 +53,23 @@ def report(conn: Connection, now: datetime, policy: DeliveryPolicy) -> dict:
         reasons.append(f"{failed['count']} failed deliveries in the last 7 days")
     if overdue["count"]:
         reasons.append(f"{overdue['count']} overdue deliveries")
-    due_soon = [s["id"] for s in scheduled if min(t for t in (s["embargo"], s["send_embargoed_at"]) if t) <= now + SOON]
+    due_soon = [s["id"] for s in scheduled if min(d["at"] for d in s["due"]) <= now + SOON]
     if due_soon and not running:
         reasons.append(f"{', '.join(due_soon)} due within the hour and no worker running ('distributor run')")
     return {"at": now, "needs_attention": bool(reasons), "reasons": reasons, "alerts": open_alerts,
             "failed": failed, "overdue": overdue, "scheduled": scheduled, "workers_running": running}
+
+
+def due_instants(row: dict, now: datetime) -> list[dict]:
+    """Which of a scheduled statement's two instants fall in the next 24 hours, each named, soonest first: the
+    embargoed copies going out (still ahead), and the lift (also when overdue)."""
+    due = []
+    send = row["send_embargoed_at"]
+    if send is not None and now < send <= now + AHEAD and send < row["embargo"]:
+        due.append({"what": "embargoed copies go out", "at": send})
+    if row["embargo"] <= now + AHEAD:
+        due.append({"what": "embargo lifts", "at": row["embargo"]})
+    return due
 
 
 def _rows(conn: Connection, columns, where, order) -> dict:

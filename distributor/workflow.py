@@ -497,7 +497,24 @@ def withdraw(conn: Connection, statement_id: str, actor: str, at: datetime, reas
     notified = _notify(conn, row, Kind.WITHDRAWAL, {"email": held}, actor, at, note=note) if held else 0
     record(conn, Action.WITHDRAWN, actor, at, statement_id, row["revision"], reason=reason,
            cancelled=cancelled, notified=notified, **({"note": note} if note else {}))
-    return get(conn, statement_id)
+    return {**get(conn, statement_id), "cancelled": cancelled, "holders": len(held)}
+
+
+def withdrawn_said(row: dict) -> str:
+    """What a withdrawal did, in counts (0 included), for every front end."""
+    held = row["holders"]
+    told = (f"{journalists(held)} holding the embargoed copy will be told" if held
+            else "nobody holds the embargoed copy, so nobody is told")
+    return f"withdrawn; {row['cancelled']} unsent cop{'y' if row['cancelled'] == 1 else 'ies'} cancelled; {told}"
+
+
+def retried_said(count: int, channels: str | None = None) -> str:
+    """What a retry did, in counts (0 included), for every front end."""
+    where = f" ({channels})" if channels else ""
+    if not count:
+        return f"nothing to retry: no failed deliveries{where}"
+    return (f"{count} failed deliver{'y' if count == 1 else 'ies'} requeued{where}; a running worker sends "
+            f"{'it' if count == 1 else 'them'} at its next sweep")
 
 
 def release(conn: Connection, row: dict, actor: str, at: datetime) -> None:

@@ -86,7 +86,7 @@ def test_a_withdrawal_tells_exactly_the_holders_threaded_under_their_copy(held, 
     clock.advance(60)
     result = system.cli("withdraw", SID, "--by", "Maya", "--reason", "legal advice",
                         "--note", "A revised statement will follow.")
-    assert result.code == 0 and "2 journalists will be told" in result.out
+    assert result.code == 0 and "2 journalists holding the embargoed copy will be told" in result.out
     tick(system)
     notices = messages(smtp_sink)[2:]
     assert sorted(m["To"].addresses[0].addr_spec for m in notices) == sorted(copies)

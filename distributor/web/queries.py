@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, func, or_, select
 
 from distributor import recipients as recipients_module
+from distributor.statements.model import Statement, StatementStatus
 from distributor.store.schema import audit, deliveries, recipients, revisions, statements
 
 PAGE = 50
@@ -31,6 +32,7 @@ def statements_page(conn: Connection, status: str | None, since: datetime | None
     counts = channel_counts(conn, [r["id"] for r in rows])
     for row in rows:
         row["counts"] = counts.get(row["id"], {})
+        row["own_embargo"] = Statement.from_dict(row["content"]).embargo  # the document's, until scheduled
     return rows, total
 
 
@@ -95,33 +97,48 @@ def recipient_rows(conn: Connection, statement_id: str, status: str | None, sear
     return rows, total
 
 
-def left_out(conn: Connection, statement_id: str, list_names: tuple[str, ...], released: bool,
+def left_out(conn: Connection, statement_id: str, list_names: tuple[str, ...], status: str,
              limit: int = 200) -> list[dict]:
-    """Members of the lists who have no copy of this statement, each with the reason; then the copies stopped."""
+    """Members of the lists who have no copy of this statement, once each, with the reason that fits the
+    statement's state; a member whose copies were all stopped is listed with why they were stopped."""
     has = select(deliveries.c.id).where(deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
                                         deliveries.c.target == recipients.c.email,
                                         deliveries.c.status != "cancelled").exists()  # one covering-index probe each
-    members = conn.execute(select(recipients.c.email, recipients.c.list_name).where(
-        recipients.c.list_name.in_(list_names), ~has).order_by(recipients.c.email).limit(limit)).all()
-    details = {(r[0], r[3]): r for r in conn.execute(select(
-        recipients.c.email, recipients.c.outlet, recipients.c.embargo_ok, recipients.c.list_name).where(
-        recipients.c.email.in_([m[0] for m in members])))}
-    missing = [details[(m[0], m[1])] for m in members]
-    suppressed = recipients_module.is_suppressed(conn, [r[0] for r in missing])
-    found = []
-    for email, outlet, embargo_ok, list_name in missing:
+    members = conn.execute(select(recipients.c.email, recipients.c.outlet, recipients.c.embargo_ok,
+                                  recipients.c.list_name).where(
+        recipients.c.list_name.in_(list_names), ~has).order_by(recipients.c.email, recipients.c.list_name).limit(
+        limit)).all()
+    stopped = {str(r[0]): r[1] for r in conn.execute(select(deliveries.c.target, deliveries.c.last_error).where(
+        deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+        deliveries.c.status == "cancelled").order_by(deliveries.c.target, deliveries.c.id).limit(limit))}  # the last stop
+    suppressed = recipients_module.is_suppressed(conn, [str(m[0]) for m in members])
+    planned = status not in (StatementStatus.DRAFT.value, StatementStatus.APPROVED.value)
+    found: dict[str, dict] = {}
+    for address, outlet, embargo_ok, list_name in members:
+        email = str(address)
+        if email in found:  # on several of the lists: one line, every list named
+            found[email]["list"] += f", {list_name}"
+            found[email]["vetted"] = found[email]["vetted"] or bool(embargo_ok)
+            continue
+        found[email] = {"email": email, "outlet": outlet or "", "list": list_name, "vetted": bool(embargo_ok)}
+    for email, row in found.items():
         if recipients_module.key(str(email)) in suppressed:
-            reason = "unsubscribed"
-        elif not embargo_ok and not released:
-            reason = "not vetted for embargoes: gets the released version at the lift"
+            row["reason"] = "unsubscribed"
+        elif email in stopped:
+            row["reason"] = stopped[email] or "cancelled"
+        elif not planned:
+            row["reason"] = ("to get the embargoed copy once the statement is scheduled" if row["vetted"] else
+                             "not vetted for embargoes: to get the released version at the lift, once scheduled")
+        elif status == StatementStatus.WITHDRAWN.value:
+            row["reason"] = "withdrawn before a copy was planned"
+        elif not row["vetted"] and status == StatementStatus.SCHEDULED.value:
+            row["reason"] = "not vetted for embargoes: gets the released version at the lift"
         else:
-            reason = "joined the list after the copies were planned"
-        found.append({"email": email, "outlet": outlet, "list": list_name, "reason": reason})
-    for r in conn.execute(select(deliveries.c.target, deliveries.c.last_error).where(
-            deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
-            deliveries.c.status == "cancelled").order_by(deliveries.c.target).limit(limit)).mappings():
-        found.append({"email": r["target"], "outlet": "", "list": "", "reason": r["last_error"] or "cancelled"})
-    return found
+            row["reason"] = "joined the list after the copies were planned"
+    for email, why in stopped.items():  # stopped, and no longer on the lists
+        if email not in found and len(found) < limit:
+            found[email] = {"email": email, "outlet": "", "list": "", "reason": why or "cancelled"}
+    return sorted(found.values(), key=lambda r: r["email"])
 
 
 def recipient_history(conn: Connection, address: str) -> list[dict]:

@@ -205,6 +205,7 @@ def statements_page():
                                               page_number())
     return render_template("statements.html", rows=rows, total=total, page=page_number(), pages=queries.PAGE,
                            statuses=[st.value for st in StatementStatus], wanted=wanted,
+                           statuses_of_deliveries=queries.STATUSES,
                            since=request.args.get("from", ""), until=request.args.get("to", ""))
 
 
@@ -235,7 +236,7 @@ def statement_page(statement_id: str):
         events = queries.timeline(conn, statement_id)
         failed = queries.failures(conn, statement_id)
         people, total = queries.recipient_rows(conn, statement_id, wanted, search, page_number())
-        missing = queries.left_out(conn, statement_id, lists, row["status"] == "released") if lists else []
+        missing = queries.left_out(conn, statement_id, lists, row["status"]) if lists else []
     previews = {}
     for name in ("mastodon", "bluesky"):
         if name in s.config.channels:
@@ -324,16 +325,17 @@ def instant(name: str, required: bool = False) -> datetime | None:
         raise InputError(str(exc), where=name) from None
 
 
-def act(statement_id: str, what, done: str):
-    """Run an action in one transaction; a refusal is shown on the statement page, as the CLI's one line."""
+def act(statement_id: str, what, done):
+    """Run an action in one transaction; a refusal is shown on the statement page, as the CLI's one line. ``done``
+    says what happened: a text, or a function of what the action returned."""
     s = site()
     try:
         with s.engine.begin() as conn:
-            what(conn, g.user.name, s.clock.now())
+            result = what(conn, g.user.name, s.clock.now())
     except UserError as exc:
         flash(str(exc), "error")
     else:
-        flash(done, "ok")
+        flash(done(result) if callable(done) else done, "ok")
     return redirect(url_for("pages.statement_page", statement_id=statement_id))
 
 
@@ -361,9 +363,13 @@ def reschedule(statement_id: str):
     def run(conn, by, at):
         embargo = instant("embargo", required=True)
         assert embargo is not None
-        operations.reschedule(site().ops, conn, statement_id, by, embargo=embargo,
-                              reason=text("reason", required=True) or "", note=text("note"))
-    return act(statement_id, run, "embargo moved; the holders are told")
+        row = operations.reschedule(site().ops, conn, statement_id, by, embargo=embargo,
+                                    reason=text("reason", required=True) or "", note=text("note"))
+        held = len(deliveries.holders(conn, statement_id, row["generation"]))
+        return f"embargo moved to {when(row['embargo'])}; " + (
+            f"{workflow.journalists(held)} holding the embargoed copy will be told" if held
+            else "nobody holds the embargoed copy, so nobody is told")
+    return act(statement_id, run, lambda said: said)
 
 
 @pages.route("/statements/<statement_id>/<action>", methods=["POST"])
@@ -392,9 +398,8 @@ def notice_action(statement_id: str, action: str):
         return redirect(url_for("pages.statement_page", statement_id=statement_id))
     if action not in calls:
         abort(404)
-    return act(statement_id, calls[action], {"withdraw": "withdrawn; the holders are told", "correct":
-                                             "correction published", "retract": "retracted",
-                                             "retry": "failed deliveries requeued"}[action])
+    return act(statement_id, calls[action], {"withdraw": workflow.withdrawn_said, "correct": "correction published",
+                                             "retract": "retracted", "retry": workflow.retried_said}[action])
 
 
 @pages.route("/import", methods=["POST"])

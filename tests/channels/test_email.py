@@ -478,8 +478,8 @@ def test_retry_requeues_failed_copies_with_a_fresh_set_of_attempts_and_is_audite
     assert (rows["bob@wire.example.net"]["status"], rows["bob@wire.example.net"]["attempts"]) == ("failed", 1)
     del smtp_sink.handler.rcpt_replies["bob@wire.example.net"]  # the mailbox exists again
     result = system.cli("retry", SID, "--channel", "email", "--by", "Maya")
-    assert result.code == 0 and "1 failed deliveries requeued" in result.out
-    assert system.cli("retry", SID, "--by", "Maya").out.startswith(f"{SID}: 0 failed deliveries requeued")
+    assert result.code == 0 and "1 failed delivery requeued" in result.out
+    assert system.cli("retry", SID, "--by", "Maya").out.startswith(f"{SID}: nothing to retry: no failed deliveries")
     rows = {r["target"]: r for r in deliver_now(system)}
     assert (rows["bob@wire.example.net"]["status"], rows["bob@wire.example.net"]["attempts"]) == ("sent", 2)
     audit = [e for e in json.loads(system.cli("audit", SID, "--format", "json").out) if e["action"] == "retried"]
