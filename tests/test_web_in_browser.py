@@ -99,3 +99,46 @@ def test_an_editor_releases_a_statement_from_the_browser(served, browser, smtp_s
     rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"))))
     assert sorted((r["target"], r["status"]) for r in rows) == [
         ("ana@paper.example.com", "sent"), ("bob@wire.example.net", "sent"), ("gone@tv.example.org", "failed")]
+
+
+def test_a_page_on_another_port_cannot_frame_the_statement_page(served, browser):
+    """A decoy on the same host (same site, so the session cookie goes along) frames the statement page to make an
+    editor click Approve: the browser refuses to show it; the statement page still frames its own email preview."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    system, base = served
+    decoy_html = (f'<!DOCTYPE html><title>Win a prize</title><iframe id="target" src="{base}/statements/{SID}" '
+                  f'width="1000" height="700"></iframe>').encode()
+
+    class Decoy(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(decoy_html)
+
+        def log_message(self, *args):
+            pass
+
+    decoy = ThreadingHTTPServer(("127.0.0.1", free_port()), Decoy)
+    thread = threading.Thread(target=decoy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page = browser.new_page()
+        page.goto(f"{base}/login")
+        page.fill("input[name=username]", "maya")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button:has-text('Log in')")
+        page.wait_for_url(f"{base}/")
+        assert "Approve" in page.goto(f"{base}/statements/{SID}").text()  # logged in: the page is there to frame
+        refused: list[str] = []
+        page.on("console", lambda message: refused.append(message.text))
+        page.goto(f"http://127.0.0.1:{decoy.server_address[1]}/", wait_until="load")
+        framed = page.frame_locator("#target")
+        assert framed.locator("button:has-text('Approve')").count() == 0
+        assert wait_for(lambda: any("frame-ancestors" in text for text in refused))
+        page.goto(f"{base}/statements/{SID}")
+        assert "Flood maps must be published" in page.frame_locator("iframe[sandbox]").locator("body").inner_text()
+    finally:
+        decoy.shutdown()
+        decoy.server_close()
