@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from distributor.clock import clock_time
 from distributor.config import Office
@@ -38,6 +38,12 @@ def statement_uri(office: Office, job) -> str:
     """A stable tag URI (RFC 4151) for a statement: the wire item's uri and the feed entry's id."""
     issued = job.statement.date or (job.first_created or job.embargo).date()
     return f"tag:{office.domain},{issued.isoformat()}:{job.statement_id}"
+
+
+def breakable(text: str) -> Markup:
+    """The text, escaped, with a line break allowed after each slash (``America/<wbr>New_York``): a long zone
+    name wraps on a narrow screen instead of widening the message."""
+    return Markup("/<wbr>").join(escape(part) for part in text.split("/"))
 
 
 def zone_label(zone: ZoneInfo) -> str:
@@ -102,6 +108,7 @@ class Renderer:
         )
         self.env.filters["when"] = when
         self.env.filters["local_time"] = local_time
+        self.env.filters["breakable"] = breakable
 
     def render(self, name: str, **context) -> str:
         try:

@@ -66,10 +66,23 @@ def _image_as_link(token, Token) -> list:
     return [opening, text, Token("link_close", "a", -1)]
 
 
+# A table wider than a phone scrolls in its own box, its words whole, rather than the whole message sideways.
+TABLE_BOX = '<div style="overflow-x:auto;">\n'
+
+
 def styled(tokens) -> list:
-    """The tokens with an inline style on every element and images turned into links."""
+    """The tokens with an inline style on every element, images turned into links and each table in a box of its
+    own."""
     from markdown_it.token import Token
 
+    boxed = []
+    for token in tokens:
+        if token.type == "table_open":
+            boxed.append(Token("html_block", "", 0, content=TABLE_BOX))
+        boxed.append(token)
+        if token.type == "table_close":
+            boxed.append(Token("html_block", "", 0, content="</div>\n"))
+    tokens = boxed
     for token in tokens:
         if token.type in ("code_block", "fence"):
             token.attrSet("style", STYLES["pre"])
