@@ -48,7 +48,7 @@ def root_path(config: Config) -> str:
 
 
 def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
-    from distributor.web import views
+    from distributor.web import actions, auth, pages, public, site
 
     users.dummy_hash()  # made now: the first login with an unknown name costs what every other one does
     app = Flask(__name__, static_folder=None)
@@ -69,12 +69,15 @@ def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
     app.jinja_loader = ChoiceLoader([FileSystemLoader(str(Path(config.paths.templates) / "web")),
                                      FileSystemLoader(str(DEFAULT_TEMPLATES / "web"))])
     app.jinja_env.filters["when"] = when
-    app.extensions["distributor"] = views.Site(config, engine, clock, key)
+    app.extensions["distributor"] = site.Site(config, engine, clock, key)
     if config.web.behind_proxy:  # only then are X-Forwarded-* headers believed (a client could forge them)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
     csrf = CSRFProtect(app)
-    csrf.exempt(views.unsubscribe_post)  # a mail provider posts it with no cookie and no token: the URL is signed
-    app.register_blueprint(views.pages)
-    app.after_request(views.protective_headers)
-    views.register_errors(app)
+    csrf.exempt(public.unsubscribe_post)  # a mail provider posts it with no cookie and no token: the URL is signed
+    app.before_request(auth.load_user)
+    for blueprint in (auth.auth, pages.pages, actions.actions, public.public):
+        app.register_blueprint(blueprint)
+    app.after_request(site.protective_headers)
+    app.context_processor(site.common)
+    site.register_errors(app)
     return app

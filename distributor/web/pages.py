@@ -1,0 +1,154 @@
+"""The staff's pages, for reading: statements, one statement with its deliveries and timeline, a recipient's
+history, the audit trail and the alerts. Every query goes through ``web.queries``."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime, timedelta
+
+from flask import Blueprint, Response, abort, render_template, request
+
+from distributor import csvout, deliveries, operations, recipients, status, workflow
+from distributor.errors import UserError
+from distributor.statements.model import StatementStatus
+from distributor.statements.times import parse_instant
+from distributor.store import reading as reading_connection
+from distributor.web import queries
+from distributor.web.auth import require_login
+from distributor.web.site import site
+
+pages = Blueprint("pages", __name__)
+pages.before_request(require_login)  # staff only, every one of them
+ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
+
+
+def day(value: str | None, field: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_instant(f"{value} 00:00 {site().config.office.timezone.key}")
+    except ValueError:
+        abort(404)
+        raise AssertionError(field) from None
+
+
+def page_number() -> int:
+    try:
+        return max(1, min(int(request.args.get("page", "1")), 100_000))
+    except ValueError:
+        return 1
+
+
+@pages.route("/")
+def statements_page():
+    s = site()
+    wanted = request.args.get("status") or None
+    if wanted and wanted not in {st.value for st in StatementStatus}:
+        wanted = None
+    since, until = day(request.args.get("from"), "from"), day(request.args.get("to"), "to")
+    with reading_connection(s.engine) as conn:
+        rows, total = queries.statements_page(conn, wanted, since, until + timedelta(days=1) if until else None,
+                                              page_number())
+    return render_template("statements.html", rows=rows, total=total, page=page_number(), pages=queries.PAGE,
+                           statuses=[st.value for st in StatementStatus], wanted=wanted,
+                           statuses_of_deliveries=queries.STATUSES,
+                           since=request.args.get("from", ""), until=request.args.get("to", ""))
+
+
+def statement_or_404(conn, statement_id: str) -> dict:
+    if not ID.fullmatch(statement_id):
+        abort(404)
+    try:
+        return workflow.get(conn, statement_id)
+    except UserError:
+        abort(404)
+        raise
+
+
+@pages.route("/statements/<statement_id>")
+def statement_page(statement_id: str):
+    s = site()
+    wanted = request.args.get("status") or None
+    if wanted not in (None, *queries.STATUSES):
+        wanted = None
+    search = (request.args.get("q") or "").replace("\x00", "").strip()[:200] or None
+    email = s.config.channels.get("email")
+    lists = (email.list, *email.release_lists) if email else ()
+    with reading_connection(s.engine) as conn:
+        row = statement_or_404(conn, statement_id)
+        shown = row["published_revision"] or row["revision"]
+        document = workflow.content(conn, statement_id, shown)
+        counts = queries.channel_counts(conn, [statement_id]).get(statement_id, {})
+        events = queries.timeline(conn, statement_id)
+        failed = queries.failures(conn, statement_id)
+        people, total = queries.recipient_rows(conn, statement_id, wanted, search, page_number())
+        missing = queries.left_out(conn, statement_id, lists, row["status"]) if lists else []
+    previews = {}
+    for name in ("mastodon", "bluesky"):
+        if name in s.config.channels:
+            try:
+                previews[name] = operations.preview(s.ops, statement_id, name, "released")[0]
+            except (UserError, ValueError) as exc:  # ValueError: a link longer than the network's limit
+                previews[name] = f"(no preview: {exc})"
+    return render_template("statement.html", row=row, document=document, counts=counts, events=events,
+                           failed=failed, people=people, total=total, page=page_number(), pages=queries.PAGE,
+                           wanted=wanted, search=search or "", missing=missing, previews=previews,
+                           statuses=queries.STATUSES, channels=list(s.config.channels))
+
+
+@pages.route("/statements/<statement_id>/email.html")
+def email_preview(statement_id: str):
+    """The HTML part of the email, for the sandboxed frame on the statement page: no script, no network."""
+    s = site()
+    with reading_connection(s.engine) as conn:
+        statement_or_404(conn, statement_id)
+    try:
+        html = operations.preview(s.ops, statement_id, "email", form="html")[0]
+    except UserError as exc:
+        html = f"<p>No preview: {exc}</p>"
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    return response
+
+
+@pages.route("/statements/<statement_id>/deliveries.csv")
+def deliveries_csv(statement_id: str):
+    s = site()
+    out = io.StringIO()
+    with reading_connection(s.engine) as conn:
+        statement_or_404(conn, statement_id)
+        csvout.write(out, [*operations.LOG_FIELDS, "after_lift"],
+                     (operations.log_record(r) for r in deliveries.log_rows(conn, statement_id)))
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{statement_id}-deliveries.csv"'})
+
+
+@pages.route("/recipients/<path:address>")
+def recipient_page(address: str):
+    s = site()
+    if "\x00" in address or len(address) > 320:
+        abort(404)
+    with reading_connection(s.engine) as conn:
+        history = queries.recipient_history(conn, address)
+        lists = queries.memberships(conn, address)
+        suppressed = bool(recipients.is_suppressed(conn, [address]))
+    if not history and not lists:
+        abort(404)
+    return render_template("recipient.html", address=address, history=history, lists=lists, suppressed=suppressed)
+
+
+@pages.route("/audit")
+def audit_page():
+    s = site()
+    with reading_connection(s.engine) as conn:
+        rows, total = queries.audit_page(conn, page_number())
+    return render_template("audit.html", rows=rows, total=total, page=page_number(), pages=queries.PAGE * 2)
+
+
+@pages.route("/status")
+def status_page():
+    s = site()
+    with reading_connection(s.engine) as conn:
+        found = status.report(conn, s.clock.now(), s.config.delivery)
+    return render_template("status.html", found=found), 200

@@ -1,0 +1,64 @@
+"""What every part of the web app shares: the site (config, database, clock, key), the headers every answer
+carries, the error pages, and what every template may use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app, g, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.engine import Engine
+
+from distributor import operations
+from distributor.clock import Clock, iso_z
+from distributor.config import Config
+from distributor.render import when
+
+
+@dataclass
+class Site:
+    config: Config
+    engine: Engine
+    clock: Clock
+    key: str
+
+    @property
+    def ops(self) -> operations.App:
+        return operations.App(self.config, self.engine, self.clock)
+
+
+def site() -> Site:
+    return current_app.extensions["distributor"]
+
+
+def register_errors(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_failed(error):
+        return render_template("error.html", code=400, message="The form had expired or was not ours; try again."), 400
+
+    for code, message in ((403, "Only an editor may do that."), (404, "There is nothing here."),
+                          (413, "That file is too large (at most 5 MB).")):
+        app.register_error_handler(code, lambda e, c=code, m=message: (render_template(
+            "error.html", code=c, message=m), c))
+
+
+def protective_headers(response: Response) -> Response:
+    """No page is framed by another site's (a decoy click would act here), sniffed, or kept by any cache; the
+    email preview alone may be framed, by the statement page."""
+    framed_here = request.endpoint == "pages.email_preview"
+    policy = response.headers.get("Content-Security-Policy") or (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-src 'self'; form-action 'self'; "
+        "base-uri 'none'")
+    ancestors = "'self'" if framed_here else "'none'"
+    response.headers["Content-Security-Policy"] = f"{policy}; frame-ancestors {ancestors}"
+    response.headers["X-Frame-Options"] = "SAMEORIGIN" if framed_here else "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def common() -> dict:
+    s = site()
+    return {"user": g.get("user"), "office": s.config.office, "iso_z": iso_z,
+            "local": lambda t: when(t, s.config.office.timezone) if t else "-"}
