@@ -176,6 +176,14 @@ def _field(meta: dict, key: str, source: str, kinds: tuple, required: bool = Fal
 
 FRONT_MATTER_MAX = 64 * 1024  # a statement's front matter is a few lines
 
+# What the Markdown parser is given is bounded, so that any file is read or refused within a second or two: it spends
+# a microsecond or less on a plain character but up to some 15 on each line break and each character that may be
+# markup (``[`` ``*`` ``_`` ``<`` and the rest below); 5 MB of ``[`` took a minute. The example statement has 108 of
+# them in a kilobyte, the densest page of this project's documentation 150: 100,000 is some 700 KB of such text.
+MARKDOWN_MAX = 1_000_000  # bytes: some 150,000 words
+MARKS_MAX = 100_000
+MARKS = "\n!#$%&*+-:<=>@[\\]^_`{}|~"
+
 
 class _NoAliases(yaml.SafeLoader):
     """YAML without aliases: a few hundred bytes of nested aliases would otherwise expand to gigabytes."""
@@ -192,7 +200,15 @@ class _FrontMatter(frontmatter.YAMLHandler):
         return yaml.load(fm, Loader=_NoAliases)  # noqa: S506 - a SafeLoader without aliases
 
 
+def marks(text: str) -> int:
+    """How many line breaks and characters that may be Markdown markup the text has."""
+    return sum(text.count(mark) for mark in MARKS)
+
+
 def parse(data: bytes, source: str) -> Statement:
+    if len(data) > MARKDOWN_MAX:
+        raise InputError(f"the file has {len(data):,} bytes; a Markdown statement has at most {MARKDOWN_MAX:,} (1 MB)",
+                         where=source)
     text = decode(data, source)
     if not text.lstrip().startswith("---"):
         raise InputError("Markdown statements need YAML front matter between '---' lines at the top", where=f"{source}:1")
@@ -247,6 +263,10 @@ def parse(data: bytes, source: str) -> Statement:
         channels = [c.strip() for c in channels.split(",") if c.strip()]
     serial = _field(meta, "serial", source, (str, int))
 
+    found = marks(post.content)
+    if found > MARKS_MAX:
+        raise InputError(f"the body has {found:,} line breaks and Markdown marks ([ ] * _ ` < > and the like); a "
+                         f"statement has at most {MARKS_MAX:,}", where=source)
     tokens = _markdown.parse(post.content)
     body = tuple(body_paragraphs(tokens))
     if not body:

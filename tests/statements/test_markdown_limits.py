@@ -1,0 +1,112 @@
+"""Any Markdown file of 5 MB or less (the web app's upload limit) is imported, or refused with one line naming it,
+within 5 s. The web app reads an upload with the same ``parse_file`` as ``distributor import``, so the command line
+stands for both here.
+
+Before, the parser took 58 s over 4.9 MB of ``[``, 62 s over ``![``, 71 s over table rows of ``|-`` and 33 s over
+short lines of ``a``: linear, but at up to 15 microseconds a character. A Markdown statement now has at most 1 MB
+and 100,000 line breaks and marks; what the parser may be given takes it a second or two at worst.
+
+The bound is loose on purpose and counts CPU time, so that a busy machine passes it; what it catches is a pattern
+the limits do not hold.
+"""
+
+import time
+
+import pytest
+
+from distributor.statements import parse_file
+from distributor.statements.markdown import MARKDOWN_MAX, MARKS_MAX, marks
+
+HEAD = "---\ntitle: The worst case\ndate: 2026-11-27\n---\nThe office said today.\n\n"
+UPLOAD_MAX = 5 * 1024 * 1024  # distributor.web.MAX_UPLOAD
+SECONDS = 5.0
+
+
+def deep_list(n: int) -> str:
+    return "".join("  " * (i % 40) + "- a\n" for i in range(n))
+
+
+PATTERNS = {
+    "open-brackets": "[", "link-openings": "[a](", "image-openings": "![", "footnote-like": "[^", "references": "[a][",
+    "stars": "*", "underscores": "_", "star-words": "*a", "underscore-words": "_a", "strong-words": "**a",
+    "angles": "<", "angle-lines": "<\n", "backticks": "`", "backtick-words": "`a", "bracket-lines": "[\n",
+    "short-lines": "a\n", "quote-nesting": "> ", "quote-lines": ">\n", "list-nesting": "- ", "table-rows": "|-\n",
+    "deep-list": None,
+}
+
+
+def document(name: str, size: int, most_marks: int) -> str:
+    """The pattern repeated to ``size`` characters or ``most_marks`` marks, whichever comes first."""
+    pattern = PATTERNS[name]
+    if pattern is None:
+        line = len(deep_list(40)) / 40
+        return HEAD + deep_list(int(min(size / line, most_marks / (marks(deep_list(40)) / 40))))
+    body = pattern * min(size // len(pattern), most_marks // marks(pattern))
+    if name == "table-rows":
+        body = "a|b\n-|-\n" + body
+    return HEAD + body + "\n"
+
+
+def imported_or_refused(run, config, path):
+    started = time.process_time()
+    result = run(config, "import", path)
+    spent = time.process_time() - started
+    assert result.code == 0 or (result.code == 2 and result.err.count("\n") == 1 and str(path) in result.err), \
+        result.err[:300]
+    return result, spent
+
+
+@pytest.fixture
+def config(write_config, run):
+    path = write_config()
+    assert run(path, "init").code == 0
+    return path
+
+
+@pytest.mark.parametrize("name", PATTERNS)
+def test_five_megabytes_of_the_worst_markdown_are_refused_at_once(config, run, tmp_path, name):
+    path = tmp_path / f"{name}.md"
+    path.write_text(document(name, UPLOAD_MAX - 1000, UPLOAD_MAX), encoding="utf-8")
+    assert 0.99 * UPLOAD_MAX < path.stat().st_size <= UPLOAD_MAX
+    result, spent = imported_or_refused(run, config, path)
+    assert result.code == 2 and f"a Markdown statement has at most {MARKDOWN_MAX:,}" in result.err
+    assert spent < SECONDS
+
+
+@pytest.mark.parametrize("name", PATTERNS)
+def test_the_worst_markdown_within_the_limits_is_read_or_refused_in_seconds(config, run, tmp_path, name):
+    """Just inside both limits: what the parser itself gets at worst."""
+    path = tmp_path / f"{name}.md"
+    text = document(name, MARKDOWN_MAX - 1000, MARKS_MAX - 1000)
+    assert marks(text) <= MARKS_MAX and len(text.encode()) <= MARKDOWN_MAX
+    path.write_text(text, encoding="utf-8")
+    result, spent = imported_or_refused(run, config, path)
+    assert spent < SECONDS, f"{spent:.1f} s"
+
+
+def test_the_limits_are_named_with_the_file(config, run, tmp_path):
+    big = tmp_path / "big.md"
+    big.write_text(HEAD + "word " * (MARKDOWN_MAX // 5), encoding="utf-8")
+    result = run(config, "import", big)
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert result.err.startswith(f"distributor: {big}: the file has 1,000,0") and "at most 1,000,000 (1 MB)" in result.err
+    marked = tmp_path / "marked.md"
+    marked.write_text(HEAD + "*a* " * (MARKS_MAX // 2 + 1), encoding="utf-8")
+    result = run(config, "import", marked)
+    assert result.code == 2 and result.err.count("\n") == 1 and str(marked) in result.err
+    assert "100,00" in result.err and "at most 100,000" in result.err
+
+
+def test_a_long_statement_with_every_kind_of_markup_is_read_whole(config, run, tmp_path):
+    section = ("## Findings\n\nThe *Network* found that **many** families were evicted; see [the report]"
+               "(https://nhrn.example.org/r) and `KI-2025-0412`.\n\n- one point\n- another point\n\n"
+               "> A quotation from a resident.\n\n| Period | Where |\n|---|---|\n| Days 1–90 | Harbour |\n\n")
+    path = tmp_path / "long.md"
+    count = (MARKS_MAX - 1000) // marks(section)  # some 540 KB, denser in markup than any page of the docs
+    path.write_text(HEAD + section * count + "The last paragraph.\n", encoding="utf-8")
+    assert path.stat().st_size > 500_000
+    started = time.process_time()
+    statement = parse_file(path)
+    assert time.process_time() - started < SECONDS
+    assert statement.body[-1] == "The last paragraph." and statement.body.count("- one point") == count
+    assert run(config, "import", path).code == 0
