@@ -162,6 +162,17 @@ def body_paragraphs(tokens) -> list[str]:
     return paragraphs
 
 
+def _nesting(tokens, source: str, first_line: int) -> None:
+    """Refuses lists and quotes nested so deep that the parser would drop what they hold (it stops at
+    ``maxNesting`` levels, a list taking two, and leaves out the rest of the document without a word)."""
+    deepest = _markdown.options["maxNesting"] - 1
+    for token in tokens:
+        if token.type in ("list_item_open", "blockquote_open") and token.level >= deepest:
+            line = first_line + (token.map[0] if token.map else 0) + 1
+            raise InputError("lists and quotes are nested too deeply here: what they hold would be lost; nest fewer "
+                             "of them", where=f"{source}:{line}")
+
+
 def _field(meta: dict, key: str, source: str, kinds: tuple, required: bool = False):
     value = meta.get(key)
     if value is None:
@@ -268,6 +279,7 @@ def parse(data: bytes, source: str) -> Statement:
         raise InputError(f"the body has {found:,} line breaks and Markdown marks ([ ] * _ ` < > and the like); a "
                          f"statement has at most {MARKS_MAX:,}", where=source)
     tokens = _markdown.parse(post.content)
+    _nesting(tokens, source, text.count("\n", 0, text.find(post.content, start + 3)) if post.content else 0)
     body = tuple(body_paragraphs(tokens))
     if not body:
         raise InputError("no body paragraph found after the front matter", where=source)

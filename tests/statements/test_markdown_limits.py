@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from distributor.errors import InputError
 from distributor.statements import parse_file
 from distributor.statements.markdown import MARKDOWN_MAX, MARKS_MAX, marks
 
@@ -110,3 +111,29 @@ def test_a_long_statement_with_every_kind_of_markup_is_read_whole(config, run, t
     assert time.process_time() - started < SECONDS
     assert statement.body[-1] == "The last paragraph." and statement.body.count("- one point") == count
     assert run(config, "import", path).code == 0
+
+
+@pytest.mark.parametrize("depth, kept", [(9, True), (10, False)])
+def test_lists_nested_too_deep_are_refused_not_cut_short(tmp_path, depth, kept):
+    """The parser stops at 20 levels (a list takes two) and leaves out the rest of the document without a word."""
+    path = tmp_path / "nested.md"
+    path.write_text(HEAD + "".join("  " * i + f"- item {i}\n" for i in range(depth)) + "\nAfter.\n", encoding="utf-8")
+    if kept:
+        body = parse_file(path).body
+        assert body[-2:] == (f"- item {depth - 1}", "After.")
+        return
+    with pytest.raises(InputError) as refused:
+        parse_file(path)
+    assert str(refused.value).startswith(f"{path}:{6 + depth}: lists and quotes are nested too deeply")
+
+
+@pytest.mark.parametrize("depth, kept", [(19, True), (20, False)])
+def test_quotes_nested_too_deep_are_refused_not_cut_short(tmp_path, depth, kept):
+    path = tmp_path / "quoted.md"
+    path.write_text(HEAD + "> " * depth + "Deep.\n\nAfter.\n", encoding="utf-8")
+    if kept:
+        assert parse_file(path).body[-2:] == ("Deep.", "After.")
+        return
+    with pytest.raises(InputError) as refused:
+        parse_file(path)
+    assert str(refused.value).startswith(f"{path}:7: lists and quotes are nested too deeply")
