@@ -196,14 +196,27 @@ MARKS_MAX = 100_000
 MARKS = "\n!#$%&*+-:<=>@[\\]^_`{}|~"
 
 
+FRONT_MATTER_DEPTH = 20  # lists and mappings within each other; a statement's front matter has two levels at most
+
+
 class _NoAliases(yaml.SafeLoader):
-    """YAML without aliases: a few hundred bytes of nested aliases would otherwise expand to gigabytes."""
+    """YAML without aliases: a few hundred bytes of nested aliases would otherwise expand to gigabytes; and not
+    nested deeper than ``FRONT_MATTER_DEPTH``: ``[[[[...`` thousands deep would exhaust Python's stack."""
+
+    depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in front matter",
                                               self.peek_event().start_mark)
-        return super().compose_node(parent, index)
+        if self.depth >= FRONT_MATTER_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {FRONT_MATTER_DEPTH} levels deep",
+                                              self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 class _FrontMatter(frontmatter.YAMLHandler):

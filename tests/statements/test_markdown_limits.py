@@ -137,3 +137,14 @@ def test_quotes_nested_too_deep_are_refused_not_cut_short(tmp_path, depth, kept)
     with pytest.raises(InputError) as refused:
         parse_file(path)
     assert str(refused.value).startswith(f"{path}:7: lists and quotes are nested too deeply")
+
+
+@pytest.mark.parametrize("value", ["[" * 60_000, "{a: " * 15_000, "[" * 21 + "a" + "]" * 21],
+                         ids=["lists", "mappings", "twenty-one"])
+def test_front_matter_nested_deep_is_refused_in_a_line(config, run, tmp_path, value):
+    """Before, ``title: [[[[...`` 60,000 deep (within the 64 KiB of front matter) ended in a RecursionError."""
+    path = tmp_path / "deep.md"
+    path.write_text(f"---\ntitle: {value}\ndate: 2026-11-27\n---\nBody.\n", encoding="utf-8")
+    result = run(config, "import", path)
+    assert result.code == 2 and result.err.count("\n") == 1 and f"{path}:" in result.err
+    assert "front matter is not valid YAML (nested more than 20 levels deep)" in result.err
