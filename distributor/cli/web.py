@@ -1,0 +1,48 @@
+"""The web app's command: serve, and the options it gives waitress. The app itself is distributor.web, imported only
+when it is served."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from distributor.cli.common import Parser, add_examples, open_app
+
+
+def serve_options(args, config) -> dict:
+    """waitress's settings: many idle or slow connections may wait without keeping anyone else out, and a request
+    still unfinished after 30 s is dropped; the app lives at the path of ``office.base_url``."""
+    from distributor.web import root_path
+
+    prefix = root_path(config)
+    return {"host": args.host, "port": args.port, "threads": args.threads, "ident": "distributor",
+            "connection_limit": 1000, "channel_timeout": 30, "url_prefix": "" if prefix == "/" else prefix}
+
+
+def cmd_serve(args) -> int:
+    from waitress import serve
+
+    from distributor.web import create_app
+
+    app = open_app(args)
+    web = create_app(app.config, app.engine, app.clock)
+    options = serve_options(args, app.config)
+    print(f"serving on http://{args.host}:{args.port}{options['url_prefix']}/ "
+          f"(office.base_url: {app.config.office.base_url or 'not set'})", file=sys.stderr)
+    serve(web, **options)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser("serve", help="serve the web app (waitress); it does not deliver: run 'distributor run' beside it")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="the port (default: 8080)")
+    p.add_argument("--threads", type=int, default=8, help="worker threads (default: 8)")
+    p.set_defaults(func=cmd_serve)
+
+    add_examples(sub, EXAMPLES)
+
+
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "serve": ("distributor serve", "distributor serve --host 0.0.0.0 --port 8080"),
+}
