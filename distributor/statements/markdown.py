@@ -187,12 +187,12 @@ def _field(meta: dict, key: str, source: str, kinds: tuple, required: bool = Fal
 
 FRONT_MATTER_MAX = 64 * 1024  # a statement's front matter is a few lines
 
-# What the Markdown parser is given is bounded, so that any file is read or refused within a second or two: it spends
+# What the Markdown parser is given is bounded, so that any file is read or refused within about a second: it spends
 # a microsecond or less on a plain character but up to some 15 on each line break and each character that may be
 # markup (``[`` ``*`` ``_`` ``<`` and the rest below); 5 MB of ``[`` took a minute. The example statement has 108 of
-# them in a kilobyte, the densest page of this project's documentation 150: 100,000 is some 700 KB of such text.
+# them in a kilobyte, the densest page of this project's documentation 150: 50,000 is some 350 KB of such text.
 MARKDOWN_MAX = 1_000_000  # bytes: some 150,000 words
-MARKS_MAX = 100_000
+MARKS_MAX = 50_000
 MARKS = "\n!#$%&*+-:<=>@[\\]^_`{}|~"
 
 
