@@ -13,7 +13,7 @@ import pytest
 from distributor import unsubscribe, users
 from distributor.clock import FixedClock
 from distributor.web import create_app
-from tests.webapp import EMBARGO, LIST, PASSWORD, ROOT, SECRET, SID, START, csrf, local, login, post
+from tests.webapp import EMBARGO, LIST, PASSWORD, ROOT, SECRET, SID, START, confirmed, csrf, local, login, post
 
 
 def test_every_page_needs_a_login(web):
@@ -121,8 +121,8 @@ def test_an_editor_approves_and_schedules_in_their_own_name_and_refusals_show_as
     page = client.get(local(reply)).get_data(as_text=True)
     assert "approve it first" in page
     post(client, f"/statements/{SID}/approve")
-    reply = post(client, f"/statements/{SID}/schedule", embargo=EMBARGO.isoformat(), channels="email",
-                 override_embargo="1")
+    reply = confirmed(client, f"/statements/{SID}/schedule", embargo=EMBARGO.isoformat(), channels="email",
+                      override_embargo="1")
     assert "scheduled" in client.get(local(reply)).get_data(as_text=True)
     trail = [(e["action"], e["actor"]) for e in json.loads(system.cli("audit", SID, "--format", "json").out)]
     assert ("approved", "maya") in trail and ("scheduled", "maya") in trail

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from distributor.store.schema import deliveries
-from tests.webapp import SID, START, local, login, post
+from tests.webapp import SID, START, confirmed, local, login, post
 
 
 def section(page: str, title: str) -> str:
@@ -99,7 +99,7 @@ def test_actions_say_what_they_did_in_counts(web):
     client = login(app)
     reply = post(client, f"/statements/{SID}/retry")
     assert "nothing to retry: no failed deliveries" in client.get(local(reply)).get_data(as_text=True)
-    reply = post(client, f"/statements/{SID}/withdraw", reason="never approved")
+    reply = confirmed(client, f"/statements/{SID}/withdraw", reason="never approved")
     page = html.unescape(client.get(local(reply)).get_data(as_text=True))
     assert "withdrawn; 0 unsent copies cancelled; nobody holds the embargoed copy, so nobody is told" in page
     assert "the holders are told" not in page

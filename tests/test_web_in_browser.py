@@ -69,8 +69,9 @@ def test_an_editor_releases_a_statement_from_the_browser(served, browser, smtp_s
 
     page.click("button:has-text('Approve')")
     assert "approved" in page.locator(".flash.ok").inner_text()
-    embargo = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%MZ")
+    embargo = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
     page.fill("form[action$='/schedule'] input[name=embargo]", embargo)
+    page.select_option("form[action$='/schedule'] select[name=embargo_zone]", "UTC")
     page.fill("form[action$='/schedule'] input[name=channels]", "email")
     page.click("button:has-text('Schedule')")
     assert "scheduled" in page.locator(".flash.ok").inner_text()

@@ -33,10 +33,10 @@ def web(make_system, statement_file, tmp_path, monkeypatch):
     of logged-out test clients."""
     monkeypatch.setenv("TEST_WEB_SECRET", SECRET)
 
-    def make(base_url: str = "https://press.example.org/distributor", four_eyes: bool = False):
+    def make(base_url: str = "https://press.example.org/distributor", four_eyes: bool = False, extra: str = ""):
         clock = FixedClock(START)
         office = f'base_url = "{base_url}"\nfour_eyes = {"true" if four_eyes else "false"}'
-        system = make_system(clock=clock, office_extra=office, extra='\n[web]\nsecret_env = "TEST_WEB_SECRET"\n')
+        system = make_system(clock=clock, office_extra=office, extra='\n[web]\nsecret_env = "TEST_WEB_SECRET"\n' + extra)
         csv_path = tmp_path / "list.csv"
         csv_path.write_text(LIST, encoding="utf-8")
         assert system.cli("recipients", "import", csv_path, "--list", "embargo").code == 0
@@ -65,3 +65,12 @@ def login(app, name="maya", password=PASSWORD):
 
 def post(client, path, **data):
     return client.post(path, data={**data, "csrf_token": csrf(client, "/")})
+
+
+def confirmed(client, path, **data):
+    """An action that asks first: the summary, then the POST that confirms it with the summary's fingerprint."""
+    summary = post(client, path, **data)
+    assert summary.status_code == 200, summary.status_code
+    page = summary.get_data(as_text=True)
+    fingerprint = re.search(r'name="fingerprint" value="([^"]+)"', page).group(1)
+    return post(client, path, **data, confirm="1", fingerprint=fingerprint)

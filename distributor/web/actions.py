@@ -7,10 +7,10 @@ from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from flask import Blueprint, abort, flash, g, redirect, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from distributor import channels as channel_registry
-from distributor import deliveries, operations, workflow
+from distributor import consequences, deliveries, operations, workflow
 from distributor.errors import InputError, UserError, checked_text
 from distributor.render import when
 from distributor.statements import parse_file
@@ -22,6 +22,26 @@ actions = Blueprint("actions", __name__)
 actions.before_request(require_login)  # staff only, every one of them
 
 
+def offered(row: dict, failed: int) -> list[str]:
+    """The editor's actions that fit the statement's state, in the order the page shows them."""
+    status = row["status"]
+    newer = row["published_revision"] is not None and row["revision"] != row["published_revision"]
+    unapproved = row["approved_revision"] != row["revision"]
+    found = {
+        "draft": ["approve", "upload", "preview", "test", "withdraw"],
+        "approved": ["schedule", "upload", "preview", "test", "withdraw"],
+        "scheduled": ["reschedule", "upload", "withdraw", "preview", "test", "retry"],
+        "released": ["approve", "correct", "upload", "retract", "retry"],
+        "withdrawn": ["approve", "upload"],
+    }.get(status, [])
+    if status == "released":
+        found = [a for a in found if (a != "approve" or (newer and unapproved))
+                 and (a != "correct" or (newer and not unapproved))]
+    if status == "draft" and not unapproved:
+        found.remove("approve")
+    return [a for a in found if a != "retry" or failed]
+
+
 def text(name: str, required: bool = False) -> str | None:
     value = checked_text((request.form.get(name) or "").strip(), name, 1000)
     if required and not value:
@@ -30,27 +50,61 @@ def text(name: str, required: bool = False) -> str | None:
 
 
 def instant(name: str, required: bool = False) -> datetime | None:
+    """A time from a field: typed with its zone or offset, or picked (a local date and time) with the zone chosen
+    beside it in ``<name>_zone``."""
     value = text(name, required)
     if value is None:
         return None
     try:
         return parse_instant(value)
     except ValueError as exc:
+        zone = text(f"{name}_zone")
+        if zone:
+            try:
+                return parse_instant(f"{value.replace('T', ' ')} {zone}")
+            except ValueError as inner:
+                raise InputError(str(inner), where=name) from None
         raise InputError(str(exc), where=name) from None
 
 
-def act(statement_id: str, what, done):
+def back(statement_id: str):
+    return redirect(url_for("pages.statement_page", statement_id=statement_id))
+
+
+def act(statement_id: str, what, done, confirm: str | None = None):
     """Run an action in one transaction; a refusal is shown on the statement page, as the CLI's one line. ``done``
-    says what happened: a text, or a function of what the action returned."""
+    says what happened: a text, or a function of what the action returned.
+
+    With ``confirm`` (the action's name) the first POST only shows what would happen; the action runs on a POST
+    with ``confirm=1`` and the summary's fingerprint, and only if the statement is still as the summary saw it
+    (409 otherwise)."""
     s = site()
+    if confirm and request.form.get("confirm") != "1":
+        try:
+            summary = consequences.summarise(s.ops, statement_id, confirm,
+                                             lambda conn: what(conn, g.user.name, s.clock.now()))
+        except UserError as exc:
+            summary = None
+            flash(str(exc), "error")
+        if summary is not None and summary.refusal:
+            flash(summary.refusal, "error")
+        if summary is None or summary.refusal:
+            return back(statement_id)
+        fields = [(k, v) for k, v in request.form.items(multi=True) if k not in ("csrf_token", "confirm", "fingerprint")]
+        return render_template("confirm.html", summary=summary, fields=fields,
+                               action_url=request.script_root + request.path)
     try:
         with s.engine.begin() as conn:
+            if confirm:
+                consequences.check(conn, statement_id, request.form.get("fingerprint"))
             result = what(conn, g.user.name, s.clock.now())
+    except consequences.Changed as exc:
+        return render_template("error.html", code=409, message=str(exc)), 409
     except UserError as exc:
         flash(str(exc), "error")
     else:
         flash(done(result) if callable(done) else done, "ok")
-    return redirect(url_for("pages.statement_page", statement_id=statement_id))
+    return back(statement_id)
 
 
 @actions.route("/statements/<statement_id>/approve", methods=["POST"])
@@ -68,7 +122,7 @@ def schedule(statement_id: str):
         operations.schedule(site().ops, conn, statement_id, by, embargo=instant("embargo"),
                             send_embargoed_at=instant("send_embargoed_at"), channels=text("channels"),
                             override_embargo=bool(request.form.get("override_embargo")), reason=text("reason"))
-    return act(statement_id, run, "scheduled")
+    return act(statement_id, run, "scheduled", confirm="schedule" if request.form.get("override_embargo") else None)
 
 
 @actions.route("/statements/<statement_id>/reschedule", methods=["POST"])
@@ -83,7 +137,7 @@ def reschedule(statement_id: str):
         return f"embargo moved to {when(row['embargo'])}; " + (
             f"{workflow.journalists(held)} holding the embargoed copy will be told" if held
             else "nobody holds the embargoed copy, so nobody is told")
-    return act(statement_id, run, lambda said: said)
+    return act(statement_id, run, lambda said: said, confirm="reschedule")
 
 
 @actions.route("/statements/<statement_id>/<action>", methods=["POST"])
@@ -109,11 +163,12 @@ def notice_action(statement_id: str, action: str):
         else:
             for address, sent, what in results:
                 flash(f"{address}: test copy {what}", "ok" if sent else "error")
-        return redirect(url_for("pages.statement_page", statement_id=statement_id))
+        return back(statement_id)
     if action not in calls:
         abort(404)
     return act(statement_id, calls[action], {"withdraw": workflow.withdrawn_said, "correct": "correction published",
-                                             "retract": "retracted", "retry": workflow.retried_said}[action])
+                                             "retract": "retracted", "retry": workflow.retried_said}[action],
+               confirm=action if action in consequences.CONFIRMED else None)
 
 
 @actions.route("/import", methods=["POST"])
@@ -136,10 +191,11 @@ def import_file():
             statement = parse_file(path)
             with s.engine.begin() as conn:
                 result = workflow.import_statement(conn, statement, name, g.user.name, s.clock.now(),
-                                                   note=text("note"))
+                                                   revision_of=text("revision_of"), note=text("note"))
         except UserError as exc:
             flash(str(exc).replace(str(path), name).replace(path.name, name), "error")
-            return redirect(url_for("pages.statements_page"))
+            of = request.form.get("revision_of")
+            return back(of) if of else redirect(url_for("pages.statements_page"))
     flash(f"imported as {result.id} revision {result.revision}" if result.changed else "unchanged: nothing imported",
           "ok")
     return redirect(url_for("pages.statement_page", statement_id=result.id))

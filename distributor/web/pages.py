@@ -14,7 +14,7 @@ from distributor.errors import UserError
 from distributor.statements.model import StatementStatus
 from distributor.statements.times import parse_instant
 from distributor.store import reading as reading_connection
-from distributor.web import queries
+from distributor.web import actions, queries
 from distributor.web.auth import require_login
 from distributor.web.site import site
 
@@ -91,7 +91,11 @@ def statement_page(statement_id: str):
                 previews[name] = operations.preview(s.ops, statement_id, name, "released")[0]
             except (UserError, ValueError) as exc:  # ValueError: a link longer than the network's limit
                 previews[name] = f"(no preview: {exc})"
+    failed_count = sum(c.get("failed", 0) for c in counts.values())
+    office = s.config.office
     return render_template("statement.html", row=row, document=document, counts=counts, events=events,
+                           offered=actions.offered(row, failed_count),
+                           zones=[office.timezone.key, *[z.key for z in office.also_show], "UTC"],
                            failed=failed, people=people, total=total, page=page_number(), pages=queries.PAGE,
                            wanted=wanted, search=search or "", missing=missing, previews=previews,
                            statuses=queries.STATUSES, channels=list(s.config.channels))
