@@ -58,6 +58,7 @@ class Summary:
     status: str
     fingerprint: str
     refusal: str | None = None
+    error: UserError | None = field(default=None, repr=False)  # the refusal as the action raised it
     told: int = 0                      # holders of a copy who get a notice
     subject: str | None = None         # the subject line of that notice
     cancelled: int = 0                 # copies and posts not yet sent, now never sent
@@ -117,7 +118,7 @@ def summarise(app, statement_id: str, action: str, run: Callable[[Connection], o
             try:
                 run(conn)
             except UserError as exc:
-                summary.refusal = str(exc)
+                summary.refusal, summary.error = str(exc), exc
                 return summary
             after = workflow.get(conn, statement_id)
             summary.embargo = after["embargo"]

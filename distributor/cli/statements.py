@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from distributor import channels as channel_registry
-from distributor import deliveries, operations, workflow
+from distributor import consequences, deliveries, operations, workflow
 from distributor.cli.common import Parser, actor, add_examples, cut, open_app, optional_text, parse_time, table, visible
 from distributor.clock import iso_z
 from distributor.errors import InputError, UserError, checked_text
@@ -119,14 +119,33 @@ def cmd_approve(args) -> int:
     return 0
 
 
+DRY_RUN = "say what would happen (who is told, what each channel does) and do nothing"
+
+
+def dry_run(app, statement_id: str, action: str, run) -> int:
+    """What the action would do, as the web app's confirmation says it; nothing is done. A refusal is the action's
+    own (exit 2)."""
+    summary = consequences.summarise(app, statement_id, action, run)
+    if summary.error is not None:
+        raise summary.error
+    print(f"{statement_id}: dry run of {action}, nothing done; it would do this:")
+    for line in summary.lines:
+        print(f"  {line}")
+    return 0
+
+
 def cmd_schedule(args) -> int:
     app = open_app(args)
     embargo = parse_time(args.embargo, "--embargo")
     send_at = parse_time(args.send_embargoed_at, "--send-embargoed-at")
+    def run(conn):
+        return operations.schedule(app, conn, args.id, actor(args), embargo=embargo, send_embargoed_at=send_at,
+                                   channels=args.channels, override_embargo=args.override_embargo,
+                                   reason=optional_text(args.reason, "--reason"))
+    if args.dry_run:
+        return dry_run(app, args.id, "schedule", run)
     with app.engine.begin() as conn:
-        row, chosen = operations.schedule(app, conn, args.id, actor(args), embargo=embargo, send_embargoed_at=send_at,
-                                          channels=args.channels, override_embargo=args.override_embargo,
-                                          reason=optional_text(args.reason, "--reason"))
+        row, chosen = run(conn)
     office = app.config.office
     print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
           f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}")
@@ -169,9 +188,13 @@ def notified(count: int) -> str:
 
 def cmd_withdraw(args) -> int:
     app = open_app(args)
+    def run(conn):
+        return workflow.withdraw(conn, args.id, actor(args), app.clock.now(),
+                                 checked_text(args.reason, "--reason", 1000), note=optional_text(args.note, "--note"))
+    if args.dry_run:
+        return dry_run(app, args.id, "withdraw", run)
     with app.engine.begin() as conn:
-        row = workflow.withdraw(conn, args.id, actor(args), app.clock.now(),
-                                checked_text(args.reason, "--reason", 1000), note=optional_text(args.note, "--note"))
+        row = run(conn)
     print(f"{args.id}: {workflow.withdrawn_said(row)}")
     return 0
 
@@ -180,11 +203,15 @@ def cmd_reschedule(args) -> int:
     app = open_app(args)
     embargo = parse_time(args.embargo, "--embargo")
     assert embargo is not None  # required
+    def run(conn):
+        return operations.reschedule(app, conn, args.id, actor(args), embargo=embargo,
+                                     reason=checked_text(args.reason, "--reason", 1000),
+                                     note=optional_text(args.note, "--note"))
+    if args.dry_run:
+        return dry_run(app, args.id, "reschedule", run)
     with app.engine.begin() as conn:
         previous = workflow.get(conn, args.id)["embargo"]
-        row = operations.reschedule(app, conn, args.id, actor(args), embargo=embargo,
-                                    reason=checked_text(args.reason, "--reason", 1000),
-                                    note=optional_text(args.note, "--note"))
+        row = run(conn)
         held = deliveries.holders(conn, args.id, row["generation"])
     office = app.config.office
     print(f"{args.id}: embargo moved from {when(previous)} to {when(row['embargo'])} = "
@@ -194,19 +221,28 @@ def cmd_reschedule(args) -> int:
 
 def cmd_correct(args) -> int:
     app = open_app(args)
+    def run(conn):
+        return workflow.correct(conn, args.id, actor(args), app.clock.now(),
+                                reason=checked_text(args.reason, "--reason", 1000),
+                                note=optional_text(args.note, "--note"))
+    if args.dry_run:
+        return dry_run(app, args.id, "correct", run)
     with app.engine.begin() as conn:
-        row = workflow.correct(conn, args.id, actor(args), app.clock.now(),
-                               reason=checked_text(args.reason, "--reason", 1000),
-                               note=optional_text(args.note, "--note"))
+        row = run(conn)
     print(f"{args.id}: revision {row['published_revision']} published as a correction")
     return 0
 
 
 def cmd_retract(args) -> int:
     app = open_app(args)
+    def run(conn):
+        return workflow.retract(conn, args.id, actor(args), app.clock.now(),
+                                reason=checked_text(args.reason, "--reason", 1000),
+                                note=optional_text(args.note, "--note"))
+    if args.dry_run:
+        return dry_run(app, args.id, "retract", run)
     with app.engine.begin() as conn:
-        workflow.retract(conn, args.id, actor(args), app.clock.now(),
-                         reason=checked_text(args.reason, "--reason", 1000), note=optional_text(args.note, "--note"))
+        run(conn)
     print(f"{args.id}: retracted")
     return 0
 
@@ -246,6 +282,7 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--by", help="who schedules (default: the login name)")
     p.add_argument("--reason", metavar="TEXT",
                    help="for a corrected revision: what changed, when the import gave no --note")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("reschedule", help="move the embargo of a scheduled statement; every holder is told")
@@ -254,6 +291,7 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--by", required=True, help="who moves it (required)")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
     p.add_argument("--note", metavar="TEXT", help="a note for the journalists, printed in the notice")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
     p.set_defaults(func=cmd_reschedule)
 
     p = sub.add_parser("correct", help="publish the approved new revision of a released statement, everywhere")
@@ -261,6 +299,7 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--by", required=True, help="who corrects it (required)")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
     p.add_argument("--note", metavar="TEXT", help="what changed, for the journalists (default: the import's --note)")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
     p.set_defaults(func=cmd_correct)
 
     p = sub.add_parser("retract", help="withdraw a released statement from publication (a kill), everywhere")
@@ -268,6 +307,7 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--by", required=True, help="who retracts it (required)")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
     p.add_argument("--note", metavar="TEXT", help="a note for the journalists, printed in the notice")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
     p.set_defaults(func=cmd_retract)
 
     p = sub.add_parser("preview", help="what a target would get, through the channel's own rendering; sends nothing")
@@ -300,6 +340,7 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--by", required=True, help="who withdraws (required)")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
     p.add_argument("--note", metavar="TEXT", help="a note for the journalists, printed in the notice")
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
     p.set_defaults(func=cmd_withdraw)
 
     add_examples(sub, EXAMPLES)
