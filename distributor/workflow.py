@@ -56,6 +56,8 @@ class Action(str, Enum):
     EMBARGO_OVERRIDDEN = "embargo_overridden"
     RECIPIENTS_IMPORTED = "recipients_imported"
     RECIPIENT_REMOVED = "recipient_removed"
+    RECIPIENT_ADDED = "recipient_added"
+    SUPPRESSION_LIFTED = "suppression_lifted"  # staff took back a suppression made by staff or a bounce
     TEST_SENT = "test-sent"
     RETRIED = "retried"
     RESCHEDULED = "rescheduled"
