@@ -10,7 +10,7 @@ from tempfile import TemporaryDirectory
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from distributor import channels as channel_registry
-from distributor import consequences, deliveries, operations, workflow
+from distributor import consequences, deliveries, operations, words, workflow
 from distributor.errors import InputError, UserError, checked_text
 from distributor.render import when
 from distributor.statements import parse_file
@@ -40,6 +40,11 @@ def offered(row: dict, failed: int) -> list[str]:
     if status == "draft" and not unapproved:
         found.remove("approve")
     return [a for a in found if a != "retry" or failed]
+
+
+def say(message: str, kind: str) -> None:
+    """A message on the next page, in the web app's words (the button or field, never a command or an option)."""
+    flash(words.for_the_web(message), kind)
 
 
 def text(name: str, required: bool = False) -> str | None:
@@ -85,9 +90,9 @@ def act(statement_id: str, what, done, confirm: str | None = None):
                                              lambda conn: what(conn, g.user.name, s.clock.now()))
         except UserError as exc:
             summary = None
-            flash(str(exc), "error")
+            say(str(exc), "error")
         if summary is not None and summary.refusal:
-            flash(summary.refusal, "error")
+            say(summary.refusal, "error")
         if summary is None or summary.refusal:
             return back(statement_id)
         fields = [(k, v) for k, v in request.form.items(multi=True) if k not in ("csrf_token", "confirm", "fingerprint")]
@@ -99,11 +104,11 @@ def act(statement_id: str, what, done, confirm: str | None = None):
                 consequences.check(conn, statement_id, request.form.get("fingerprint"))
             result = what(conn, g.user.name, s.clock.now())
     except consequences.Changed as exc:
-        return render_template("error.html", code=409, message=str(exc)), 409
+        return render_template("error.html", code=409, message=words.for_the_web(str(exc))), 409
     except UserError as exc:
-        flash(str(exc), "error")
+        say(str(exc), "error")
     else:
-        flash(done(result) if callable(done) else done, "ok")
+        say(done(result) if callable(done) else done, "ok")
     return back(statement_id)
 
 
@@ -159,10 +164,10 @@ def notice_action(statement_id: str, action: str):
             results = operations.send_test(site().ops, statement_id, (text("to", required=True) or "").split(),
                                            g.user.name)
         except UserError as exc:
-            flash(str(exc), "error")
+            say(str(exc), "error")
         else:
             for address, sent, what in results:
-                flash(f"{address}: test copy {what}", "ok" if sent else "error")
+                say(f"{address}: test copy {what}", "ok" if sent else "error")
         return back(statement_id)
     if action not in calls:
         abort(404)
@@ -177,12 +182,12 @@ def import_file():
     s = site()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        flash("choose a .txt or .md file", "error")
+        say("choose a .txt or .md file", "error")
         return redirect(url_for("pages.statements_page"))
     name = Path(upload.filename.replace("\x00", "")).name[-100:] or "statement"
     suffix = Path(name).suffix.lower()
     if suffix not in (".txt", ".md"):
-        flash(f"{name}: expected a .txt or .md file", "error")
+        say(f"{name}: expected a .txt or .md file", "error")
         return redirect(url_for("pages.statements_page"))
     with TemporaryDirectory() as folder:
         path = Path(folder) / f"upload{suffix}"  # the name as given is for messages and the record only
@@ -193,9 +198,9 @@ def import_file():
                 result = workflow.import_statement(conn, statement, name, g.user.name, s.clock.now(),
                                                    revision_of=text("revision_of"), note=text("note"))
         except UserError as exc:
-            flash(str(exc).replace(str(path), name).replace(path.name, name), "error")
+            say(str(exc).replace(str(path), name).replace(path.name, name), "error")
             of = request.form.get("revision_of")
             return back(of) if of else redirect(url_for("pages.statements_page"))
-    flash(f"imported as {result.id} revision {result.revision}" if result.changed else "unchanged: nothing imported",
+    say(f"imported as {result.id} revision {result.revision}" if result.changed else "unchanged: nothing imported",
           "ok")
     return redirect(url_for("pages.statement_page", statement_id=result.id))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import io
 import re
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, render_template, request
 
-from distributor import csvout, deliveries, operations, recipients, status, workflow
+from distributor import csvout, deliveries, operations, recipients, status, words, workflow
 from distributor.errors import UserError
 from distributor.statements.model import StatementStatus
 from distributor.statements.times import parse_instant
@@ -90,7 +91,7 @@ def statement_page(statement_id: str):
             try:
                 previews[name] = operations.preview(s.ops, statement_id, name, "released")[0]
             except (UserError, ValueError) as exc:  # ValueError: a link longer than the network's limit
-                previews[name] = f"(no preview: {exc})"
+                previews[name] = f"(no preview: {words.for_the_web(str(exc))})"
     failed_count = sum(c.get("failed", 0) for c in counts.values())
     office = s.config.office
     return render_template("statement.html", row=row, document=document, counts=counts, events=events,
@@ -145,9 +146,19 @@ def recipient_page(address: str):
 @pages.route("/audit")
 def audit_page():
     s = site()
+    wanted = {key: (request.args.get(key) or "").replace("\x00", "").strip()[:200]
+              for key in ("statement", "actor", "action", "from", "to")}
+    since, until = day(wanted["from"], "from"), day(wanted["to"], "to")
     with reading_connection(s.engine) as conn:
-        rows, total = queries.audit_page(conn, page_number())
-    return render_template("audit.html", rows=rows, total=total, page=page_number(), pages=queries.PAGE * 2)
+        actors, action_names = queries.audit_choices(conn)
+        rows, total = queries.audit_page(conn, page_number(), wanted["statement"] or None, wanted["actor"] or None,
+                                         wanted["action"] or None, since, until + timedelta(days=1) if until else None)
+
+    def query(page: int) -> str:
+        return urlencode({**{k: v for k, v in wanted.items() if v}, "page": page})
+    return render_template("audit.html", rows=rows, total=total, page=page_number(), pages=queries.PAGE * 2,
+                           wanted=wanted, actors=actors, actions=action_names, filtered=any(wanted.values()),
+                           query=query)
 
 
 @pages.route("/status")
@@ -155,4 +166,7 @@ def status_page():
     s = site()
     with reading_connection(s.engine) as conn:
         found = status.report(conn, s.clock.now(), s.config.delivery)
+    found["reasons"] = [words.for_the_web(reason) for reason in found["reasons"]]
+    for alert in found["alerts"]:
+        alert["text"] = words.for_the_web(alert["text"])
     return render_template("status.html", found=found), 200

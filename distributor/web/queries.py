@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, func, or_, select
@@ -50,24 +51,39 @@ def channel_counts(conn: Connection, statement_ids: list[str]) -> dict[str, dict
 
 
 def timeline(conn: Connection, statement_id: str) -> list[dict]:
-    """The audit trail of one statement, with the first and last embargoed copy and each channel's first post."""
-    events = [{"at": r["at"], "what": r["action"], "actor": r["actor"], "detail": r["detail"]} for r in conn.execute(
+    """The statement's history: its audit trail, each email copy run as one event (how many, first and last), and
+    each public target's first post."""
+    events = [{"at": r["at"], "action": r["action"], "actor": r["actor"], "revision": r["revision"],
+               "detail": _detail(r["detail"])} for r in conn.execute(
         select(audit).where(audit.c.statement_id == statement_id).order_by(audit.c.at, audit.c.id)).mappings()]
-    channels: list[str] = list(conn.execute(select(deliveries.c.channel).where(
-        deliveries.c.statement_id == statement_id).distinct()).scalars())
-    for channel in channels:  # a few: each first and last is one step down an index
-        for variant in ("embargoed", "released"):
-            sent = [deliveries.c.statement_id == statement_id, deliveries.c.channel == channel,
-                    deliveries.c.status == "sent", deliveries.c.variant == variant]
-            first = conn.execute(select(func.min(deliveries.c.sent_at)).where(*sent)).scalar()
-            if first is None:
-                continue
-            last = conn.execute(select(func.max(deliveries.c.sent_at)).where(*sent)).scalar()
-            label = f"{channel}: {variant} copies" if channel == "email" else f"{channel}: posted"
-            events.append({"at": first, "what": f"{label}, first", "actor": "", "detail": None})
-            if channel == "email" and last != first:
-                events.append({"at": last, "what": f"{label}, last", "actor": "", "detail": None})
+    events = [e for e in events if e["action"] not in ("planned", "delivered")]  # said below, in numbers
+    for channel, variant, kind, count, first, last in conn.execute(select(
+            deliveries.c.channel, deliveries.c.variant, deliveries.c.kind, func.count(), func.min(deliveries.c.sent_at),
+            func.max(deliveries.c.sent_at)).where(
+            deliveries.c.statement_id == statement_id, deliveries.c.status == "sent",
+            deliveries.c.channel == "email").group_by(deliveries.c.channel, deliveries.c.variant, deliveries.c.kind)):
+        what = f"{variant} cop{'y' if count == 1 else 'ies'}" if kind == "statement" else \
+            f"{str(kind).replace('-', ' ')} notice{'' if count == 1 else 's'}"
+        events.append({"at": first, "action": "sent", "actor": "", "revision": None, "detail": None,
+                       "count": count, "what": what, "last": last, "channel": channel})
+    for channel, target, kind, sent_at, remote_id in conn.execute(select(
+            deliveries.c.channel, deliveries.c.target, deliveries.c.kind, func.min(deliveries.c.sent_at),
+            func.max(deliveries.c.remote_id)).where(
+            deliveries.c.statement_id == statement_id, deliveries.c.status == "sent",
+            deliveries.c.channel != "email").group_by(deliveries.c.channel, deliveries.c.target, deliveries.c.kind)):
+        events.append({"at": sent_at, "action": "posted", "actor": "", "revision": None, "channel": channel,
+                       "target": target, "kind": kind, "detail": {"remote id": remote_id} if remote_id else None})
     return sorted(events, key=lambda e: e["at"])
+
+
+def _detail(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {"detail": text}
+    return found if isinstance(found, dict) else {"detail": found}
 
 
 def failures(conn: Connection, statement_id: str, limit: int = 100) -> list[dict]:
@@ -157,8 +173,28 @@ def memberships(conn: Connection, address: str) -> list[dict]:
         recipients.c.email_key == key)).mappings()]
 
 
-def audit_page(conn: Connection, page: int) -> tuple[list[dict], int]:
-    total = conn.execute(select(func.count()).select_from(audit)).scalar_one()
-    rows = [dict(r) for r in conn.execute(select(audit).order_by(audit.c.at.desc(), audit.c.id.desc()).limit(
-        PAGE * 2).offset((page - 1) * PAGE * 2)).mappings()]
+def audit_page(conn: Connection, page: int, statement_id: str | None = None, actor: str | None = None,
+               action: str | None = None, since: datetime | None = None, until: datetime | None = None
+               ) -> tuple[list[dict], int]:
+    """The audit trail, newest first, filtered by statement, actor, action and time."""
+    condition = []
+    if statement_id:
+        condition.append(audit.c.statement_id == statement_id)
+    if actor:
+        condition.append(audit.c.actor == actor)
+    if action:
+        condition.append(audit.c.action == action)
+    if since:
+        condition.append(audit.c.at >= since)
+    if until:
+        condition.append(audit.c.at < until)
+    total = conn.execute(select(func.count()).select_from(audit).where(*condition)).scalar_one()
+    rows = [{**r, "detail": _detail(r["detail"])} for r in conn.execute(select(audit).where(*condition).order_by(
+        audit.c.at.desc(), audit.c.id.desc()).limit(PAGE * 2).offset((page - 1) * PAGE * 2)).mappings()]
     return rows, total
+
+
+def audit_choices(conn: Connection) -> tuple[list[str], list[str]]:
+    """The actors and actions found in the trail, for the filters."""
+    return (list(conn.execute(select(audit.c.actor).distinct().order_by(audit.c.actor)).scalars()),
+            list(conn.execute(select(audit.c.action).distinct().order_by(audit.c.action)).scalars()))

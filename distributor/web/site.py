@@ -9,7 +9,7 @@ from flask import Flask, Response, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.engine import Engine
 
-from distributor import operations
+from distributor import operations, words
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
 from distributor.render import when
@@ -60,5 +60,14 @@ def protective_headers(response: Response) -> Response:
 
 def common() -> dict:
     s = site()
+    zone = s.config.office.timezone
     return {"user": g.get("user"), "office": s.config.office, "iso_z": iso_z,
-            "local": lambda t: when(t, s.config.office.timezone) if t else "-"}
+            "local": lambda t: when(t, zone) if t else "-",
+            "both": lambda t: f"{when(t, zone)} ({when(t)})" if t else "-",  # the office's time, UTC beside it
+            "say": lambda e: words.timeline_event(e, zone),
+            "said": lambda r: words.event(r["action"], r["actor"], r["detail"], r["revision"], zone),
+            "details": words.details, "plural": plural}
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
