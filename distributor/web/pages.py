@@ -9,13 +9,16 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, render_template, request
+from markupsafe import Markup
 
 from distributor import csvout, deliveries, operations, recipients, status, words, workflow
+from distributor.channels import social
 from distributor.errors import UserError
+from distributor.render import when
 from distributor.statements.model import StatementStatus
 from distributor.statements.times import parse_instant
 from distributor.store import reading as reading_connection
-from distributor.web import actions, queries
+from distributor.web import actions, pictures, queries
 from distributor.web.auth import require_login
 from distributor.web.site import site
 
@@ -85,21 +88,63 @@ def statement_page(statement_id: str):
         failed = queries.failures(conn, statement_id)
         people, total = queries.recipient_rows(conn, statement_id, wanted, search, page_number())
         missing = queries.left_out(conn, statement_id, lists, row["status"]) if lists else []
-    previews = {}
-    for name in ("mastodon", "bluesky"):
-        if name in s.config.channels:
-            try:
-                previews[name] = operations.preview(s.ops, statement_id, name, "released")[0]
-            except (UserError, ValueError) as exc:  # ValueError: a link longer than the network's limit
-                previews[name] = f"(no preview: {words.for_the_web(str(exc))})"
+        revision_list = queries.revision_list(conn, statement_id)
+        compared = compared_revisions(conn, statement_id, revision_list)
+        now = s.clock.now()
+        refresh = queries.busy(conn, statement_id, now) or (
+            row["status"] == "scheduled" and row["embargo"] is not None and row["embargo"] - now <= REFRESH_AHEAD)
+        over_time = queries.sent_over_time(conn, statement_id)
+    previews = social_previews(statement_id)
     failed_count = sum(c.get("failed", 0) for c in counts.values())
     office = s.config.office
+    renderer = s.ops.context().renderer
+    text = Markup(renderer.render("shared/body.html.j2", **renderer.context(
+        document, statement_id, row["embargo"] or document.embargo, embargoed=False)))
     return render_template("statement.html", row=row, document=document, counts=counts, events=events,
+                           text=text, revisions=revision_list, compared=compared, refresh=refresh,
+                           bars={c: pictures.progress(n) for c, n in counts.items()},
+                           chart=pictures.chart(over_time, row["embargo"], lambda t: when(t, office.timezone)),
                            offered=actions.offered(row, failed_count),
                            zones=[office.timezone.key, *[z.key for z in office.also_show], "UTC"],
                            failed=failed, people=people, total=total, page=page_number(), pages=queries.PAGE,
                            wanted=wanted, search=search or "", missing=missing, previews=previews,
                            statuses=queries.STATUSES, channels=list(s.config.channels))
+
+
+REFRESH_AHEAD = timedelta(seconds=60)
+
+
+def social_previews(statement_id: str) -> dict[str, tuple[str, str]]:
+    """Each social post as its network would show it, with its length as the network counts it."""
+    s = site()
+    found = {}
+    for name, limit in (("mastodon", 500), ("bluesky", 300)):
+        if name not in s.config.channels:
+            continue
+        try:
+            text = operations.preview(s.ops, statement_id, name, "released")[0]
+        except (UserError, ValueError) as exc:  # ValueError: a link longer than the network's limit
+            found[name] = (f"(no preview: {words.for_the_web(str(exc))})", "")
+            continue
+        length = social.count_mastodon(text) if name == "mastodon" else social.count_graphemes(text)
+        found[name] = (text, f"{length} of {limit} characters, as {name.capitalize()} counts them")
+    return found
+
+
+def compared_revisions(conn, statement_id: str, revision_list: list[dict]) -> dict | None:
+    """The differences between two revisions (``?from=1&to=2``; by default the last two), or None with one."""
+    numbers = [r["number"] for r in revision_list]
+    if len(numbers) < 2:
+        return None
+    try:
+        newer = int(request.args.get("to", numbers[0]))
+        older = int(request.args.get("from", numbers[1]))
+    except ValueError:
+        abort(404)
+    if older not in numbers or newer not in numbers:
+        abort(404)
+    return {"from": older, "to": newer, "numbers": numbers, "text": pictures.differences(
+        workflow.content(conn, statement_id, older), workflow.content(conn, statement_id, newer))}
 
 
 @pages.route("/statements/<statement_id>/email.html")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import PurePath
 
 from sqlalchemy import Connection, and_, func, or_, select
 
@@ -198,3 +199,33 @@ def audit_choices(conn: Connection) -> tuple[list[str], list[str]]:
     """The actors and actions found in the trail, for the filters."""
     return (list(conn.execute(select(audit.c.actor).distinct().order_by(audit.c.actor)).scalars()),
             list(conn.execute(select(audit.c.action).distinct().order_by(audit.c.action)).scalars()))
+
+
+def revision_list(conn: Connection, statement_id: str) -> list[dict]:
+    """Every revision of a statement, newest first: who imported it, when, from which file, and what changed."""
+    return [{**r, "source": PurePath(str(r["source"])).name} for r in conn.execute(select(
+        revisions.c.number, revisions.c.imported_by, revisions.c.imported_at, revisions.c.source, revisions.c.note
+    ).where(revisions.c.statement_id == statement_id).order_by(revisions.c.number.desc())).mappings()]
+
+
+def sent_over_time(conn: Connection, statement_id: str, points: int = 120) -> list[tuple[datetime, int]]:
+    """The running total of deliveries sent, at most ``points`` steps of it (every n-th delivery, and the last)."""
+    sent = (deliveries.c.statement_id == statement_id, deliveries.c.status == "sent",
+            deliveries.c.sent_at.is_not(None))
+    total = conn.execute(select(func.count()).select_from(deliveries).where(*sent)).scalar_one()
+    if not total:
+        return []
+    step = max(1, -(-total // points))
+    ranked = select(deliveries.c.sent_at, func.row_number().over(
+        order_by=(deliveries.c.sent_at, deliveries.c.id)).label("n")).where(*sent).subquery()
+    return [(r[0], int(r[1])) for r in conn.execute(select(ranked.c.sent_at, ranked.c.n).where(
+        or_(ranked.c.n % step == 0, ranked.c.n == total, ranked.c.n == 1)).order_by(ranked.c.n))]
+
+
+def busy(conn: Connection, statement_id: str, now: datetime, within: timedelta = timedelta(seconds=60)) -> bool:
+    """Whether deliveries of the statement are being sent, or are due within ``within``: the page then refreshes."""
+    return conn.execute(select(deliveries.c.id).where(
+        deliveries.c.statement_id == statement_id,
+        or_(deliveries.c.status == "sending",
+            and_(deliveries.c.status.in_(("pending", "retrying")), deliveries.c.next_attempt_at <= now + within))
+    ).limit(1)).first() is not None
