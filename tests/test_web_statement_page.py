@@ -76,3 +76,20 @@ def test_a_social_post_is_shown_with_its_length_as_the_network_counts_it(web, mo
     post = page.split("post-mastodon", 1)[1].split("</div>", 1)[0]
     assert "Riverland: Flood maps must be published" in post
     assert re.search(r"\d+ of 500 characters, as Mastodon counts them", post)
+
+
+def test_the_list_links_titles_shows_badges_and_finds_by_title_or_reference(web, statement_file):
+    system, clock, app = web()
+    other = statement_file(name="other.txt", title="Harbour dredging licence refused",
+                           reference="Index: TRO 01/002/2026")
+    assert system.at("import", other, "--by", "sam").code == 0
+    client = login(app)
+    page = html.unescape(client.get("/").get_data(as_text=True))
+    assert f'<a href="/distributor/statements/{SID}">Riverland: Flood maps must be published</a>' in page
+    assert '<span class="badge badge-draft">draft</span>' in page and "2 statements." in page
+    found = html.unescape(client.get("/?q=harbour").get_data(as_text=True))
+    assert "Harbour dredging" in found and "Riverland" not in found and "1 statement." in found
+    by_reference = html.unescape(client.get("/?q=01/002").get_data(as_text=True))
+    assert "Harbour dredging" in by_reference and "Riverland" not in by_reference
+    none = client.get("/?q=nothing-like-this").get_data(as_text=True)
+    assert "No statements match." in none and "0 statements." in none

@@ -51,12 +51,13 @@ def statements_page():
     if wanted and wanted not in {st.value for st in StatementStatus}:
         wanted = None
     since, until = day(request.args.get("from"), "from"), day(request.args.get("to"), "to")
+    search = (request.args.get("q") or "").replace("\x00", "").strip()[:200]
     with reading_connection(s.engine) as conn:
         rows, total = queries.statements_page(conn, wanted, since, until + timedelta(days=1) if until else None,
-                                              page_number())
+                                              page_number(), search or None)
     return render_template("statements.html", rows=rows, total=total, page=page_number(), pages=queries.PAGE,
                            statuses=[st.value for st in StatementStatus], wanted=wanted,
-                           statuses_of_deliveries=queries.STATUSES,
+                           statuses_of_deliveries=queries.STATUSES, search=search,
                            since=request.args.get("from", ""), until=request.args.get("to", ""))
 
 

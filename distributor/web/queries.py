@@ -17,16 +17,24 @@ STATUSES = ("sent", "pending", "sending", "retrying", "failed", "cancelled")
 
 
 def statements_page(conn: Connection, status: str | None, since: datetime | None, until: datetime | None,
-                    page: int) -> tuple[list[dict], int]:
-    """Statements newest first (by creation), with their title and per-channel counts; and how many in all."""
+                    page: int, search: str | None = None) -> tuple[list[dict], int]:
+    """Statements newest first (by creation), with their title and per-channel counts; and how many in all.
+    ``search`` finds words in the current revision's title or reference, or in the id."""
     condition = []
+    if search:
+        pattern = f"%{search.lower()}%"
+        condition.append(or_(func.lower(revisions.c.content["title"].as_string()).like(pattern),
+                             func.lower(revisions.c.content["reference"].as_string()).like(pattern),
+                             statements.c.id.like(pattern)))
     if status:
         condition.append(statements.c.status == status)
     if since:
         condition.append(statements.c.created_at >= since)
     if until:
         condition.append(statements.c.created_at < until)
-    total = conn.execute(select(func.count()).select_from(statements).where(*condition)).scalar_one()
+    current = and_(revisions.c.statement_id == statements.c.id, revisions.c.number == statements.c.revision)
+    total = conn.execute(select(func.count()).select_from(statements.join(revisions, current)).where(
+        *condition)).scalar_one()
     rows = [dict(r) for r in conn.execute(select(statements, revisions.c.content).join(revisions, and_(
         revisions.c.statement_id == statements.c.id, revisions.c.number == statements.c.revision)).where(
         *condition).order_by(statements.c.created_at.desc(), statements.c.id).limit(PAGE).offset(
