@@ -221,3 +221,18 @@ def test_serve_sets_waitress_for_slow_clients_and_the_base_url(web):
     options = serve_options(argparse.Namespace(host="127.0.0.1", port=8080, threads=8), system.config)
     assert options["connection_limit"] == 1000 and options["channel_timeout"] == 30
     assert options["url_prefix"] == ROOT
+
+
+def test_a_new_office_gets_no_copy_of_the_web_pages_and_serve_warns_of_an_override(run, tmp_path):
+    from distributor.channels import load_config
+    from distributor.cli.web import overridden_pages
+    office = tmp_path / "office"
+    assert run(None, "new", office).code == 0
+    assert (office / "templates" / "email" / "embargoed.html.j2").is_file()
+    assert not (office / "templates" / "web").exists()  # the pages are the program's, upgraded with it
+    config = load_config(office / "config" / "distributor.toml")
+    assert overridden_pages(config) == []
+    (office / "templates" / "web").mkdir()
+    (office / "templates" / "web" / "statement.html").write_text("{% extends 'base.html' %}", encoding="utf-8")
+    (office / "templates" / "web" / "extra.html").write_text("mine", encoding="utf-8")  # not one of ours
+    assert overridden_pages(config) == [office / "templates" / "web" / "statement.html"]

@@ -34,7 +34,8 @@ def cmd_new(args) -> int:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InputError("exists and is not an empty folder; choose a new one", where=str(target))
     shutil.copytree(SCAFFOLD, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(DEFAULT_TEMPLATES, target / "templates", ignore=shutil.ignore_patterns("__pycache__"))
+    # the web app's pages are part of the program, not the office's to edit: they are not copied
+    shutil.copytree(DEFAULT_TEMPLATES, target / "templates", ignore=shutil.ignore_patterns("__pycache__", "web"))
     print(f"""{target}: a new office folder. Next:
   cd {target}
   distributor init

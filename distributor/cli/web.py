@@ -4,9 +4,13 @@ when it is served."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 from distributor.cli.common import Parser, add_examples, open_app
+
+log = logging.getLogger("distributor.web")
 
 
 def serve_options(args, config) -> dict:
@@ -19,12 +23,26 @@ def serve_options(args, config) -> dict:
             "connection_limit": 1000, "channel_timeout": 30, "url_prefix": "" if prefix == "/" else prefix}
 
 
+def overridden_pages(config) -> list[Path]:
+    """The office's copies of the web app's own templates: they hide the program's pages, which change with it."""
+    from distributor.render import DEFAULT_TEMPLATES
+
+    ours = DEFAULT_TEMPLATES / "web"
+    theirs = Path(config.paths.templates) / "web"
+    if not theirs.is_dir():
+        return []
+    return sorted(path for path in theirs.rglob("*") if path.is_file() and (ours / path.relative_to(theirs)).exists())
+
+
 def cmd_serve(args) -> int:
     from waitress import serve
 
     from distributor.web import create_app
 
     app = open_app(args)
+    for path in overridden_pages(app.config):
+        log.warning("%s overrides the web app's own page of that name; remove it to get the page as this version "
+                    "of distributor makes it", path)
     web = create_app(app.config, app.engine, app.clock)
     options = serve_options(args, app.config)
     print(f"serving on http://{args.host}:{args.port}{options['url_prefix']}/ "
