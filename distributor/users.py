@@ -197,3 +197,29 @@ def end_session(conn: Connection, token: str, at: datetime) -> None:
 def end_sessions(conn: Connection, name: str, at: datetime) -> None:
     conn.execute(update(web_sessions).where(web_sessions.c.user_name == name,
                                             or_(web_sessions.c.ended_at.is_(None))).values(ended_at=at))
+
+
+# -- the calendar feed -----------------------------------------------------------------------------------------------
+def calendar_url(base_url: str, token: str) -> str:
+    """The address of a calendar feed: ``base_url`` is the web app's (``office.base_url``)."""
+    return f"{base_url}/calendar/{token}.ics"
+
+
+def new_calendar_token(conn: Connection, name: str, at: datetime) -> str:
+    """A new token for the user's calendar feed, which replaces the one before (its address stops working).
+    Returns the token, to be shown once: only its hash is stored."""
+    token = secrets.token_urlsafe(32)
+    if not conn.execute(update(users).where(users.c.name == name).values(
+            calendar_token=_digest(token), updated_at=at)).rowcount:
+        raise InputError(f"no user {name!r} (see 'distributor users list')", where="NAME")
+    return token
+
+
+def has_calendar(conn: Connection, name: str) -> bool:
+    return conn.execute(select(users.c.calendar_token).where(users.c.name == name)).scalar() is not None
+
+
+def calendar_user(conn: Connection, token: str) -> User | None:
+    """The user whose calendar feed this token opens, if any."""
+    row = conn.execute(select(users.c.name, users.c.role).where(users.c.calendar_token == _digest(token))).first()
+    return User(row[0], Role(row[1])) if row else None

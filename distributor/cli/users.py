@@ -1,4 +1,4 @@
-"""Commands on the people who use the web app: users add, passwd, remove and list."""
+"""Commands on the people who use the web app: users add, passwd, remove, list and calendar-reset."""
 
 from __future__ import annotations
 
@@ -69,6 +69,20 @@ def cmd_users_list(args) -> int:
     return 0
 
 
+def cmd_users_calendar_reset(args) -> int:
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        token = users_module.new_calendar_token(conn, args.name, app.clock.now())
+        workflow.record(conn, workflow.Action.USER_CHANGED, actor(args), app.clock.now(), user=args.name,
+                        change="calendar address")
+    print(f"{args.name}: a new calendar feed address; the one before no longer works. It is shown only now:")
+    if app.config.office.base_url:
+        print(users_module.calendar_url(app.config.office.base_url, token))
+    else:
+        print(f"{users_module.calendar_url('', token)}  (after the web app's address; set office.base_url)")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     u = sub.add_parser("users", help="people who use the web app").add_subparsers(dest="users_command", required=True,
                                                                                 parser_class=Parser)
@@ -88,6 +102,9 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p = u.add_parser("list", help="list the users and their roles")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_users_list)
+    p = u.add_parser("calendar-reset", help="revoke a user's calendar feed address and print a new one, once")
+    p.add_argument("name", metavar="NAME", help="the login name")
+    p.set_defaults(func=cmd_users_calendar_reset)
 
     add_examples(u, EXAMPLES)
 
@@ -98,4 +115,5 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "users passwd": ("distributor users passwd maya",),
     "users remove": ("distributor users remove kim",),
     "users list": ("distributor users list",),
+    "users calendar-reset": ("distributor users calendar-reset maya",),
 }

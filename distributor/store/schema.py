@@ -203,6 +203,8 @@ users = Table(
     Column("password_hash", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("calendar_token", String(64)),  # SHA-256 of the token in their calendar feed's address, never the token
+    Index("ix_users_calendar_token", "calendar_token", unique=True),
 )
 
 # Web sessions, held on the server: logging out or an idle spell ends one, whatever the browser keeps.
