@@ -1,20 +1,21 @@
-"""Recipient lists: CSV import with email-validator, and suppression (unsubscribe) that no import lifts."""
+"""Recipient lists: CSV import with email-validator, one member added or removed, and suppression (unsubscribe) that
+no import lifts; staff may lift one made by staff or by a bounce, never the recipient's own."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, case, delete, func, insert, or_, select, update
 
-from distributor import deliveries
-from distributor.errors import InputError, checked_text
+from distributor import deliveries, workflow
+from distributor.errors import InputError, StateError, checked_text
 from distributor.files import decode, read_bytes
 from distributor.progress import Progress
 from distributor.store.schema import recipients, suppressions
@@ -41,10 +42,16 @@ class ImportReport:
 FIELD_LENGTHS = {"name": 200, "outlet": 200, "language": 35, "tags": 500}  # the columns' sizes
 
 
-def list_option(name: str) -> str:
+# What a person typed is named in a message by where they typed it: the command line's option, or the web form's
+# field. The words of the message are the same.
+OPTIONS: Mapping[str, str] = {"list": "--list", "email": "EMAIL", "name": "--name", "outlet": "--outlet",
+                              "language": "--language", "tags": "--tags"}
+
+
+def list_option(name: str, where: str = "--list") -> str:
     if not name.strip():
-        raise InputError("--list needs a name", where="--list")
-    return checked_text(name, "--list", 100)
+        raise InputError("needs a name", where=where)
+    return checked_text(name, where, 100)
 
 
 def normalise(email: str) -> str:
@@ -129,12 +136,13 @@ def _rows(reader, path: Path) -> Iterator[list[str]]:
 
 
 def import_csv(conn: Connection, path: Path, list_name: str, now: datetime, strict: bool = False,
-               replace: bool = False) -> ImportReport:
+               replace: bool = False, names: tuple[str, str, str] = ("--list", "--strict", "--replace")) -> ImportReport:
     """Upsert every valid row of the file into the list, in the caller's transaction.
 
     With ``replace`` the list becomes exactly the file: members not in it leave the list. A rejected row then
-    fails the whole import, so that a typing error never takes a journalist off the list."""
-    list_name = list_option(list_name)
+    fails the whole import, so that a typing error never takes a journalist off the list. ``names`` are what the
+    list, ``strict`` and ``replace`` are called where the person chose them."""
+    list_name = list_option(list_name, names[0])
     report = ImportReport()
     chunk: list[dict] = []
     in_file: set[str] = set()
@@ -143,7 +151,7 @@ def import_csv(conn: Connection, path: Path, list_name: str, now: datetime, stri
             if isinstance(row, str):
                 report.rejected.append(f"{path}:{line}: {row}")
                 if strict or replace:
-                    flag = "--strict" if strict else "--replace"
+                    flag = names[1] if strict else names[2]
                     raise InputError(f"{row} ({flag} rejects the whole file)", where=f"{path}:{line}")
                 continue
             if replace:
@@ -191,17 +199,83 @@ def _upsert(conn: Connection, list_name: str, rows: list[dict], now: datetime, r
         report.updated += len(changed)
 
 
-def unsubscribe(conn: Connection, email: str, actor: str, now: datetime, reason: str = "unsubscribed") -> bool:
-    """Suppress an address for all future mail; cancels its unsent email. False if it was already suppressed."""
-    address = typed_address(email, "EMAIL")
-    if conn.execute(select(suppressions.c.email_key).where(suppressions.c.email_key == key(address))).first():
-        return False
-    conn.execute(insert(suppressions).values(email_key=key(address), reason=reason, actor=actor, created_at=now))
+BY_RECIPIENT = frozenset({"one-click unsubscribe"})  # the actors that are the recipient themselves (web.public)
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """Why an address gets no mail, and who made it so."""
+
+    email_key: str
+    reason: str
+    actor: str
+    created_at: datetime
+
+    @property
+    def by_recipient(self) -> bool:
+        """The recipient's own request (the one-click link in every email): no one but they may undo it. Staff's
+        suppressions, and a bounce's, may be lifted."""
+        return self.actor in BY_RECIPIENT
+
+
+def suppression(conn: Connection, address: str, lock: bool = False) -> Suppression | None:
+    query = select(suppressions).where(suppressions.c.email_key == key(address))
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    return Suppression(row.email_key, row.reason, row.actor, row.created_at) if row else None
+
+
+def unsubscribe(conn: Connection, email: str, actor: str, now: datetime, reason: str = "unsubscribed",
+                where: str = "EMAIL") -> bool:
+    """Suppress an address for all future mail; cancels its unsent email. False if it was already suppressed.
+
+    The recipient's own request replaces a suppression made by staff or a bounce, so that lifting that one later
+    cannot undo what the recipient asked for."""
+    address = typed_address(email, where)
+    found = suppression(conn, address, lock=True)
+    if found is not None:
+        if found.by_recipient or actor not in BY_RECIPIENT:
+            return False
+        conn.execute(update(suppressions).where(suppressions.c.email_key == key(address)).values(
+            reason=reason, actor=actor, created_at=now))
+    else:
+        conn.execute(insert(suppressions).values(email_key=key(address), reason=reason, actor=actor, created_at=now))
     stored: list[str] = list(conn.execute(select(recipients.c.email).where(
         recipients.c.email_key == key(address))).scalars())
     for written in {address, *stored}:  # as each list wrote it: "Ana@Paper.example" is ana@paper.example
         deliveries.cancel_target(conn, "email", written, now, reason="unsubscribed")
     return True
+
+
+def lift(conn: Connection, email: str, where: str = "EMAIL") -> Suppression:
+    """Let mail go to a suppressed address again; what it lifted. Copies cancelled meanwhile stay cancelled.
+    Only a suppression made by staff or by a bounce may be lifted, never the recipient's own."""
+    address = typed_address(email, where)
+    found = suppression(conn, address, lock=True)
+    if found is None:
+        raise InputError(f"{address} is not suppressed", where=where)
+    if found.by_recipient:
+        raise StateError(f"{address} unsubscribed themselves ({found.actor}); only a suppression made by staff or "
+                         f"by a bounce can be lifted", where=where)
+    conn.execute(delete(suppressions).where(suppressions.c.email_key == key(address)))
+    return found
+
+
+def record_added(conn: Connection, row: dict, actor: str, now: datetime) -> None:
+    workflow.record(conn, workflow.Action.RECIPIENT_ADDED, actor, now, email=row["email"], list=row["list_name"],
+                    embargo_ok=row["embargo_ok"])
+
+
+def record_lifted(conn: Connection, email: str, lifted: Suppression, actor: str, now: datetime) -> None:
+    workflow.record(conn, workflow.Action.SUPPRESSION_LIFTED, actor, now, email=email, suppressed_by=lifted.actor,
+                    reason=lifted.reason)
+
+
+def unsubscribed_said(address: str, changed: bool) -> str:
+    return f"{address}: " + ("suppressed for all future mail" if changed else "was already suppressed")
+
+
+def lifted_said(address: str) -> str:
+    return f"{address}: no longer suppressed; copies cancelled while it was stay cancelled"
 
 
 def is_suppressed(conn: Connection, emails: list[str]) -> set[str]:
@@ -299,12 +373,80 @@ def release_members(conn: Connection, list_name: str, release_lists: tuple[str, 
         yield from _stream(conn, query)
 
 
-def remove(conn: Connection, list_name: str, email: str) -> bool:
+def remove(conn: Connection, list_name: str, email: str, names: Mapping[str, str] = OPTIONS) -> bool:
     """Take one member off a list. False if the address was not on it."""
-    list_name = list_option(list_name)
-    address = typed_address(email, "EMAIL")
+    list_name = list_option(list_name, names["list"])
+    address = typed_address(email, names["email"])
     return conn.execute(delete(recipients).where(
         recipients.c.list_name == list_name, recipients.c.email_key == key(address))).rowcount > 0
+
+
+def removed_said(email: str, list_name: str) -> str:
+    return f"{email}: removed from the list {list_name}; embargoed copies not yet sent to it will not go out"
+
+
+def add(conn: Connection, list_name: str, email: str, now: datetime, *, name: str = "", outlet: str = "",
+        embargo_ok: bool = False, language: str = "", tags: str = "", names: Mapping[str, str] = OPTIONS) -> dict:
+    """Put one member on a list (which it creates if new), checked as an imported row is; the row as stored. An
+    address already on the list is refused: a re-import changes a member."""
+    list_name = list_option(list_name, names["list"])
+    address = typed_address(email, names["email"])
+    values = {"name": name, "outlet": outlet, "language": language, "tags": tags}
+    fields = {f: checked_text(v.strip(), names[f], FIELD_LENGTHS[f]) for f, v in values.items()}
+    if conn.execute(select(recipients.c.id).where(recipients.c.list_name == list_name,
+                                                  recipients.c.email_key == key(address))).first():
+        raise InputError(f"{address} is already on the list {list_name!r}; a re-import changes a member",
+                         where=names["email"])
+    row = {"list_name": list_name, "email": address, "email_key": key(address), **fields,
+           "embargo_ok": embargo_ok, "created_at": now, "updated_at": now}
+    conn.execute(insert(recipients).values(row))
+    return row
+
+
+def added_said(row: dict, suppressed: bool) -> str:
+    return (f"{row['email']}: added to the list {row['list_name']}; "
+            + ("vetted for embargoed copies" if row["embargo_ok"] else "not vetted: gets the released version only")
+            + ("; suppressed, so it gets no mail" if suppressed else ""))
+
+
+def lists(conn: Connection, list_name: str | None = None) -> list[dict]:
+    """Every list (or the one named) with its number of members and of members vetted for embargoed copies, by
+    name. A list is its members: one without any does not exist."""
+    vetted = func.sum(case((recipients.c.embargo_ok.is_(True), 1), else_=0))
+    query = select(recipients.c.list_name, func.count(), vetted).group_by(recipients.c.list_name).order_by(
+        recipients.c.list_name)
+    if list_name is not None:
+        query = query.where(recipients.c.list_name == list_name)
+    return [{"name": r[0], "members": int(r[1]), "vetted": int(r[2] or 0)} for r in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class Member:
+    email: str
+    name: str
+    outlet: str
+    embargo_ok: bool
+    language: str
+    tags: str
+    suppression: Suppression | None
+
+
+def members(conn: Connection, list_name: str, search: str | None, page: int, per_page: int) -> tuple[list[Member], int]:
+    """A page of the list's members by address, those whose address, name, outlet or tags hold ``search`` (in any
+    case); and how many match."""
+    condition = [recipients.c.list_name == list_name]
+    if search:
+        wanted = search.lower()
+        condition.append(or_(*(func.lower(column).contains(wanted, autoescape=True) for column in (
+            recipients.c.email, recipients.c.name, recipients.c.outlet, recipients.c.tags))))
+    total = conn.execute(select(func.count()).select_from(recipients).where(*condition)).scalar_one()
+    rows = conn.execute(select(recipients, suppressions.c.reason, suppressions.c.actor,
+                               suppressions.c.created_at.label("suppressed_at")).outerjoin(
+        suppressions, suppressions.c.email_key == recipients.c.email_key).where(*condition).order_by(
+        recipients.c.email_key).limit(per_page).offset((page - 1) * per_page)).mappings()
+    return [Member(r["email"], r["name"], r["outlet"], bool(r["embargo_ok"]), r["language"], r["tags"],
+                   Suppression(r["email_key"], r["reason"], r["actor"], r["suppressed_at"])
+                   if r["suppressed_at"] is not None else None) for r in rows], total
 
 
 def listing(conn: Connection, list_name: str | None = None) -> list[dict]:

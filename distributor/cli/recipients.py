@@ -1,4 +1,4 @@
-"""Commands on recipients and their lists: recipients import, remove, unsubscribe and list."""
+"""Commands on recipients and their lists: recipients import, add, remove, unsubscribe (and its undo) and list."""
 
 from __future__ import annotations
 
@@ -28,13 +28,30 @@ def cmd_recipients_import(args) -> int:
     return 0
 
 
+def cmd_recipients_add(args) -> int:
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        row = recipients.add(conn, args.list, args.email, app.clock.now(), name=args.name, outlet=args.outlet,
+                             embargo_ok=args.embargo_ok, language=args.language, tags=args.tags)
+        recipients.record_added(conn, row, actor(args), app.clock.now())
+        suppressed = recipients.suppression(conn, row["email"]) is not None
+    print(recipients.added_said(row, suppressed))
+    return 0
+
+
 def cmd_recipients_unsubscribe(args) -> int:
     app = open_app(args)
+    if args.undo:
+        with app.engine.begin() as conn:
+            lifted = recipients.lift(conn, args.email)
+            recipients.record_lifted(conn, args.email, lifted, actor(args), app.clock.now())
+        print(recipients.lifted_said(args.email))
+        return 0
     with app.engine.begin() as conn:
         changed = recipients.unsubscribe(conn, args.email, actor(args), app.clock.now())
         if changed:
             workflow.record(conn, workflow.Action.UNSUBSCRIBED, actor(args), app.clock.now(), email=args.email)
-    print(f"{args.email}: " + ("suppressed for all future mail" if changed else "was already suppressed"))
+    print(recipients.unsubscribed_said(args.email, changed))
     return 0
 
 
@@ -46,7 +63,7 @@ def cmd_recipients_remove(args) -> int:
             raise InputError(f"{args.email} is not on the list {args.list!r}", where="EMAIL")
         workflow.record(conn, workflow.Action.RECIPIENT_REMOVED, actor(args), app.clock.now(), email=args.email,
                         list=args.list)
-    print(f"{args.email}: removed from the list {args.list}; embargoed copies not yet sent to it will not go out")
+    print(recipients.removed_said(args.email, args.list))
     return 0
 
 
@@ -77,6 +94,16 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
                    help="make the list exactly the file: members not in it leave the list (any bad row fails it all)")
     p.add_argument("--by", help="who imports (default: the login name)")
     p.set_defaults(func=cmd_recipients_import)
+    p = r.add_parser("add", help="put one address on a list (a new name makes a new list)")
+    p.add_argument("email", help="the address")
+    p.add_argument("--list", required=True, help="the list's name")
+    p.add_argument("--name", default="", help="the journalist's name")
+    p.add_argument("--outlet", default="", help="the paper, station or agency")
+    p.add_argument("--embargo-ok", action="store_true", help="vetted for embargoed copies (default: released only)")
+    p.add_argument("--language", default="", help="e.g. en or fr")
+    p.add_argument("--tags", default="", help="free text to search by, e.g. 'health courts'")
+    p.add_argument("--by", help="who adds (default: the login name)")
+    p.set_defaults(func=cmd_recipients_add)
     p = r.add_parser("remove", help="take one address off a list; its embargoed copies not yet sent are stopped")
     p.add_argument("email", help="the member's address")
     p.add_argument("--list", required=True, help="the list's name")
@@ -84,7 +111,9 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.set_defaults(func=cmd_recipients_remove)
     p = r.add_parser("unsubscribe", help="suppress an address for all future mail")
     p.add_argument("email", help="the address to suppress")
-    p.add_argument("--by", help="who unsubscribes it (default: the login name)")
+    p.add_argument("--undo", action="store_true",
+                   help="lift a suppression made by staff or by a bounce (never one the recipient made)")
+    p.add_argument("--by", help="who unsubscribes it, or lifts it with --undo (default: the login name)")
     p.set_defaults(func=cmd_recipients_unsubscribe)
     p = r.add_parser("list", help="list recipients")
     p.add_argument("--list")
@@ -97,7 +126,10 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "recipients import": ("distributor recipients import recipients/journalists.csv --list embargo",
                           "distributor recipients import journalists.csv --list embargo --replace --by 'Kim Ahn'"),
+    "recipients add": ("distributor recipients add ana@paper.example.com --list embargo --name 'Ana Lima' "
+                       "--outlet 'Daily Paper' --embargo-ok --language en --tags courts --by 'Kim Ahn'",),
     "recipients remove": ("distributor recipients remove ana@paper.example.com --list embargo --by 'Kim Ahn'",),
-    "recipients unsubscribe": ("distributor recipients unsubscribe ana@paper.example.com",),
+    "recipients unsubscribe": ("distributor recipients unsubscribe ana@paper.example.com",
+                               "distributor recipients unsubscribe --undo ana@paper.example.com --by 'Kim Ahn'"),
     "recipients list": ("distributor recipients list --list embargo",),
 }

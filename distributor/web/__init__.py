@@ -48,7 +48,7 @@ def root_path(config: Config) -> str:
 
 
 def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
-    from distributor.web import actions, auth, calendar, pages, public, site
+    from distributor.web import actions, auth, calendar, lists, pages, public, site
 
     users.dummy_hash()  # made now: the first login with an unknown name costs what every other one does
     app = Flask(__name__, static_folder=None)
@@ -75,7 +75,7 @@ def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
     csrf = CSRFProtect(app)
     csrf.exempt(public.unsubscribe_post)  # a mail provider posts it with no cookie and no token: the URL is signed
     app.before_request(auth.load_user)
-    for blueprint in (auth.auth, pages.pages, actions.actions, public.public, calendar.calendar, calendar.feed):
+    for blueprint in (auth.auth, pages.pages, actions.actions, lists.lists, public.public, calendar.calendar, calendar.feed):
         app.register_blueprint(blueprint)
     app.after_request(site.protective_headers)
     app.context_processor(site.common)
