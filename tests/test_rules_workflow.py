@@ -577,8 +577,8 @@ def test_audit_detail_is_sorted_json_keeping_unicode(engine):
 def test_action_names():
     assert [a.value for a in Action] == ["imported", "revised", "approval_revoked", "approved", "scheduled",
                                          "released", "withdrawn", "planned", "delivered", "unsubscribed",
-                                         "embargo_overridden", "recipients_imported", "recipient_removed", "recipient_added", "suppression_lifted",
-                                         "test-sent", "retried",
+                                         "embargo_overridden", "recipients_imported", "recipient_removed",
+                                         "recipient_added", "suppression_lifted", "test-sent", "retried",
                                          "rescheduled", "corrected", "retracted", "notified", "alert", "alert_resolved",
                                          "user_added", "user_changed", "user_removed"]
 
