@@ -57,8 +57,10 @@ def test_progress_chart_and_refresh_while_sending(web):
     page = page_of(client)
     assert 'http-equiv="refresh"' not in page  # the lift is hours away: nothing to watch
     assert re.search(r'aria-label="email: 2 sent, 1 pending, 0 retrying, 0 failed"', page)
+    timeline = page.split("<h2>Timeline</h2>", 1)[1]
+    assert re.search(r"2 embargoed copies sent (at|between) \d\d:\d\d:\d\d GMT", timeline)
     svg = page.split("<svg", 1)[1].split("</svg>", 1)[0]
-    assert 'aria-label="2 deliveries sent between' in svg and ">embargo</text>" in svg
+    assert 'aria-label="2 embargoed copies sent between' in svg and ">embargo</text>" in svg
     with system.engine.begin() as conn:
         conn.execute(update(deliveries).where(deliveries.c.target == "tv@tv.example.org").values(
             status="sending"))

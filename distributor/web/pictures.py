@@ -21,16 +21,18 @@ def progress(counts: dict[str, int]) -> list[tuple[str, int, float]]:
     return [(status, n, round(100 * n / total, 2)) for status, n in shown.items()]
 
 
-def chart(points: list[tuple[datetime, int]], embargo: datetime | None, label) -> Markup:
-    """Deliveries sent over time, as a step line of the running total, with the embargo marked. ``label`` says an
-    instant in words (the office's zone)."""
-    if not points:
+COLOURS = {"embargoed": "#7a4200", "released": "#1d5e2a"}
+
+
+def chart(series: dict[str, list[tuple[datetime, int]]], embargo: datetime | None, label) -> Markup:
+    """Email copies sent over time, one step line per version (the running total of embargoed copies, and of
+    released ones), with the embargo marked. ``label`` says an instant in words (the office's zone)."""
+    if not series:
         return Markup("")
-    start, end = points[0][0], points[-1][0]
-    if embargo is not None:
-        start, end = min(start, embargo), max(end, embargo)
+    instants = [t for points in series.values() for t, _ in points] + ([embargo] if embargo else [])
+    start, end = min(instants), max(instants)
     span = (end - start).total_seconds() or 1.0
-    top = points[-1][1] or 1
+    top = max(points[-1][1] for points in series.values()) or 1
 
     def x(t: datetime) -> float:
         return round(PAD + (WIDTH - 2 * PAD) * (t - start).total_seconds() / span, 1)
@@ -38,18 +40,22 @@ def chart(points: list[tuple[datetime, int]], embargo: datetime | None, label) -
     def y(n: int) -> float:
         return round(HEIGHT - PAD - (HEIGHT - 2 * PAD) * n / top, 1)
 
-    path = [f"M{x(points[0][0])},{y(0)}"]
-    for t, n in points:
-        path.append(f"H{x(t)}V{y(n)}")
+    said = "; ".join(f"{points[-1][1]} {variant} copies sent between {label(points[0][0])} and {label(points[-1][0])}"
+                     for variant, points in series.items())
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" class="chart" '
-        f'aria-label="{escape(f"{top} deliveries sent between {label(points[0][0])} and {label(points[-1][0])}")}">',
+        f'aria-label="{escape(said)}">',
         f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" stroke="#999"/>',
-        f'<path d="{"".join(path)}" fill="none" stroke="#1d5e2a" stroke-width="2"/>',
         f'<text x="{PAD}" y="{HEIGHT - 10}" font-size="11">{escape(label(start))}</text>',
         f'<text x="{WIDTH - PAD}" y="{HEIGHT - 10}" font-size="11" text-anchor="end">{escape(label(end))}</text>',
         f'<text x="{PAD - 4}" y="{y(top) + 4}" font-size="11" text-anchor="end">{top}</text>',
     ]
+    for n, (variant, points) in enumerate(series.items()):
+        path = [f"M{x(points[0][0])},{y(0)}"] + [f"H{x(t)}V{y(count)}" for t, count in points]
+        parts.append(f'<path d="{"".join(path)}" fill="none" stroke="{COLOURS.get(variant, "#333")}" '
+                     f'stroke-width="2"/>')
+        parts.append(f'<text x="{WIDTH - PAD}" y="{PAD / 2 + 12 * (n + 1)}" font-size="11" text-anchor="end" '
+                     f'fill="{COLOURS.get(variant, "#333")}">{escape(variant)}</text>')
     if embargo is not None:
         parts.append(f'<line x1="{x(embargo)}" y1="{PAD / 2}" x2="{x(embargo)}" y2="{HEIGHT - PAD}" '
                      f'stroke="#a00" stroke-dasharray="4 3"/>')

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 
 from distributor import recipients as recipients_module
 from distributor.statements.model import Statement, StatementStatus
-from distributor.store.schema import audit, deliveries, recipients, revisions, statements
+from distributor.store.schema import audit, deliveries, notices, recipients, revisions, statements
 
 PAGE = 50
 STATUSES = ("sent", "pending", "sending", "retrying", "failed", "cancelled")
@@ -66,15 +66,18 @@ def timeline(conn: Connection, statement_id: str) -> list[dict]:
                "detail": _detail(r["detail"])} for r in conn.execute(
         select(audit).where(audit.c.statement_id == statement_id).order_by(audit.c.at, audit.c.id)).mappings()]
     events = [e for e in events if e["action"] not in ("planned", "delivered")]  # said below, in numbers
-    for channel, variant, kind, count, first, last in conn.execute(select(
-            deliveries.c.channel, deliveries.c.variant, deliveries.c.kind, func.count(), func.min(deliveries.c.sent_at),
-            func.max(deliveries.c.sent_at)).where(
-            deliveries.c.statement_id == statement_id, deliveries.c.status == "sent",
-            deliveries.c.channel == "email").group_by(deliveries.c.channel, deliveries.c.variant, deliveries.c.kind)):
-        what = f"{variant} cop{'y' if count == 1 else 'ies'}" if kind == "statement" else \
-            f"{str(kind).replace('-', ' ')} notice{'' if count == 1 else 's'}"
-        events.append({"at": first, "action": "sent", "actor": "", "revision": None, "detail": None,
-                       "count": count, "what": what, "last": last, "channel": channel})
+    noticed = conn.execute(select(notices.c.number).where(notices.c.statement_id == statement_id).limit(1)).first()
+    for variant in ("embargoed", "released"):  # each count, first and last a walk of ix_deliveries_statement_status
+        sent = [deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+                deliveries.c.status == "sent", deliveries.c.variant == variant]
+        if noticed:  # copies apart from the notices, which the audit trail tells of (rare: a scan is fine)
+            sent.append(deliveries.c.notice == 0)
+        count, first, last = conn.execute(select(func.count(), func.min(deliveries.c.sent_at),
+                                                 func.max(deliveries.c.sent_at)).where(*sent)).one()
+        if count:
+            events.append({"at": first, "action": "sent", "actor": "", "revision": None, "detail": None,
+                           "count": count, "what": f"{variant} cop{'y' if count == 1 else 'ies'}", "last": last,
+                           "channel": "email"})
     for channel, target, kind, sent_at, remote_id in conn.execute(select(
             deliveries.c.channel, deliveries.c.target, deliveries.c.kind, func.min(deliveries.c.sent_at),
             func.max(deliveries.c.remote_id)).where(
@@ -216,18 +219,22 @@ def revision_list(conn: Connection, statement_id: str) -> list[dict]:
     ).where(revisions.c.statement_id == statement_id).order_by(revisions.c.number.desc())).mappings()]
 
 
-def sent_over_time(conn: Connection, statement_id: str, points: int = 120) -> list[tuple[datetime, int]]:
-    """The running total of deliveries sent, at most ``points`` steps of it (every n-th delivery, and the last)."""
-    sent = (deliveries.c.statement_id == statement_id, deliveries.c.status == "sent",
-            deliveries.c.sent_at.is_not(None))
-    total = conn.execute(select(func.count()).select_from(deliveries).where(*sent)).scalar_one()
-    if not total:
-        return []
-    step = max(1, -(-total // points))
-    ranked = select(deliveries.c.sent_at, func.row_number().over(
-        order_by=(deliveries.c.sent_at, deliveries.c.id)).label("n")).where(*sent).subquery()
-    return [(r[0], int(r[1])) for r in conn.execute(select(ranked.c.sent_at, ranked.c.n).where(
-        or_(ranked.c.n % step == 0, ranked.c.n == total, ranked.c.n == 1)).order_by(ranked.c.n))]
+def sent_over_time(conn: Connection, statement_id: str, points: int = 120) -> dict[str, list[tuple[datetime, int]]]:
+    """Per version (embargoed, released): the running total of email copies sent, at most ``points`` steps of it
+    (the first, every n-th, the last). Each is one walk of ix_deliveries_statement_status in time order."""
+    found = {}
+    for variant in ("embargoed", "released"):
+        sent = (deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+                deliveries.c.status == "sent", deliveries.c.variant == variant, deliveries.c.sent_at.is_not(None))
+        total = conn.execute(select(func.count()).where(*sent)).scalar_one()
+        if not total:
+            continue
+        step = max(1, -(-total // points))
+        ranked = select(deliveries.c.sent_at, func.row_number().over(order_by=deliveries.c.sent_at).label("n")).where(
+            *sent).subquery()
+        found[variant] = [(r[0], int(r[1])) for r in conn.execute(select(ranked.c.sent_at, ranked.c.n).where(
+            or_(ranked.c.n % step == 0, ranked.c.n == total, ranked.c.n == 1)).order_by(ranked.c.n))]
+    return found
 
 
 def busy(conn: Connection, statement_id: str, now: datetime, within: timedelta = timedelta(seconds=60)) -> bool:
