@@ -236,3 +236,17 @@ def test_a_new_office_gets_no_copy_of_the_web_pages_and_serve_warns_of_an_overri
     (office / "templates" / "web" / "statement.html").write_text("{% extends 'base.html' %}", encoding="utf-8")
     (office / "templates" / "web" / "extra.html").write_text("mine", encoding="utf-8")  # not one of ours
     assert overridden_pages(config) == [office / "templates" / "web" / "statement.html"]
+
+
+def test_a_fault_of_ours_is_a_plain_page_and_the_traceback_goes_to_the_log(web, caplog):
+    system, clock, app = web()
+    app.config["TESTING"] = False  # as served: exceptions become the 500 page
+    client = login(app)
+    with system.engine.begin() as conn:  # a statement row the page cannot read
+        conn.exec_driver_sql("UPDATE statements SET revision = 99")
+    reply = client.get(f"/statements/{SID}")
+    page = reply.get_data(as_text=True)
+    assert reply.status_code == 500 and "Something went wrong on our side" in page
+    assert "Traceback" not in page and "NoResultFound" not in page
+    assert "GET /statements/" in caplog.text and "Traceback" in caplog.text
+    assert client.put("/").status_code == 405

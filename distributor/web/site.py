@@ -3,6 +3,7 @@ carries, the error pages, and what every template may use."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, g, render_template, request
@@ -13,6 +14,8 @@ from distributor import operations, words
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
 from distributor.render import when
+
+log = logging.getLogger("distributor.web")
 
 
 @dataclass
@@ -37,9 +40,18 @@ def register_errors(app: Flask) -> None:
         return render_template("error.html", code=400, message="The form had expired or was not ours; try again."), 400
 
     for code, message in ((403, "Only an editor may do that."), (404, "There is nothing here."),
+                          (405, "That address does not take that kind of request."),
                           (413, "That file is too large (at most 5 MB).")):
         app.register_error_handler(code, lambda e, c=code, m=message: (render_template(
             "error.html", code=c, message=m), c))
+
+    @app.errorhandler(500)
+    def failed(error):  # a fault of ours: said plainly, the traceback only in the log
+        log.error("%s %s failed", request.method, request.path,
+                  exc_info=getattr(error, "original_exception", None) or error)
+        return render_template("error.html", code=500, message="Something went wrong on our side, and the error is "
+                               "in the server's log. Nothing you asked for was half done: try again, or tell "
+                               "whoever runs distributor."), 500
 
 
 def protective_headers(response: Response) -> Response:
