@@ -1,9 +1,14 @@
 """Alerts: what a person must look at, kept open in the database until its cause is gone.
 
-A worker raises one when embargoed copies are still unsent as their embargo lifts, and when a channel has met
-only transport faults (login refused, relay or endpoint unreachable) for longer than
-``delivery.alert_after_seconds``. Raising is audited (``alert``), logged at ERROR, and hands the text to
-``delivery.alert_command`` on standard input, so that it reaches a person without anyone polling.
+A worker raises one when embargoed copies are still unsent as their embargo lifts (``unsent-at-lift:<statement>``),
+and when a transport has met only transport faults for ``delivery.alert_after_seconds``: the email relay
+(``transport:email``: login or MAIL FROM refused, relay unreachable), or one wire endpoint or social account
+(``transport:wire:<endpoint>``, ``transport:mastodon:<account>``, ``transport:bluesky:<account>``: connection
+refused or reset, name not resolved, TLS failure, timeout). A transport alert is over when that relay, endpoint
+or account sends again.
+
+Raising is audited (``alert``), logged at ERROR, and hands the text to ``delivery.alert_command`` on standard
+input, so that it reaches a person without anyone polling.
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ def resolve(conn: Connection, key: str, actor: str, at: datetime, why: str) -> b
     record(conn, Action.ALERT_RESOLVED, actor, at, row["statement_id"], key=key, text=row["text"], why=why)
     log.warning("alert over: %s (%s)", row["text"], why)
     return True
+
+
+def is_open(conn: Connection, key: str) -> bool:
+    """Whether the alert with exactly this key is open."""
+    return conn.execute(select(alerts.c.id).where(alerts.c.key == key, alerts.c.resolved_at.is_(None))).first() \
+        is not None
 
 
 def open_alerts(conn: Connection, prefix: str | None = None) -> list[dict]:

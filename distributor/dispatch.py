@@ -58,7 +58,7 @@ class Dispatcher:
         self._lists: dict[tuple[str, int, str], dict] = {}  # long lists due, left by advance() for plan_lists()
         self._lists_lock = threading.Lock()
         self._alerts_to_send: list[str] = []
-        self._faulty_since: dict[str, datetime] = {}  # channel → first of an unbroken run of transport faults
+        self._faulty_since: dict[str, datetime] = {}  # alert key → first of an unbroken run of transport faults
 
     def open(self) -> None:
         """Register this worker and open every channel; if one fails, close what was opened and re-raise."""
@@ -176,25 +176,30 @@ class Dispatcher:
                                                                                row["embargo"]):
                     alerts.resolve(conn, alert["key"], self.actor, now, "every copy has been sent or has failed")
 
-    def transport_health(self, name: str, counts: dict[Result, int], last_fault: str | None) -> None:
-        """Alert when a channel has met only transport faults for ``delivery.alert_after_seconds``; the alert is
-        over once it sends again."""
+    def transport_health(self, name: str, counts: dict[Result, int], last_fault: str | None,
+                         target: str | None = None) -> None:
+        """Alert when a channel (or, given ``target``, one target of a channel whose targets are reached each on
+        its own) has met only transport faults for ``delivery.alert_after_seconds``: key ``transport:<channel>``,
+        or ``transport:<channel>:<target>``. ``counts`` are the outcomes of one call of :meth:`deliver`; a call
+        with anything but transport faults neither starts nor breaks the run. The alert is over once it sends
+        again."""
         now = self.clock.now()
-        key = f"transport:{name}"
+        key = f"transport:{name}" if target is None else f"transport:{name}:{target}"
+        what = name if target is None else f"{name} ({target})"
         if counts.get(Result.SENT):
-            self._faulty_since.pop(name, None)
+            self._faulty_since.pop(key, None)
             with reading(self.engine) as conn:  # raised by this worker or another
-                raised = alerts.open_alerts(conn, key)
+                raised = alerts.is_open(conn, key)
             if raised:
                 with self.engine.begin() as conn:
-                    alerts.resolve(conn, key, self.actor, now, f"{name} is sending again")
+                    alerts.resolve(conn, key, self.actor, now, f"{what} is sending again")
             return
         if not counts or not set(counts) <= {Result.TRANSPORT}:
             return
-        since = self._faulty_since.setdefault(name, now)
+        since = self._faulty_since.setdefault(key, now)
         if (now - since).total_seconds() >= self.policy.alert_after_seconds:
             with self.engine.begin() as conn:
-                self.alert(conn, key, f"{name}: nothing but transport faults for "
+                self.alert(conn, key, f"{what}: nothing but transport faults for "
                                       f"{(now - since).total_seconds():.0f} s: {last_fault}", now, channel=name)
             self.send_alerts()
 
@@ -317,6 +322,9 @@ class Dispatcher:
         rendered: dict[tuple, object] = {}
         run: dict[Result, int] = {}  # this call's outcomes, for the channel's health
         last_fault: str | None = None
+        per_target = channel.faults_per_target
+        by_target: dict[str, dict[Result, int]] = {}  # the same, per target, when faults are each target's own
+        target_fault: dict[str, str | None] = {}
         with Recorder(self.engine, self.policy, self.clock, self.worker, channel.lanes) as recorder, \
                 ThreadPoolExecutor(1, thread_name_prefix=f"{name}-claim") as claimer:
             claimed = self.claim(name, jobs)
@@ -332,10 +340,13 @@ class Dispatcher:
                 before = dict(recorder.counts)
                 record = recorder.reporter(batch, self.stopping)
                 trouble: list[Outcome] = []
+                every: list[Outcome] = []  # kept only for a channel whose faults are per target
 
-                def report(outcome: Outcome, record=record, trouble=trouble):
+                def report(outcome: Outcome, record=record, trouble=trouble, every=every):
                     if outcome.result is not Result.SENT:
                         trouble.append(outcome)
+                    if per_target:
+                        every.append(outcome)
                     return record(outcome)
                 try:
                     with held:
@@ -349,6 +360,8 @@ class Dispatcher:
                 for result, n in counts.items():
                     run[result] = run.get(result, 0) + n
                 last_fault = next((o.detail for o in reversed(trouble) if o.result is Result.TRANSPORT), last_fault)
+                if per_target:
+                    self.count_per_target(batch, every, by_target, target_fault)
                 log.info("%s: batch of %d: %s", name, len(batch.rows),
                          ", ".join(f"{r.value} {n}" for r, n in sorted(counts.items())))
                 self.log_failures(name, batch, trouble)
@@ -359,8 +372,27 @@ class Dispatcher:
                 claimed = ahead if ahead is not None else self.claim(name, jobs)
             totals = dict(recorder.counts)
         self.finish_plans()
-        self.transport_health(name, run, last_fault)
+        if per_target:
+            for target, seen in by_target.items():
+                self.transport_health(name, seen, target_fault.get(target), target)
+        else:
+            self.transport_health(name, run, last_fault)
         return totals
+
+    @staticmethod
+    def count_per_target(batch: deliveries.Batch, outcomes: Iterable[Outcome], counts: dict[str, dict[Result, int]],
+                         faults: dict[str, str | None]) -> None:
+        """Add a batch's outcomes to each target's counts, and note each target's last transport fault. A row's
+        first outcome counts, as it does for the recorder; any later one is ignored."""
+        targets = {row.id: row.target for row in batch.rows}
+        for outcome in outcomes:
+            target = targets.pop(outcome.delivery_id, None)
+            if target is None:
+                continue
+            seen = counts.setdefault(target, {})
+            seen[outcome.result] = seen.get(outcome.result, 0) + 1
+            if outcome.result is Result.TRANSPORT:
+                faults[target] = outcome.detail
 
     def claim(self, name: str, jobs: dict[tuple, Job]) -> tuple[deliveries.Batch, ExitStack]:
         """The channel's next due rows, in hand (their leases renewed by the heartbeat) until the stack is closed;

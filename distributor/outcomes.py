@@ -43,9 +43,11 @@ class Result(str, Enum):
     """What a channel says about one target. The delivery state machine turns it into a status."""
 
     SENT = "sent"            # the remote side accepted it
-    RETRY = "retry"          # temporary refusal for this target (SMTP 4xx, HTTP 429/5xx, timeout)
+    RETRY = "retry"          # temporary refusal for this target (SMTP 4xx, HTTP 408/429/5xx, a reply cut off)
     FAILED = "failed"        # permanent refusal for this target
-    TRANSPORT = "transport"  # the session failed (login, MAIL FROM, relay down): retry, never exhausts
+    # the session or connection failed (SMTP login, MAIL FROM, relay down; an HTTP endpoint refused, reset, not
+    # resolved, a TLS failure, a timeout): retry, never exhausts, and counts toward the transport alert
+    TRANSPORT = "transport"
     REFUSED = "refused"      # the embargo guard: not yet, try again at the embargo
     CANCELLED = "cancelled"  # no longer wanted (suppressed, withdrawn)
 

@@ -854,6 +854,59 @@ def test_only_transport_faults_for_the_alert_time_raise_one_alert_that_sending_a
         assert alerts.open_alerts(conn) == []
 
 
+class OnItsOwn(Probe):
+    faults_per_target = True  # each target reached on its own, as a wire endpoint or a social account
+
+
+@pytest.mark.parametrize("per_target", [True, False])
+def test_a_target_reached_on_its_own_has_its_own_transport_alert_whatever_the_others_do(env, per_target):
+    probe = (OnItsOwn if per_target else Probe)(env.context, targets=("a@x", "b@x"), answer=Result.TRANSPORT)
+    env.statement()
+    d = env.dispatcher(probe)
+    d.advance()
+    after = env.config.delivery.alert_after_seconds
+    assert d.deliver("probe") == {Result.TRANSPORT: 2}  # each target's run of faults starts
+    env.clock.advance(after)
+    probe.answer = {"a@x": Result.TRANSPORT}  # b@x sends again, a@x still cannot be reached
+    assert d.deliver("probe") == {Result.TRANSPORT: 1, Result.SENT: 1}
+    with env.engine.connect() as conn:
+        found = [(a["key"], a["channel"], a["text"]) for a in alerts.open_alerts(conn)]
+    if not per_target:  # one relay: the channel sent, so it is not down
+        assert found == []
+        return
+    assert found == [("transport:probe:a@x", "probe",
+                      f"probe (a@x): nothing but transport faults for {after:.0f} s: transport for a@x")]
+    env.clock.advance(60)  # a@x's next attempt
+    probe.answer = Result.SENT
+    assert d.deliver("probe") == {Result.SENT: 1}
+    with env.engine.connect() as conn:
+        assert alerts.open_alerts(conn) == []
+        [resolved] = [e for e in workflow.audit_trail(conn) if e["action"] == "alert_resolved"]
+    assert json.loads(resolved["detail"]) == {"key": "transport:probe:a@x", "text": found[0][2],
+                                              "why": "probe (a@x) is sending again"}
+
+
+class Twice(OnItsOwn):
+    """Reports a transport fault, then a success for the same row: the first outcome is the one recorded."""
+
+    def deliver(self, job, rendered, rows, report):
+        for row in rows:
+            report(Outcome(row.id, Result.TRANSPORT, "down"))
+            report(Outcome(row.id, Result.SENT, remote_id="x", variant=Variant.RELEASED))
+
+
+def test_a_target_is_judged_by_the_first_outcome_of_each_row_as_recorded(env):
+    env.statement()
+    d = env.dispatcher(Twice(env.context, targets=("a@x",)))
+    d.advance()
+    d.deliver("probe")
+    env.clock.advance(env.config.delivery.alert_after_seconds)
+    d.deliver("probe")
+    assert env.status() == {"probe:a@x": "retrying"}
+    with env.engine.connect() as conn:
+        assert [a["key"] for a in alerts.open_alerts(conn)] == ["transport:probe:a@x"]
+
+
 def test_the_batch_being_sent_has_its_leases_renewed_and_no_longer_once_done(env):
     env.statement()
     probe = env.probe(targets=[f"r{i}@x" for i in range(3)])

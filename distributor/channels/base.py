@@ -116,11 +116,17 @@ class Channel(ABC):
     ``render`` needs nothing that the lift itself writes may set ``ahead = True``: the dispatcher then claims and
     renders its rows a moment before the embargo and hands them to ``send`` at the instant, so that a lift costs
     only the guard and the request.
+
+    A transport fault (``Result.TRANSPORT``) is about the channel's one relay unless ``faults_per_target`` is set:
+    then each target is reached on its own (a wire endpoint, a social account), and the dispatcher keeps the
+    transport alert per target (``transport:<channel>:<target>``), so that one target sending does not hide another
+    that cannot be reached.
     """
 
     name: str = ""        # the ``channel`` column of delivery rows
     public: bool = True   # public channels never act before the embargo
     ahead: bool = False   # its rows may be claimed and rendered shortly before their time, then held until it
+    faults_per_target: bool = False  # a transport fault is one target's (its endpoint), not the channel's relay
 
     def __init__(self, settings: Any, context: Context):
         self.settings = settings

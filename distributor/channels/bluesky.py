@@ -131,6 +131,7 @@ class BlueskyChannel(Channel):
     name = "bluesky"
     public = True
     ahead = True  # renders from the job alone: claimed a moment early, sent at the instant
+    faults_per_target = True  # each account is reached on its own: its transport faults are alerted per account
 
     @classmethod
     def configure(cls, channels: Table, office: Office) -> tuple[BlueskyAccount, ...] | None:

@@ -40,6 +40,7 @@ class MastodonChannel(Channel):
     name = "mastodon"
     public = True
     ahead = True  # renders from the job alone: claimed a moment early, sent at the instant
+    faults_per_target = True  # each account is reached on its own: its transport faults are alerted per account
 
     @classmethod
     def configure(cls, channels: Table, office: Office) -> tuple[MastodonAccount, ...] | None:
@@ -154,7 +155,7 @@ class MastodonHttp(http.HttpTransport):
         statuses = reply.json().get("configuration", {}).get("statuses", {}) if reply.result is Result.SENT else {}
         found = (_positive_int(statuses.get("max_characters"), DEFAULT_LIMIT),
                  _positive_int(statuses.get("characters_reserved_per_url"), DEFAULT_URL_LENGTH))
-        if reply.result is not Result.RETRY:  # a network fault is asked again next time
+        if reply.result not in (Result.RETRY, Result.TRANSPORT):  # a network fault is asked again next time
             self._limits = found
         return found
 

@@ -83,6 +83,7 @@ class WireChannel(Channel):
     name = "wire"
     public = True
     ahead = True  # renders from the job alone: claimed a moment early, sent at the instant
+    faults_per_target = True  # each endpoint is reached on its own: its transport faults are alerted per endpoint
 
     @classmethod
     def configure(cls, channels: Table, office: Office) -> tuple[WireEndpoint, ...] | None:

@@ -4,13 +4,17 @@ transports.
     2xx                                    sent
     408, 429, 5xx                          retry (Retry-After honoured, in seconds or as an HTTP date)
     any other 4xx                          failed, with the response body kept
-    connect or read timeout                retry
-    refused, reset, name not resolved      retry
+    connect or read timeout                transport fault
+    refused, reset, name not resolved      transport fault
+    any other connection failure           transport fault
+    TLS handshake or certificate failure   transport fault (a rejected certificate says so in the detail)
     response cut off or undecodable        retry
-    TLS certificate rejected               failed: retrying cannot help until a person fixes the certificate
-                                           or the CA bundle, so the log shows it at once
-    any other TLS failure                  retry (a handshake cut short is network trouble)
     bad URL, too many redirects, other     failed
+
+A transport fault (``Result.TRANSPORT``, as for an SMTP relay that is down) means the endpoint could not be
+reached, spoken to securely, or heard from in time; it never said no to the item. The row is retried on the usual
+schedule and never exhausts its attempts; a target that meets nothing but transport faults for
+``delivery.alert_after_seconds`` raises an alert (``transport:<channel>:<target>``).
 
 Network errors are told apart by exception type only, never by message text. Retry-After dates are read against
 the caller's clock, never the wall clock.
@@ -110,20 +114,20 @@ CONNECTION_CAUSES = (
 def classify_error(exc: requests.RequestException) -> Reply:
     """A network error as a result, by its type and the types of its causes."""
     if isinstance(exc, requests.ConnectTimeout):
-        return Reply(Result.RETRY, "timeout: no connection in time")
+        return Reply(Result.TRANSPORT, "timeout: no connection in time")
     if isinstance(exc, requests.Timeout):
-        return Reply(Result.RETRY, "timeout: no reply in time")
+        return Reply(Result.TRANSPORT, "timeout: no reply in time")
     if isinstance(exc, requests.exceptions.SSLError):
         rejected = next((c for c in causes(exc) if isinstance(c, ssl.SSLCertVerificationError)), None)
         if rejected is not None:
-            return Reply(Result.FAILED, f"TLS certificate rejected: {rejected.verify_message or 'not trusted'}")
-        return Reply(Result.RETRY, "connection failed: TLS handshake failed")
+            return Reply(Result.TRANSPORT, f"TLS certificate rejected: {rejected.verify_message or 'not trusted'}")
+        return Reply(Result.TRANSPORT, "connection failed: TLS handshake failed")
     if isinstance(exc, requests.ConnectionError):
         for cause in causes(exc):
             for kind, words in CONNECTION_CAUSES:
                 if isinstance(cause, kind):
-                    return Reply(Result.RETRY, f"connection failed: {words}")
-        return Reply(Result.RETRY, f"connection failed: {type(exc).__name__}")
+                    return Reply(Result.TRANSPORT, f"connection failed: {words}")
+        return Reply(Result.TRANSPORT, f"connection failed: {type(exc).__name__}")
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
         return Reply(Result.RETRY, f"broken response: {type(exc).__name__}")
     return Reply(Result.FAILED, f"request failed: {type(exc).__name__}")

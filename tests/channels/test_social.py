@@ -3,14 +3,17 @@
 import json
 import re
 from datetime import UTC, timedelta
+from pathlib import Path
 
 import pytest
 from werkzeug import Response
 
 from distributor.channels.bluesky import TID_ALPHABET, link_facets, tid
+from distributor.channels.mastodon import MastodonAccount, MastodonHttp
 from distributor.channels.social import count_graphemes, count_mastodon, fit, shorten
 from distributor.clock import FixedClock, utcnow
 from tests.channels.conftest import bluesky, by_channel, mastodon
+from tests.loopback import Refusing
 
 LINK = "https://office.example.org/press/tro-01-001-2026"
 
@@ -187,6 +190,19 @@ def test_mastodon_falls_back_to_500_and_retries_with_the_same_key(make_system, s
     assert len(server.keys) == 2 and len(set(server.keys)) == 1
     assert system.channels["mastodon"].transports["masto"].limits() == (500, 23)
     assert [r.path for r, _ in httpserver.log].count("/api/v2/instance") == 1  # a 404 is an answer: asked once
+
+
+def test_mastodon_asks_an_unreachable_instance_for_its_limits_again():
+    endpoint = Refusing()
+    try:
+        account = MastodonAccount("masto", endpoint.url(), "TEST_MASTODON_TOKEN", "http", Path("out"), "public")
+        transport = MastodonHttp(account, FixedClock(utcnow()))
+        assert transport.limits() == (500, 23)  # refused: the defaults for now, not for the run
+        endpoint.answer({"configuration": {"statuses": {"max_characters": 1000, "characters_reserved_per_url": 30}}})
+        assert transport.limits() == (1000, 30)
+        assert transport.limits() == (1000, 30) and endpoint.requests == [("GET", "/api/v2/instance")]
+    finally:
+        endpoint.close()
 
 
 def test_mastodon_bad_token_fails(make_system, scheduled, httpserver, mastodon_server, monkeypatch):

@@ -249,13 +249,13 @@ def https_server():
         server.stop()
 
 
-def test_untrusted_certificate_fails_without_sending(make_system, scheduled, https_server):
+def test_untrusted_certificate_is_a_transport_fault_and_sends_nothing(make_system, scheduled, https_server):
     https_server.expect_request("/ingest", method="POST").respond_with_data("{}", status=201)
     system, _, _ = lifted(make_system, scheduled, https_server.url_for("/ingest"))
     assert https_server.url_for("/ingest").startswith("https://")
     system.dispatcher.deliver("wire")
     row = by_channel(system)["wire:newswire"]
-    assert row["status"] == "failed" and row["error"] == "TLS certificate rejected: self-signed certificate"
+    assert row["status"] == "retrying" and row["error"] == "TLS certificate rejected: self-signed certificate"
     assert https_server.log == []
 
 
@@ -266,14 +266,16 @@ def certificate_error() -> ssl.SSLCertVerificationError:
 
 
 @pytest.mark.parametrize("error, result, detail", [
-    (requests.ReadTimeout("Connection refused"), Result.RETRY, "timeout: no reply in time"),
-    (requests.ConnectTimeout("Connection reset"), Result.RETRY, "timeout: no connection in time"),
-    (requests.ConnectionError(ConnectionRefusedError("timed out")), Result.RETRY, "connection failed: connection refused"),
-    (requests.ConnectionError(ConnectionResetError()), Result.RETRY, "connection failed: connection reset"),
-    (requests.ConnectionError("Connection refused"), Result.RETRY, "connection failed: ConnectionError"),
-    (requests.exceptions.SSLError(certificate_error()), Result.FAILED,
+    (requests.ReadTimeout("Connection refused"), Result.TRANSPORT, "timeout: no reply in time"),
+    (requests.ConnectTimeout("Connection reset"), Result.TRANSPORT, "timeout: no connection in time"),
+    (requests.ConnectionError(ConnectionRefusedError("timed out")), Result.TRANSPORT,
+     "connection failed: connection refused"),
+    (requests.ConnectionError(ConnectionResetError()), Result.TRANSPORT, "connection failed: connection reset"),
+    (requests.ConnectionError("Connection refused"), Result.TRANSPORT, "connection failed: ConnectionError"),
+    (requests.exceptions.SSLError(certificate_error()), Result.TRANSPORT,
      "TLS certificate rejected: certificate has expired"),
-    (requests.exceptions.SSLError("certificate verify failed"), Result.RETRY, "connection failed: TLS handshake failed"),
+    (requests.exceptions.SSLError("certificate verify failed"), Result.TRANSPORT,
+     "connection failed: TLS handshake failed"),
     (requests.exceptions.ChunkedEncodingError("timed out"), Result.RETRY, "broken response: ChunkedEncodingError"),
     (requests.exceptions.InvalidURL("timed out"), Result.FAILED, "request failed: InvalidURL"),
     (requests.TooManyRedirects(), Result.FAILED, "request failed: TooManyRedirects"),
