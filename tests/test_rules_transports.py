@@ -158,16 +158,16 @@ def test_read_timeout_given_by_the_caller_is_used(httpserver):
     finally:
         gate.set()
         client.close()
-    assert (reply.result, reply.detail) == (Result.RETRY, "timeout: no reply in time")
+    assert (reply.result, reply.detail) == (Result.TRANSPORT, "timeout: no reply in time")
     assert time.monotonic() - started < 3
 
 
 # -- network errors ---------------------------------------------------------------------------------------------------
-def test_connection_aborted_and_unresolved_names_are_retried():
+def test_connection_aborted_and_unresolved_names_are_transport_faults():
     assert http.classify_error(requests.ConnectionError(ConnectionAbortedError())).detail == \
         "connection failed: connection aborted"
     reply = http.classify_error(requests.ConnectionError(socket.gaierror(-2, "Name or service not known")))
-    assert (reply.result, reply.detail) == (Result.RETRY, "connection failed: host name not resolved")
+    assert (reply.result, reply.detail) == (Result.TRANSPORT, "connection failed: host name not resolved")
 
 
 def test_content_decoding_error_is_a_broken_response():
@@ -179,7 +179,7 @@ def test_certificate_rejected_without_a_message_says_not_trusted():
     error = ssl.SSLCertVerificationError(1, "x")
     error.verify_message = None
     reply = http.classify_error(requests.exceptions.SSLError(error))
-    assert (reply.result, reply.detail) == (Result.FAILED, "TLS certificate rejected: not trusted")
+    assert (reply.result, reply.detail) == (Result.TRANSPORT, "TLS certificate rejected: not trusted")
 
 
 def test_causes_are_found_through_cause_context_and_reason():
@@ -213,14 +213,14 @@ def test_causes_order_is_depth_first_from_the_last_link():
     assert list(http.causes(outer)) == [outer, inner]
 
 
-def test_refused_connection_over_the_network_is_retried():
+def test_refused_connection_over_the_network_is_a_transport_fault():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     client = http.Client(FixedClock(NOW))
     reply = client.send("GET", f"http://127.0.0.1:{port}/")
     client.close()
-    assert (reply.result, reply.detail) == (Result.RETRY, "connection failed: connection refused")
+    assert (reply.result, reply.detail) == (Result.TRANSPORT, "connection failed: connection refused")
 
 
 # -- client and transport life cycle ----------------------------------------------------------------------------------
@@ -959,11 +959,11 @@ TLS = Path(__file__).resolve().parent / "channels" / "tls"
 
 
 @pytest.mark.parametrize("error, result, detail", [
-    (requests.ConnectTimeout("x"), Result.RETRY, "timeout: no connection in time"),
-    (requests.ReadTimeout("x"), Result.RETRY, "timeout: no reply in time"),
-    (requests.exceptions.SSLError("handshake cut"), Result.RETRY, "connection failed: TLS handshake failed"),
-    (requests.ConnectionError("x"), Result.RETRY, "connection failed: ConnectionError"),
-    (requests.exceptions.ProxyError("x"), Result.RETRY, "connection failed: ProxyError"),
+    (requests.ConnectTimeout("x"), Result.TRANSPORT, "timeout: no connection in time"),
+    (requests.ReadTimeout("x"), Result.TRANSPORT, "timeout: no reply in time"),
+    (requests.exceptions.SSLError("handshake cut"), Result.TRANSPORT, "connection failed: TLS handshake failed"),
+    (requests.ConnectionError("x"), Result.TRANSPORT, "connection failed: ConnectionError"),
+    (requests.exceptions.ProxyError("x"), Result.TRANSPORT, "connection failed: ProxyError"),
     (requests.exceptions.InvalidURL("x"), Result.FAILED, "request failed: InvalidURL"),
     (requests.exceptions.MissingSchema("x"), Result.FAILED, "request failed: MissingSchema"),
 ])
@@ -1399,7 +1399,7 @@ def test_http_default_timeout_applies(monkeypatch):
         server.close()
         for s in held:
             s.close()
-    assert (reply.result, reply.detail) == (Result.RETRY, "timeout: no reply in time")
+    assert (reply.result, reply.detail) == (Result.TRANSPORT, "timeout: no reply in time")
     assert time.monotonic() - started < 5
 
 
