@@ -165,6 +165,9 @@ def between(low: float, high: float, low_open: bool = False) -> Callable[[float]
     return check
 
 
+PLACEHOLDER_PUBLIC_URL = "https://press.example.org/statements/{id}"  # neither office.public_url nor a newsroom
+
+
 @dataclass(frozen=True)
 class Office:
     name: str
@@ -173,16 +176,17 @@ class Office:
     from_addr: str
     reply_to: str
     unsubscribe_mailto: str
-    public_url: str
+    public_url: str | None  # a statement's public page ({id} is replaced); None: the newsroom's, or a placeholder
     language: str
     located: str | None = None
     base_url: str | None = None    # the web app's public address: links and unsubscribe URLs
     four_eyes: bool = False        # an editor may not approve a revision they imported
 
     def public_link(self, statement_id: str) -> str:
-        if "{id}" in self.public_url:
-            return self.public_url.replace("{id}", statement_id)
-        return self.public_url + statement_id
+        pattern = self.public_url or PLACEHOLDER_PUBLIC_URL
+        if "{id}" in pattern:
+            return pattern.replace("{id}", statement_id)
+        return pattern + statement_id
 
     @property
     def domain(self) -> str:
@@ -278,7 +282,7 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
         from_addr=from_addr,
         reply_to=reply_to,
         unsubscribe_mailto=o.get("unsubscribe_mailto", str, reply_to, check=email_address),
-        public_url=o.get("public_url", str, "https://press.example.org/statements/{id}"),
+        public_url=o.get("public_url", str, None),
         language=o.get("language", str, "en"),
         located=o.get("located", str, None),
         base_url=(o.get("base_url", str, None, check=_http_url) or "").rstrip("/") or None,

@@ -13,6 +13,8 @@ embargo=$(python3 -c 'from datetime import datetime, timedelta, timezone; print(
 "$distributor" schedule "$id" --embargo "$embargo" --override-embargo --by "Demo Scheduler"
 "$distributor" run --exit-when-idle
 echo
+echo "The newsroom page, written at the lift: outbox/news/$id/index.html"
+echo
 "$distributor" show "$id" | head -n 12
 echo
 "$distributor" log
@@ -29,6 +31,7 @@ echo
 echo
 "$distributor" status || true
 echo
-echo "Written by the file transports (embargoed email before the lift; wire, feed and social at it; then the"
-echo "correction: an email to everyone who had a copy, a new wire version, an edit and a reply on social):"
+echo "Written by the file transports (embargoed email before the lift; the newsroom, wire, feed and social at it;"
+echo "then the correction: an email to everyone who had a copy, the page's change note, a new wire version, an edit"
+echo "and a reply on social):"
 find outbox -type f | sort

@@ -52,7 +52,9 @@ def test_the_wheel_installs_scaffolds_an_office_and_runs_the_demo_flow(tmp_path)
     run(distributor, "run", "--exit-when-idle", cwd=office)
     rows = json.loads(run(distributor, "log", sid, "--format", "json", cwd=office))
     assert {(r["channel"], r["status"]) for r in rows} == {
-        ("email", "sent"), ("wire", "sent"), ("feed", "sent"), ("mastodon", "sent"), ("bluesky", "sent")}
+        ("email", "sent"), ("wire", "sent"), ("feed", "sent"), ("mastodon", "sent"), ("bluesky", "sent"),
+        ("newsroom", "sent")}
+    assert (office / "outbox" / "news" / sid / "index.html").is_file()  # the templates ship in the wheel
     emails = {(r["target"], r["variant"]) for r in rows if r["channel"] == "email"}
     assert len(list((office / "outbox" / "email").rglob("*.eml"))) == 3 == len(emails)
     assert dict(emails)["blogger@blog.example.org"] == "released"  # not vetted: the released version, at the lift

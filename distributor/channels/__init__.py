@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from distributor.channels.bluesky import BlueskyChannel
 from distributor.channels.email import EmailChannel
 from distributor.channels.feed import FeedChannel
 from distributor.channels.mastodon import MastodonChannel
+from distributor.channels.newsroom import NewsroomChannel
 from distributor.channels.wire import WireChannel
 from distributor.config import Config, Office, Table
 from distributor.errors import InputError
@@ -21,7 +23,11 @@ REGISTRY: dict[str, type[Channel]] = {
     FeedChannel.name: FeedChannel,
     MastodonChannel.name: MastodonChannel,
     BlueskyChannel.name: BlueskyChannel,
+    NewsroomChannel.name: NewsroomChannel,
 }
+
+# Channels every release goes to when configured, whatever ``--channels`` says: the others link to them.
+ALWAYS = (NewsroomChannel.name,)
 
 # Names a person may give to ``schedule --channels`` that stand for several channels.
 GROUPS: dict[str, tuple[str, ...]] = {"social": (MastodonChannel.name, BlueskyChannel.name)}
@@ -34,12 +40,21 @@ def parse_channel_tables(table: Table, office: Office) -> dict[str, Any]:
         if parsed is not None:
             settings[name] = parsed
     table.done()
+    newsroom, feed = settings.get(NewsroomChannel.name), settings.get(FeedChannel.name)
+    if newsroom is not None and feed is not None and not feed.path_given:  # the site's own feed
+        settings[FeedChannel.name] = replace(feed, path=newsroom.directory / "feed.atom",
+                                             link=feed.link or f"{newsroom.url}feed.atom")
     return settings
 
 
 def load_config(path: Path) -> Config:
-    """The config file, with each configured channel's table read by the channel itself."""
-    return config.load(path, parse_channel_tables)
+    """The config file, with each configured channel's table read by the channel itself. With a newsroom, a
+    statement's public page is its page there unless ``office.public_url`` says otherwise."""
+    loaded = config.load(path, parse_channel_tables)
+    newsroom = loaded.channels.get(NewsroomChannel.name)
+    if newsroom is not None and loaded.office.public_url is None:
+        loaded = replace(loaded, office=replace(loaded.office, public_url=f"{newsroom.url}{{id}}/"))
+    return loaded
 
 
 def build(context: Context) -> dict[str, Channel]:
@@ -71,7 +86,7 @@ def choose(requested: str | None, configured: dict[str, Any], from_document: tup
                 chosen.append(name)
     if not chosen:
         raise InputError("no configured channel chosen", where="--channels")
-    return chosen
+    return chosen + [name for name in ALWAYS if name in configured and name not in chosen]
 
 
 __all__ = ["Channel", "Context", "Job", "REGISTRY", "build", "choose", "expand", "load_config", "parse_channel_tables"]

@@ -33,6 +33,7 @@ class FeedSettings:
     entries: int
     title: str
     link: str | None
+    path_given: bool = True  # False: the default, which follows the newsroom's folder when there is one
 
 
 log = logging.getLogger("distributor.channels")
@@ -53,6 +54,7 @@ class FeedChannel(Channel):
             entries=int(t.get("entries", int, 50, check=between(1, 10_000))),
             title=t.get("title", str, f"{office.name}: statements"),
             link=t.get("link", str, None),
+            path_given=t.has("path"),
         )
         t.done()
         return settings

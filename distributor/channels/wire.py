@@ -64,6 +64,8 @@ def ninjs(job: Job, office: Office, text: str, html: str) -> dict:
         "slugline": job.statement_id,
         "altIds": [{"role": "statement", "value": job.statement_id}],
         "infoSources": [{"name": office.name, "role": "originator"}],
+        # the public page (the newsroom's, or office.public_url): live from the lift, a notice after a retraction
+        "renditions": [{"name": "web", "href": office.public_link(job.statement_id), "contentType": "text/html"}],
     }
     if s.summary or s.body:
         item["descriptions"] = [{"role": "summary", "contentType": "text/plain", "value": s.first_sentence()}]

@@ -48,7 +48,7 @@ def root_path(config: Config) -> str:
 
 
 def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
-    from distributor.web import actions, auth, calendar, lists, pages, public, site
+    from distributor.web import actions, auth, calendar, lists, newsroom, pages, public, site
 
     users.dummy_hash()  # made now: the first login with an unknown name costs what every other one does
     app = Flask(__name__, static_folder=None)
@@ -70,6 +70,10 @@ def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
                                      FileSystemLoader(str(DEFAULT_TEMPLATES / "web"))])
     app.jinja_env.filters["when"] = when
     app.extensions["distributor"] = site.Site(config, engine, clock, key)
+    newsroom_settings = config.channels.get("newsroom")
+    if newsroom_settings is not None:  # the public site at /news/, before any session or login
+        app.extensions["newsroom"] = newsroom.NewsroomSite(app.wsgi_app, newsroom_settings.directory, engine, clock)
+        app.wsgi_app = app.extensions["newsroom"]  # type: ignore[method-assign]
     if config.web.behind_proxy:  # only then are X-Forwarded-* headers believed (a client could forge them)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
     csrf = CSRFProtect(app)

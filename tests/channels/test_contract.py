@@ -13,17 +13,23 @@ from distributor.store.schema import attempts, deliveries
 from tests.channels.conftest import SID, bluesky, by_channel, feed, file_wire, fixed_now, mastodon
 
 OFFLINE = file_wire() + feed() + mastodon("", transport="file") + bluesky("", transport="file")
+NEWSROOM = '\n[channels.newsroom]\ndirectory = "out/news"\nurl = "https://press.example.org/news/"\n'
 CHANNELS = sorted(REGISTRY)
 
 
+def offline(name: str) -> str:
+    """Every channel offline; the newsroom only when it is the one tested (with it, every release goes there)."""
+    return OFFLINE + (NEWSROOM if name == "newsroom" else "")
+
+
 def test_every_registered_channel_is_covered():
-    assert CHANNELS == ["bluesky", "email", "feed", "mastodon", "wire"]
+    assert CHANNELS == ["bluesky", "email", "feed", "mastodon", "newsroom", "wire"]
 
 
 @pytest.mark.parametrize("name", CHANNELS)
 def test_channel_contract(name, make_system, scheduled, tmp_path):
     clock = fixed_now()
-    system = make_system(clock=clock, extra=OFFLINE)
+    system = make_system(clock=clock, extra=offline(name))
     csv = tmp_path / "r.csv"
     csv.write_text("email,name,embargo_ok\nana@paper.example.com,Ana,yes\n")
     system.cli("recipients", "import", csv, "--list", "embargo")
@@ -56,7 +62,7 @@ def test_channel_contract(name, make_system, scheduled, tmp_path):
 def test_embargo_guard_in_the_channel_layer(name, make_system, scheduled):
     """Called directly, past the scheduler, a public channel still refuses before the embargo."""
     clock = fixed_now()
-    system = make_system(clock=clock, extra=OFFLINE)
+    system = make_system(clock=clock, extra=offline(name))
     embargo = scheduled(system, channels=name)
     channel = system.channels[name]
     with system.engine.connect() as conn:
@@ -69,6 +75,7 @@ def test_embargo_guard_in_the_channel_layer(name, make_system, scheduled):
         assert [(o.result, o.detail, o.not_before) for o in outcomes] == [(Result.REFUSED, "refused: embargo", embargo)]
     assert not list((system.config_path.parent / "out").rglob("*.json"))
     assert not (system.config_path.parent / "out" / "feed.atom").exists()
+    assert not (system.config_path.parent / "out" / "news").exists()
 
 
 def test_refusal_is_recorded_and_retried_at_the_embargo(make_system, scheduled):
