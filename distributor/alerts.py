@@ -29,6 +29,32 @@ log = logging.getLogger("distributor.alerts")
 COMMAND_TIMEOUT_SECONDS = 60
 
 
+# What to do about a transport fault: (words in the fault, the advice). The first that matches is given.
+ADVICE = (
+    ("login refused", "the relay refused the login: check channels.email.smtp.username and the password in the "
+                      "variable channels.email.smtp.password_env names"),
+    ("session refused", "the relay refused the session: check channels.email.smtp (the sender the relay allows, "
+                        "office.from) and the relay's own log"),
+    ("certificate", "the server's TLS certificate is not trusted: renew it, or name the CA that signed it "
+                    "(channels.email.smtp.ca_file for the relay)"),
+    ("TLS", "TLS failed: check the port and the tls setting of the channel (starttls or ssl)"),
+    ("not resolved", "the host name is not found: check the address in the channel's config and this machine's DNS"),
+    ("refused", "nothing answers there: check that the server is running and the channel's host, port or URL"),
+    ("cannot connect", "nothing answers there: check that the relay is running and channels.email.smtp.host and "
+                       "port"),
+    ("timeout", "the server does not answer in time: check that it is up and not overloaded, and the channel's "
+                "timeout_seconds"),
+)
+
+
+def advice(fault: str | None) -> str:
+    """What a person should do about a transport fault, naming the setting to check."""
+    for words, said in ADVICE:
+        if fault and words in fault:
+            return said
+    return "check that the server is up and reachable from this machine, and the channel's settings"
+
+
 def raise_alert(conn: Connection, key: str, text: str, actor: str, at: datetime, statement_id: str | None = None,
                 channel: str | None = None) -> bool:
     """Open an alert unless one with this key is open already. True if it was opened now."""

@@ -159,7 +159,9 @@ class Dispatcher:
             self.alert(conn, f"unsent-at-lift:{row['id']}",
                        f"{row['id']}: {unsent} embargoed copies were still unsent when the embargo lifted at "
                        f"{row['embargo']:%Y-%m-%d} {clock_time(row['embargo'])} UTC; they go out as the released "
-                       f"version", now, statement_id=row["id"], channel="email")
+                       f"version. What to do: look at the statement's failures and overdue copies (its page, or "
+                       f"its report); retry the failed ones once their cause is fixed", now,
+                       statement_id=row["id"], channel="email")
 
     def resolve_lift_alerts(self, now: datetime) -> None:
         with reading(self.engine) as conn:  # most sweeps: one read, nothing open
@@ -200,7 +202,8 @@ class Dispatcher:
         if (now - since).total_seconds() >= self.policy.alert_after_seconds:
             with self.engine.begin() as conn:
                 self.alert(conn, key, f"{what}: nothing but transport faults for "
-                                      f"{(now - since).total_seconds():.0f} s: {last_fault}", now, channel=name)
+                                      f"{(now - since).total_seconds():.0f} s: {last_fault}. What to do: "
+                                      f"{alerts.advice(last_fault)}", now, channel=name)
             self.send_alerts()
 
     def lists_to_plan(self) -> bool:

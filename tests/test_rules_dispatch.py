@@ -754,7 +754,9 @@ def test_copies_unsent_at_the_lift_raise_one_alert_that_ends_once_they_are_sent(
     assert (alert["key"], alert["statement_id"], alert["channel"], alert["raised_at"]) == \
         (f"unsent-at-lift:{SID}", SID, "email", NOW + HOUR)
     assert alert["text"] == (f"{SID}: 1 embargoed copies were still unsent when the embargo lifted at "
-                             f"2030-01-01 13:00 UTC; they go out as the released version")
+                             f"2030-01-01 13:00 UTC; they go out as the released version. What to do: look at the "
+                             f"statement's failures and overdue copies (its page, or its report); retry the failed "
+                             f"ones once their cause is fixed")
     env.clock.set(NOW + HOUR + timedelta(minutes=5))
     d.advance()
     with env.engine.connect() as conn:
@@ -841,7 +843,9 @@ def test_only_transport_faults_for_the_alert_time_raise_one_alert_that_sending_a
         [alert] = alerts.open_alerts(conn)
     assert (alert["key"], alert["channel"], alert["raised_at"]) == ("transport:probe", "probe", NOW + timedelta(
         seconds=after))
-    assert alert["text"] == f"probe: nothing but transport faults for {after:.0f} s: relay still down"
+    assert alert["text"] == (f"probe: nothing but transport faults for {after:.0f} s: relay still down. What to do: "
+                             f"check that the server is up and reachable from this machine, and the channel's "
+                             f"settings")
     d.transport_health("probe", {Result.SENT: 1, Result.TRANSPORT: 2}, None)
     with env.engine.connect() as conn:
         assert alerts.open_alerts(conn) == []
@@ -875,7 +879,8 @@ def test_a_target_reached_on_its_own_has_its_own_transport_alert_whatever_the_ot
         assert found == []
         return
     assert found == [("transport:probe:a@x", "probe",
-                      f"probe (a@x): nothing but transport faults for {after:.0f} s: transport for a@x")]
+                      f"probe (a@x): nothing but transport faults for {after:.0f} s: transport for a@x. What to "
+                      f"do: {alerts.advice('transport for a@x')}")]
     env.clock.advance(60)  # a@x's next attempt
     probe.answer = Result.SENT
     assert d.deliver("probe") == {Result.SENT: 1}
@@ -964,3 +969,21 @@ def test_the_batch_claimed_ahead_goes_back_at_once_when_nothing_can_succeed(env)
     assert sorted(r["status"] for r in rows.values()) == ["pending", "retrying", "retrying"]
     assert [r["attempts"] for r in rows.values() if r["status"] == "pending"] == [0]
     assert d.heartbeat.beat() == 0
+
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("login refused: 535 5.7.8 authentication failed", "channels.email.smtp.password_env"),
+    ("session refused: 550 5.7.1 sender not allowed", "office.from"),
+    ("TLS with relay:465: server certificate not trusted: self-signed", "ca_file"),
+    ("TLS certificate rejected: not trusted", "ca_file"),
+    ("TLS with relay:465 failed: wrong version number", "starttls or ssl"),
+    ("connection failed: host name not resolved", "DNS"),
+    ("connection failed: connection refused", "host, port or URL"),
+    ("cannot connect to relay:25: [Errno 111] Connection refused", "host, port or URL"),
+    ("cannot connect to relay:25: timed out", "channels.email.smtp.host"),
+    ("timeout: no reply in time", "timeout_seconds"),
+    (None, "reachable from this machine"),
+])
+def test_an_alert_says_what_to_do_about_its_fault(fault, words):
+    assert words in alerts.advice(fault)

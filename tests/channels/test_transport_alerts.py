@@ -74,7 +74,9 @@ def test_a_target_refusing_connections_raises_its_own_alert_until_it_sends_again
     system.dispatcher.deliver(name)
     [alert] = open_alerts(system)
     assert (alert["key"], alert["channel"]) == (f"transport:{name}:{target}", name)
-    assert alert["text"] == f"{name} ({target}): nothing but transport faults for {RETRY} s: {row['error']}"
+    assert alert["text"] == (f"{name} ({target}): nothing but transport faults for {RETRY} s: {row['error']}. What "
+                             f"to do: nothing answers there: check that the server is running and the channel's "
+                             f"host, port or URL")
     code, found = status(system)
     assert code == 1 and [a["key"] for a in found["alerts"]] == [f"transport:{name}:{target}"]
 
@@ -125,7 +127,9 @@ def test_an_endpoint_that_never_answers_times_out_toward_the_alert(make_system, 
     finally:
         silent.close()
     [alert] = open_alerts(system)
-    assert alert["key"] == "transport:wire:partner" and alert["text"].endswith(": timeout: no reply in time")
+    assert alert["key"] == "transport:wire:partner"
+    assert alert["text"].endswith(": timeout: no reply in time. What to do: the server does not answer in time: "
+                                  "check that it is up and not overloaded, and the channel's timeout_seconds")
 
 
 @pytest.mark.subprocess
