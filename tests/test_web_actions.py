@@ -105,6 +105,8 @@ def test_withdrawing_says_what_will_happen_and_acts_only_when_confirmed(web):
     reply = post(client, f"/statements/{SID}/withdraw", reason="legal advice", note="Do not publish.")
     assert reply.status_code == 200 and status_of(system) == "scheduled"  # only the summary
     said = summary_of(reply)
+    shown = html.unescape(reply.get_data(as_text=True))
+    assert "<dd>legal advice</dd>" in shown and "<dd>Do not publish.</dd>" in shown  # what was typed, repeated
     assert said[0] == ("2 journalists holding a copy will be told, with the subject "
                        "\u201cWITHDRAWN: Riverland: Flood maps must be published\u201d.")
     assert "1 copy not yet sent will never be sent." in said  # tv's released copy

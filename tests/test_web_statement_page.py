@@ -64,7 +64,10 @@ def test_progress_chart_and_refresh_while_sending(web):
     with system.engine.begin() as conn:
         conn.execute(update(deliveries).where(deliveries.c.target == "tv@tv.example.org").values(
             status="sending"))
-    assert 'http-equiv="refresh" content="5"' in page_of(client)
+    page = page_of(client)
+    assert 'http-equiv="refresh" content="5"' in page and "Stop refreshing" in page
+    stopped = page_of(client, "?refresh=off")  # a reader may stop it
+    assert 'http-equiv="refresh"' not in stopped and "Refresh every 5 seconds" in stopped
     with system.engine.begin() as conn:
         conn.execute(update(deliveries).where(deliveries.c.target == "tv@tv.example.org").values(
             status="pending", next_attempt_at=clock.now()))

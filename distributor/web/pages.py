@@ -92,9 +92,10 @@ def statement_page(statement_id: str):
         revision_list = queries.revision_list(conn, statement_id)
         compared = compared_revisions(conn, statement_id, revision_list)
         now = s.clock.now()
-        refresh = queries.busy(conn, statement_id, now) or (
+        live = queries.busy(conn, statement_id, now) or (
             row["status"] == "scheduled" and row["embargo"] is not None and row["embargo"] - now <= REFRESH_AHEAD)
         over_time = queries.sent_over_time(conn, statement_id)
+    refresh = live and request.args.get("refresh") != "off"  # a reader may stop it (WCAG 2.2.1)
     previews = social_previews(statement_id)
     failed_count = sum(c.get("failed", 0) for c in counts.values())
     office = s.config.office
@@ -102,7 +103,7 @@ def statement_page(statement_id: str):
     text = Markup(renderer.render("shared/body.html.j2", **renderer.context(
         document, statement_id, row["embargo"] or document.embargo, embargoed=False)))
     return render_template("statement.html", row=row, document=document, counts=counts, events=events,
-                           text=text, revisions=revision_list, compared=compared, refresh=refresh,
+                           text=text, revisions=revision_list, compared=compared, refresh=refresh, live=live,
                            bars={c: pictures.progress(n) for c, n in counts.items()},
                            chart=pictures.chart(over_time, row["embargo"], lambda t: when(t, office.timezone)),
                            offered=actions.offered(row, failed_count),

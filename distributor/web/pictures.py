@@ -54,12 +54,15 @@ def chart(series: dict[str, list[tuple[datetime, int]]], embargo: datetime | Non
         path = [f"M{x(points[0][0])},{y(0)}"] + [f"H{x(t)}V{y(count)}" for t, count in points]
         parts.append(f'<path d="{"".join(path)}" fill="none" stroke="{COLOURS.get(variant, "#333")}" '
                      f'stroke-width="2"/>')
-        parts.append(f'<text x="{WIDTH - PAD}" y="{PAD / 2 + 12 * (n + 1)}" font-size="11" text-anchor="end" '
+        parts.append(f'<text x="{PAD + 4}" y="{12 * (n + 1)}" font-size="11" '
                      f'fill="{COLOURS.get(variant, "#333")}">{escape(variant)}</text>')
     if embargo is not None:
         parts.append(f'<line x1="{x(embargo)}" y1="{PAD / 2}" x2="{x(embargo)}" y2="{HEIGHT - PAD}" '
                      f'stroke="#a00" stroke-dasharray="4 3"/>')
-        parts.append(f'<text x="{x(embargo) + 4}" y="{PAD / 2 + 10}" font-size="11" fill="#a00">embargo</text>')
+        right = x(embargo) > WIDTH * 0.7  # the label inside the picture, on whichever side has room
+        anchor = "end" if right else "start"
+        parts.append(f'<text x="{x(embargo) - 4 if right else x(embargo) + 4}" y="{PAD / 2 + 10}" font-size="11" '
+                     f'fill="#a00" text-anchor="{anchor}">embargo</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
