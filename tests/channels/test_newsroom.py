@@ -44,6 +44,7 @@ def office(write_config, run, scheduled, monkeypatch, tmp_path):
         embargo = scheduled(system, channels="email,wire,mastodon")
         app = create_app(system.config, system.engine, clock)
         app.config["TESTING"] = True
+        app.extensions["newsroom"].database_clock = database_clock  # as the workers': the test's stand-in
         return system, clock, embargo, app
     yield make
     for system in systems:
@@ -100,8 +101,6 @@ def test_a_worker_clock_running_ahead_of_the_databases_publishes_nothing_early(o
     database.set(embargo - timedelta(seconds=5))
     tick(system)
     assert not site(system).exists()
-    newsroom = app.extensions["newsroom"]
-    newsroom.database_clock = database
     assert app.test_client().get(f"/news/{SID}/").status_code == 404
 
 
