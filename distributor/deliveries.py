@@ -29,7 +29,7 @@ from distributor.config import DeliveryPolicy
 from distributor.outcomes import Claimed, Kind, Outcome, Result, Variant
 from distributor.statements.model import StatementStatus
 from distributor.store.prepared import Prepared
-from distributor.store.schema import attempts, deliveries, plans, statements
+from distributor.store.schema import attempts, deliveries, plans, recipients, statements
 from distributor.workers import alive
 
 
@@ -102,6 +102,26 @@ def finish_plan(conn: Connection, statement_id: str, revision: int, channel: str
 def forget_plans(conn: Connection, statement_id: str) -> None:
     """A statement scheduled again after a withdrawal is planned afresh (its earlier rows stay, as history)."""
     conn.execute(delete(plans).where(plans.c.statement_id == statement_id))
+
+
+def forget_plan(conn: Connection, statement_id: str, revision: int, channel: str, generation: int) -> None:
+    """Plan one channel of the statement again (its lists grew): rows planned before stay, and are skipped."""
+    conn.execute(delete(plans).where(plans.c.statement_id == statement_id, plans.c.revision == revision,
+                                     plans.c.channel == channel, plans.c.generation == generation))
+
+
+def cancel_unchosen(conn: Connection, statement_id: str, generation: int, lists: tuple[str, ...], now: datetime,
+                    reason: str) -> int:
+    """Cancel the unsent email copies of the current schedule whose address is on none of ``lists`` (the lists
+    chosen now, and the release lists). Returns how many. The database matches each address to the lists' members
+    (by the address as written, or by its key), a row at a time through the lists' indexes."""
+    member = select(recipients.c.id).where(recipients.c.list_name.in_(lists), or_(
+        recipients.c.email == deliveries.c.target, recipients.c.email_key == func.lower(deliveries.c.target)))
+    return conn.execute(update(deliveries).where(
+        deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+        deliveries.c.generation == generation, deliveries.c.kind == Kind.STATEMENT.value,
+        deliveries.c.status.in_(CLAIMABLE), ~member.exists()).values(
+        status=DeliveryStatus.CANCELLED.value, last_error=reason, updated_at=now)).rowcount
 
 
 def plan_notice(conn: Connection, statement_id: str, revision: int, generation: int, kind: Kind, notice: int,

@@ -95,7 +95,8 @@ class Dispatcher:
                            workflow.version(conn, statement_id, notice))
         return Job(statement_id, revision, workflow.content(conn, statement_id, revision), row["embargo"],
                    row["send_embargoed_at"], first_created=imported.get(1), version_created=imported.get(revision),
-                   kind=kind, generation=row["generation"] if generation is None else generation, notice=found)
+                   kind=kind, generation=row["generation"] if generation is None else generation, notice=found,
+                   lists=tuple(row.get("lists") or ()))
 
     # -- statements: lift what is past its embargo, plan what is due -----------------------------------------
     def advance(self, defer_lists: bool = False) -> int:

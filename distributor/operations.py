@@ -92,18 +92,49 @@ def send_test(app: App, statement_id: str, addresses: list[str], actor: str) -> 
              "sent" if h.result is Result.SENT else f"not sent ({h.result.value}: {h.detail})") for h in results]
 
 
+LISTS_WHERE = {"lists": "--lists", "add": "--add-lists", "front": "lists", "see": "see 'distributor recipients list'"}
+
+
 def schedule(app: App, conn: Connection, statement_id: str, actor: str, *, embargo: datetime | None,
              send_embargoed_at: datetime | None, channels: str | None, override_embargo: bool = False,
-             reason: str | None = None) -> tuple[dict, list[str]]:
-    """Schedule with the channels asked for (default: the document's, else every configured one)."""
+             reason: str | None = None, lists: str | list[str] | None = None, add_lists: str | list[str] | None = None,
+             where: dict[str, str] = LISTS_WHERE) -> tuple[dict, list[str]]:
+    """Schedule with the channels asked for (default: the document's, else every configured one) and the recipient
+    lists asked for (default: the document's ``lists:``, else those chosen before, else ``channels.email.list``).
+    With ``add_lists``, only add lists to a scheduled statement."""
+    email = app.config.channels.get("email")
+    default_list = email.list if email else "embargo"
+    release_lists = tuple(email.release_lists) if email else ()
+    if add_lists is not None:
+        if lists is not None:
+            raise InputError(f"either choose the lists ({where['lists']}) or add to them, not both",
+                             where=where["add"])
+        added = known_lists(conn, recipients.chosen_lists(add_lists, where["add"]), where["add"], where["see"])
+        row, _ = workflow.add_lists(conn, statement_id, actor, app.clock.now(), lists=added,
+                                    default_list=default_list)
+        return row, list(row["channels"] or [])
     row = workflow.get(conn, statement_id)
     document = workflow.content(conn, statement_id, row["revision"])
     chosen = channel_registry.choose(channels, app.config.channels, document.channels)
+    wanted: tuple[str, ...] | None = None
+    if lists is not None:
+        wanted = known_lists(conn, recipients.chosen_lists(lists, where["lists"]), where["lists"], where["see"])
+    elif document.lists:
+        wanted = known_lists(conn, document.lists, where["front"], where["see"])
     row = workflow.schedule(conn, statement_id, actor, app.clock.now(), embargo=embargo,
                             send_embargoed_at=send_embargoed_at,
                             channels={n: channel_registry.REGISTRY[n] for n in chosen},
-                            override_embargo=override_embargo, reason=reason)
+                            override_embargo=override_embargo, reason=reason, lists=wanted,
+                            default_list=default_list, release_lists=release_lists)
     return row, chosen
+
+
+def known_lists(conn: Connection, names: tuple[str, ...], where: str, see: str) -> tuple[str, ...]:
+    """The lists, each of which must exist (have members); else an error naming the first unknown one."""
+    unknown = recipients.unknown_list(conn, names)
+    if unknown is not None:
+        raise InputError(f"no list named {unknown!r} ({see})", where=where)
+    return names
 
 
 def reschedule(app: App, conn: Connection, statement_id: str, actor: str, *, embargo: datetime, reason: str,

@@ -286,11 +286,40 @@ def is_suppressed(conn: Connection, emails: list[str]) -> set[str]:
 Unless = Callable[[ColumnElement[str]], ColumnElement[bool]]
 
 
-def eligible(conn: Connection, list_name: str, embargoed: bool = True,
+Lists = str | tuple[str, ...]  # one list's name, or the lists chosen for a statement
+
+
+def names_of(lists: Lists) -> tuple[str, ...]:
+    """The chosen lists as a tuple, each name once, in the order given."""
+    return (lists,) if isinstance(lists, str) else tuple(dict.fromkeys(lists))
+
+
+def said_lists(lists: Lists) -> str:
+    """'the list 'embargo'', or 'any of the lists 'health', 'europe''."""
+    names = names_of(lists)
+    if len(names) == 1:
+        return f"the list {names[0]!r}"
+    return "any of the lists " + ", ".join(repr(n) for n in names)
+
+
+def eligible(conn: Connection, lists: Lists, embargoed: bool = True,
              unless: Unless | None = None) -> Iterator[str]:
-    """Addresses on the list that may receive mail (embargo-vetted when ``embargoed``), streamed; none for which
-    ``unless`` (an SQL condition made from the address column) holds."""
-    return _stream(conn, _eligible(list_name, embargoed, unless))
+    """Addresses on the lists that may receive mail (embargo-vetted on one of them when ``embargoed``), streamed,
+    each person once however many of the lists they are on; none for which ``unless`` (an SQL condition made from
+    the address column) holds.
+
+    The database does the sifting, a list at a time: a person met on an earlier list (vetted there, when
+    ``embargoed``) is left out of the later ones, so that nothing here grows with the lists."""
+    names = names_of(lists)
+    other = recipients.alias("other")
+    for i, name in enumerate(names):
+        query = _eligible(name, embargoed, unless)
+        if i:
+            earlier = [other.c.email_key == recipients.c.email_key, other.c.list_name.in_(names[:i])]
+            if embargoed:
+                earlier.append(other.c.embargo_ok.is_(True))
+            query = query.where(~select(other.c.id).where(*earlier).exists())
+        yield from _stream(conn, query)
 
 
 def _eligible(list_name: str, embargoed: bool, unless: Unless | None) -> Select:
@@ -324,28 +353,33 @@ class Standing:
         """A member who may not have the embargoed copy but gets the released version at the lift."""
         return self.member and not self.embargo_ok and not self.suppressed
 
-    def refusal(self, embargoed: bool, list_name: str) -> str | None:
+    def refusal(self, embargoed: bool, list_name: Lists) -> str | None:
         """Why this address may not have the copy now, or None. Only an embargoed copy needs a vetted member."""
         if self.suppressed:
             return "unsubscribed"
         if embargoed and not self.member:
-            return f"no longer on the list {list_name!r}"
+            return f"no longer on {said_lists(list_name)}"
         if embargoed and not self.embargo_ok:
             return "no longer vetted for embargoed copies"
         return None
 
 
-def standing(conn: Connection, list_name: str, emails: list[str],
+def standing(conn: Connection, lists: Lists, emails: list[str],
              release_lists: tuple[str, ...] = ()) -> dict[str, Standing]:
-    """Each address's standing (by address as given), read in two queries whatever the number. A member of a
-    release list only counts as a member who is not vetted: the released version is theirs, at the lift."""
+    """Each address's standing (by address as given), read in two queries whatever the number. Vetting is per
+    membership: vetted on any of the chosen lists is vetted. A member of a release list only counts as a member
+    who is not vetted: the released version is theirs, at the lift."""
+    chosen = names_of(lists)
     keys = {key(e): e for e in emails}
     found: dict[str, Any] = {}
     for r in conn.execute(select(
             recipients.c.email_key, recipients.c.name, recipients.c.embargo_ok, recipients.c.list_name).where(
-            recipients.c.list_name.in_((list_name, *release_lists)), recipients.c.email_key.in_(list(keys)))):
-        if r.list_name == list_name or r.email_key not in found:
-            found[r.email_key] = (r.name, bool(r.embargo_ok) and r.list_name == list_name)
+            recipients.c.list_name.in_((*chosen, *release_lists)), recipients.c.email_key.in_(list(keys)))):
+        on_chosen = r.list_name in chosen
+        vetted = bool(r.embargo_ok) and on_chosen
+        before = found.get(r.email_key)
+        if before is None or (on_chosen and not before[2]) or (vetted and not before[1]):
+            found[r.email_key] = (r.name, vetted or bool(before and before[1]), on_chosen)
     suppressed = is_suppressed(conn, emails)
     result = {}
     for k, email in keys.items():
@@ -355,15 +389,17 @@ def standing(conn: Connection, list_name: str, emails: list[str],
     return result
 
 
-def release_members(conn: Connection, list_name: str, release_lists: tuple[str, ...],
+def release_members(conn: Connection, lists: Lists, release_lists: tuple[str, ...],
                     unless: Unless | None = None) -> Iterator[str]:
-    """Who gets the released version at the lift: the list's members not vetted for embargoes, then the members
-    of each release list; each address once (by its key), none unsubscribed, none for which ``unless`` holds.
+    """Who gets the released version at the lift: the chosen lists' members vetted for embargoes on none of them,
+    then the members of each release list; each address once (by its key), none unsubscribed, none for which
+    ``unless`` holds.
 
     The database does the sifting, a list at a time, so that nothing here grows with the lists."""
-    names = (list_name, *release_lists)
+    chosen = names_of(lists)
+    names = tuple(dict.fromkeys((*chosen, *release_lists)))
     other = recipients.alias("other")
-    vetted = select(other.c.id).where(other.c.email_key == recipients.c.email_key, other.c.list_name == list_name,
+    vetted = select(other.c.id).where(other.c.email_key == recipients.c.email_key, other.c.list_name.in_(chosen),
                                       other.c.embargo_ok.is_(True)).exists()
     for i, name in enumerate(names):
         query = _eligible(name, False, unless).where(~vetted)
@@ -371,6 +407,29 @@ def release_members(conn: Connection, list_name: str, release_lists: tuple[str, 
             query = query.where(~select(other.c.id).where(other.c.email_key == recipients.c.email_key,
                                                           other.c.list_name.in_(names[:i])).exists())
         yield from _stream(conn, query)
+
+
+def unknown_list(conn: Connection, names: tuple[str, ...]) -> str | None:
+    """The first of these names that no list has (a list is its members), or None."""
+    known: set[str] = set(conn.execute(select(recipients.c.list_name).where(
+        recipients.c.list_name.in_(names)).distinct()).scalars())
+    return next((n for n in names if n not in known), None)
+
+
+def chosen_lists(text: str | list | tuple, where: str) -> tuple[str, ...]:
+    """Lists as typed (``health,europe``) or written in front matter (a list or that text): each name once."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    names = []
+    for part in parts:
+        if not isinstance(part, str):
+            raise InputError(f"expected list names, e.g. health,europe; got {part!r}", where=where)
+        name = part.strip()
+        if not name:
+            raise InputError("expected list names separated by commas, e.g. health,europe", where=where)
+        names.append(checked_text(name, where, 100))
+    if not names:
+        raise InputError("expected at least one list name", where=where)
+    return tuple(dict.fromkeys(names))
 
 
 def remove(conn: Connection, list_name: str, email: str, names: Mapping[str, str] = OPTIONS) -> bool:

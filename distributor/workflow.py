@@ -292,8 +292,11 @@ def own_embargo(row: dict, document: Statement) -> datetime | None:
 
 def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, embargo: datetime | None,
              send_embargoed_at: datetime | None, channels: dict[str, Timed], override_embargo: bool = False,
-             reason: str | None = None) -> dict:
-    """``channels`` maps each chosen channel's name to the channel, which says when it is due.
+             reason: str | None = None, lists: tuple[str, ...] | None = None, default_list: str = "embargo",
+             release_lists: tuple[str, ...] = ()) -> dict:
+    """``channels`` maps each chosen channel's name to the channel, which says when it is due. ``lists`` are the
+    recipient lists chosen for its email (None: those chosen before, else ``default_list``). Before anyone holds a
+    copy they may change: the copies planned for members no longer chosen are cancelled. After, they only grow.
 
     ``embargo`` must be the statement's own embargo unless ``override_embargo``: a typed time never silently beats
     the date printed in the document."""
@@ -325,20 +328,78 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
                          f"under the embargo "
                          f"{_utc(row['embargo'])}; move it with 'distributor reschedule {statement_id} "
                          f"--embargo TIME --by NAME --reason TEXT', which tells them", where="--embargo")
+    before = chosen_lists(row, default_list)
+    stored = list(lists or row["lists"] or []) or None  # None: channels.email.list, as before lists were chosen
+    lists = lists or before
+    dropped = [name for name in before if name not in lists]
+    if held and dropped:
+        raise StateError(f"{journalists(len(held))} already {'holds' if len(held) == 1 else 'hold'} {statement_id}; "
+                         f"its lists can only grow now, and {', '.join(dropped)} would leave them: add lists with "
+                         f"'distributor schedule {statement_id} --add-lists LIST'", where="--lists")
+    cancelled = 0
     if row["status"] == S.SCHEDULED.value:
         due = {name: channel.due_at(embargo, send_at) for name, channel in channels.items()}
         deliveries.reschedule_unsent(conn, statement_id, row["revision"], due, at, lift=(row["embargo"], embargo))
+        if lists != before:
+            if dropped:
+                cancelled = deliveries.cancel_unchosen(conn, statement_id, row["generation"],
+                                                       (*lists, *release_lists), at,
+                                                       f"not on the lists chosen now ({', '.join(lists)})")
+            deliveries.forget_plan(conn, statement_id, row["revision"], "email", row["generation"])
     elif held and "email" in channels:
         _correct_holders(conn, row, held, actor, at, send_at, reason)
     source = EmbargoSource.DOCUMENT if embargo == document.embargo else EmbargoSource.SET
     _move(conn, row, S.SCHEDULED, at, embargo=embargo, embargo_source=source.value, send_embargoed_at=send_at,
-          channels=list(channels))
+          channels=list(channels), lists=stored)
     if own is not None and embargo != own:
         record(conn, Action.EMBARGO_OVERRIDDEN, actor, at, statement_id, row["revision"], embargo=embargo,
                statement_embargo=own)
+    named = {"lists": stored} if stored else {}
+    if lists != before:
+        named.update(lists_before=list(before), cancelled=cancelled)
     record(conn, Action.SCHEDULED, actor, at, statement_id, row["revision"], embargo=embargo,
-           send_embargoed_at=send_at, channels=list(channels))
+           send_embargoed_at=send_at, channels=list(channels), **named)
     return get(conn, statement_id)
+
+
+def chosen_lists(row: dict, default_list: str) -> tuple[str, ...]:
+    """The recipient lists chosen for the statement's email: ``default_list`` unless others were chosen."""
+    return tuple(row.get("lists") or ()) or (default_list,)
+
+
+def add_lists(conn: Connection, statement_id: str, actor: str, at: datetime, *, lists: tuple[str, ...],
+              default_list: str = "embargo") -> tuple[dict, list[str]]:
+    """Add recipient lists to a scheduled statement: their members not yet planned get the statement (each person
+    once; nobody twice). Refused once it is released. Returns the row and the lists added (none: all were)."""
+    row = get(conn, statement_id)
+    if row["status"] == S.RELEASED.value:
+        raise StateError(f"statement {statement_id} is released; its lists cannot change now: send the news to "
+                         f"other lists as a new statement", where="--add-lists")
+    if row["status"] != S.SCHEDULED.value:
+        raise StateError(f"statement {statement_id} is {row['status']}; choose its lists as you schedule it "
+                         f"('distributor schedule {statement_id} --lists LIST,...')", where="--add-lists")
+    before = chosen_lists(row, default_list)
+    added = [name for name in lists if name not in before]
+    if not added:
+        return row, []
+    result = conn.execute(update(statements).where(
+        statements.c.id == statement_id, statements.c.status == S.SCHEDULED.value,
+        statements.c.revision == row["revision"], statements.c.generation == row["generation"],
+    ).values(lists=[*before, *added], updated_at=at))
+    if result.rowcount != 1:
+        raise StateError(f"statement {statement_id} changed while this command ran; try again", where=statement_id)
+    deliveries.forget_plan(conn, statement_id, row["revision"], "email", row["generation"])
+    record(conn, Action.SCHEDULED, actor, at, statement_id, row["revision"], embargo=row["embargo"],
+           send_embargoed_at=row["send_embargoed_at"], channels=row["channels"], lists_added=added,
+           lists=[*before, *added])  # the same schedule, to more lists
+    return get(conn, statement_id), added
+
+
+def lists_added_said(row: dict, added: list[str]) -> str:
+    if not added:
+        return f"{row['id']}: already goes to {', '.join(row['lists'] or [])}; nothing added"
+    return (f"{row['id']}: now goes to {', '.join(row['lists'])}; the new members of {', '.join(added)} are "
+            f"planned (each person once)")
 
 
 def _correct_holders(conn: Connection, row: dict, held: list[str], actor: str, at: datetime, due: datetime,

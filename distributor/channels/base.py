@@ -79,6 +79,7 @@ class Job:
     kind: Kind = Kind.STATEMENT
     generation: int = 1
     notice: Notice | None = None
+    lists: tuple[str, ...] = ()  # the recipient lists chosen for its email; none: channels.email.list
 
     @property
     def tag(self) -> str:

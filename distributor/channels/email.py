@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from distributor import deliveries, recipients, unsubscribe
 from distributor.channels.base import EMBARGOED, Channel, Job
@@ -30,6 +30,7 @@ from distributor.outcomes import RECORDED, Claimed, Kind, Outcome, Receipt, Repo
 from distributor.render import embargo_lines
 from distributor.statements.model import StatementStatus
 from distributor.store import reading
+from distributor.store.schema import statements
 from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody, mail_address
 from distributor.transports.file import MailFolder
 from distributor.transports.smtp import SmtpPool, SmtpSettings
@@ -213,14 +214,19 @@ class EmailChannel(Channel):
                                else MailFolder(self.settings.directory))
         return self._transport
 
+    def lists(self, job: Job) -> tuple[str, ...]:
+        """The lists chosen for the statement (``channels.email.list`` unless others were chosen)."""
+        return job.lists or (self.settings.list,)
+
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
-        """The vetted members of the list, except those who get this revision as a correction."""
-        return recipients.eligible(conn, self.settings.list, embargoed=True, unless=self._holds(job))
+        """The members vetted on any of the chosen lists, each once, except those who get this revision as a
+        correction."""
+        return recipients.eligible(conn, self.lists(job), embargoed=True, unless=self._holds(job))
 
     def release_targets(self, conn: Connection, job: Job) -> Iterable[str]:
-        """The list's members who are not vetted, and the release lists' members: the released version, at the
-        lift. Nobody who has (or is about to get) this revision otherwise."""
-        return recipients.release_members(conn, self.settings.list, self.settings.release_lists, self._holds(job))
+        """The chosen lists' members vetted on none of them, and the release lists' members: the released
+        version, at the lift, each once. Nobody who has (or is about to get) this revision otherwise."""
+        return recipients.release_members(conn, self.lists(job), self.settings.release_lists, self._holds(job))
 
     @staticmethod
     def _holds(job: Job) -> recipients.Unless:
@@ -360,7 +366,10 @@ class EmailChannel(Channel):
     def deliver(self, job: Job, rendered: RenderedEmail, rows: list[Claimed], report: Report) -> None:
         targets = [row.target for row in rows]
         with reading(self.context.engine) as conn:  # checked again now: a journalist may have been de-vetted
-            standing = recipients.standing(conn, self.settings.list, targets, self.settings.release_lists)
+            # against the lists chosen now: they may have grown since the job was read
+            chosen = conn.execute(select(statements.c.lists).where(
+                statements.c.id == job.statement_id)).scalar() or self.lists(job)
+            standing = recipients.standing(conn, tuple(chosen), targets, self.settings.release_lists)
             threads = deliveries.first_copies(conn, job.statement_id, self.name, targets, job.generation) \
                 if job.kind is not Kind.STATEMENT else {}
         try:
@@ -389,7 +398,7 @@ class EmailChannel(Channel):
             if embargoed and standing[row.target].awaits_release:
                 return Outcome(row.id, Result.REFUSED, "not vetted for embargoed copies: the released version goes "
                                                        "at the lift", not_before=job.embargo)
-            refusal = standing[row.target].refusal(embargoed, self.settings.list)
+            refusal = standing[row.target].refusal(embargoed, tuple(chosen))
             if refusal:
                 return Outcome(row.id, Result.CANCELLED, refusal)
             address, smtputf8 = mail_address(row.target)

@@ -102,12 +102,14 @@ def cmd_log(args) -> int:
             return 0
         channels = channel_registry.expand(args.channel) if args.channel else None
         since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
-        records = (operations.log_record(r) for r in deliveries.log_rows(conn, args.id, since, until)
+        lists = ListsOf(app, conn)
+        records = (lists.added(operations.log_record(r)) for r in deliveries.log_rows(conn, args.id, since, until)
                    if (not args.status or r["status"] == args.status) and (not channels or r["channel"] in channels))
         if args.format == "json":
             print(json.dumps(list(records), ensure_ascii=False, indent=2))
         elif args.format == "csv":
-            csvout.write(sys.stdout, [*operations.LOG_FIELDS, "after_lift"], records)
+            csvout.write(sys.stdout, [*operations.LOG_FIELDS, "after_lift", "lists"],
+                         ({**r, "lists": ", ".join(r["lists"])} for r in records))
         else:
             counts: dict[str, int] = {}
             rows = []
@@ -124,6 +126,28 @@ def cmd_log(args) -> int:
     return 0
 
 
+class ListsOf:
+    """The recipient lists of each statement's email, read once per statement: ``lists`` of a log record (none for
+    the other channels)."""
+
+    def __init__(self, app, conn):
+        self.app, self.conn = app, conn
+        self.found: dict[str, list[str]] = {}
+
+    @staticmethod
+    def chosen(app, row: dict) -> list[str]:
+        email = app.config.channels.get("email")
+        return list(row["lists"] or ([email.list] if email else []))
+
+    def added(self, record: dict) -> dict:
+        sid = record["statement"]
+        if record["channel"] != "email":
+            return {**record, "lists": []}
+        if sid not in self.found:
+            self.found[sid] = self.chosen(self.app, workflow.get(self.conn, sid))
+        return {**record, "lists": self.found[sid]}
+
+
 def cmd_report(args) -> int:
     app = open_app(args)
     with reading(app.engine) as conn:
@@ -131,6 +155,8 @@ def cmd_report(args) -> int:
         rows = [operations.log_record(r) for r in deliveries.log_rows(conn, args.id)]
     title = f"{args.id}: {row['status']}, revision {row['published_revision'] or row['revision']}"
     print(title + (f"; embargo {when(row['embargo'])}" if row["embargo"] else ""))
+    if "email" in (row["channels"] or []):
+        print(f"lists: {', '.join(ListsOf.chosen(app, row))}")
     print()
     by_channel: dict[str, list[dict]] = {}
     for r in rows:

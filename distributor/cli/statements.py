@@ -61,7 +61,7 @@ def statement_view(conn, statement_id: str) -> dict:
         "status": row["status"], "revision": shown, "working_revision": row["revision"],
         "generation": row["generation"], "approved_by": row["approved_by"],
         "approved_at": iso_z(row["approved_at"]), "send_embargoed_at": iso_z(row["send_embargoed_at"]),
-        "released_at": iso_z(row["released_at"]), "channels": row["channels"],
+        "released_at": iso_z(row["released_at"]), "channels": row["channels"], "lists": row["lists"],
     }
 
 
@@ -69,6 +69,8 @@ def cmd_show(args) -> int:
     app = open_app(args)
     with reading(app.engine) as conn:
         view = statement_view(conn, args.id)
+    email = app.config.channels.get("email")
+    view["lists"] = view["lists"] or ([email.list] if email else [])  # the lists its email goes to
     if args.format == "json":
         print(json.dumps(view, ensure_ascii=False, indent=2))
         return 0
@@ -85,6 +87,8 @@ def cmd_show(args) -> int:
         lines.append(f"Approved by {view['approved_by']} at {view['approved_at']}")
     if view["send_embargoed_at"]:
         lines.append(f"Embargoed copies from {view['send_embargoed_at']} via {', '.join(view['channels'] or [])}")
+    if view["lists"]:
+        lines.append(f"Lists: {', '.join(view['lists'])}")
     lines.append("")
     for paragraph in view["body"]:
         lines += [paragraph, ""]
@@ -138,18 +142,41 @@ def cmd_schedule(args) -> int:
     app = open_app(args)
     embargo = parse_time(args.embargo, "--embargo")
     send_at = parse_time(args.send_embargoed_at, "--send-embargoed-at")
+    if args.add_lists is not None:
+        others = [option for option, value in (("--lists", args.lists), ("--embargo", args.embargo),
+                                                ("--send-embargoed-at", args.send_embargoed_at),
+                                                ("--channels", args.channels), ("--reason", args.reason))
+                  if value is not None] + (["--override-embargo"] if args.override_embargo else [])
+        if others:
+            raise InputError(f"only adds lists to the schedule as it is; leave out {', '.join(others)}",
+                             where="--add-lists")
+
     def run(conn):
         return operations.schedule(app, conn, args.id, actor(args), embargo=embargo, send_embargoed_at=send_at,
                                    channels=args.channels, override_embargo=args.override_embargo,
-                                   reason=optional_text(args.reason, "--reason"))
+                                   reason=optional_text(args.reason, "--reason"), lists=args.lists,
+                                   add_lists=args.add_lists)
     if args.dry_run:
         return dry_run(app, args.id, "schedule", run)
     with app.engine.begin() as conn:
+        before = workflow.get(conn, args.id)["lists"]
         row, chosen = run(conn)
     office = app.config.office
+    lists = ", ".join(chosen_lists(app, row))
+    if args.add_lists is not None:
+        added = [name for name in row["lists"] or [] if name not in (before or [])]
+        print(workflow.lists_added_said(row, added))
+        return 0
     print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
-          f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}")
+          f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}"
+          + (f"; lists {lists}" if "email" in chosen else ""))
     return 0
+
+
+def chosen_lists(app, row: dict) -> list[str]:
+    """The recipient lists of the statement's email: those chosen, else ``channels.email.list``."""
+    email = app.config.channels.get("email")
+    return list(row["lists"] or ([email.list] if email else []))
 
 
 def cmd_preview(args) -> int:
@@ -279,6 +306,11 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
                    help="use --embargo although it differs from the statement's own embargo (recorded in the audit)")
     p.add_argument("--send-embargoed-at", metavar="TIME", help="when embargoed copies go out (default: now)")
     p.add_argument("--channels", help="comma-separated channels (default: every configured channel)")
+    p.add_argument("--lists", metavar="LIST,...",
+                   help="comma-separated recipient lists for the email (default: the document's 'lists:', else "
+                        "those chosen before, else channels.email.list); each person gets one copy")
+    p.add_argument("--add-lists", metavar="LIST,...",
+                   help="add lists to a scheduled statement: only their new members are planned (until the lift)")
     p.add_argument("--by", help="who schedules (default: the login name)")
     p.add_argument("--reason", metavar="TEXT",
                    help="for a corrected revision: what changed, when the import gave no --note")

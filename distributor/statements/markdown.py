@@ -27,7 +27,7 @@ from distributor.files import decode
 from distributor.statements.model import Statement
 from distributor.statements.times import in_range, parse_instant
 
-KEYS = {"title", "date", "reference", "serial", "embargo", "contacts", "summary", "channels",
+KEYS = {"title", "date", "reference", "serial", "embargo", "contacts", "summary", "channels", "lists",
         "kind", "language", "located", "classification"}
 
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
@@ -185,6 +185,22 @@ def _field(meta: dict, key: str, source: str, kinds: tuple, required: bool = Fal
     return value
 
 
+def _lists(value: list | str | None, source: str) -> tuple[str, ...] | None:
+    """``lists: [health, europe]`` or ``lists: health, europe``: the recipient lists, each name once."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    names = []
+    for part in parts:
+        if not isinstance(part, str) or not part.strip() or len(part.strip()) > 100:
+            raise InputError(f"front matter 'lists': expected list names (at most 100 characters each), e.g. "
+                             f"[health, europe]; got {part!r}", where=source)
+        names.append(part.strip())
+    if not names:
+        raise InputError("front matter 'lists': expected at least one list name", where=source)
+    return tuple(dict.fromkeys(names))
+
+
 FRONT_MATTER_MAX = 64 * 1024  # a statement's front matter is a few lines
 
 # What the Markdown parser is given is bounded, so that any file is read or refused within about a second: it spends
@@ -285,6 +301,7 @@ def parse(data: bytes, source: str) -> Statement:
     channels = _field(meta, "channels", source, (list, str))
     if isinstance(channels, str):
         channels = [c.strip() for c in channels.split(",") if c.strip()]
+    lists = _lists(_field(meta, "lists", source, (list, str)), source)
     serial = _field(meta, "serial", source, (str, int))
 
     found = marks(post.content)
@@ -304,5 +321,5 @@ def parse(data: bytes, source: str) -> Statement:
         body_html=_markdown.renderer.render(styled(tokens), _markdown.options, {}),
         channels=tuple(str(c) for c in channels) if channels is not None else None,
         language=_field(meta, "language", source, (str,)), located=_field(meta, "located", source, (str,)),
-        source_format="markdown",
+        lists=lists, source_format="markdown",
     )

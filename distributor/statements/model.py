@@ -43,6 +43,7 @@ class Statement:
     channels: tuple[str, ...] | None = None
     language: str | None = None
     located: str | None = None
+    lists: tuple[str, ...] | None = None  # the recipient lists it is for (Markdown front matter ``lists:``)
     source_format: str = field(default="text", compare=False)
 
     @property
@@ -63,6 +64,10 @@ class Statement:
         data = asdict(self)
         data["body"] = list(self.body)
         data["channels"] = list(self.channels) if self.channels is not None else None
+        if self.lists is None:  # absent, as before there were lists: the content hash of such a statement stays
+            del data["lists"]
+        else:
+            data["lists"] = list(self.lists)
         data["date"] = self.date.isoformat() if self.date else None
         data["embargo"] = iso_z(self.embargo)
         return data
@@ -73,6 +78,8 @@ class Statement:
         data["body"] = tuple(data["body"])
         if data.get("channels") is not None:
             data["channels"] = tuple(data["channels"])
+        if data.get("lists") is not None:
+            data["lists"] = tuple(data["lists"])
         if data.get("date"):
             data["date"] = date.fromisoformat(data["date"])
         if data.get("embargo"):

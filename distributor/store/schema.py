@@ -46,6 +46,7 @@ statements = Table(
     Column("embargo_source", String(16)),  # "document": its embargo line; "override": set by a person since
     Column("send_embargoed_at", UTCDateTime),
     Column("channels", JSON),
+    Column("lists", JSON),  # the recipient lists chosen for the email channel; None: channels.email.list
     Column("released_at", UTCDateTime),
     Column("generation", Integer, nullable=False, default=1, server_default="1"),  # scheduled again after a withdrawal: +1
     Column("published_revision", Integer),   # the revision the public has (the feed, show); corrections move it
