@@ -354,7 +354,7 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
     if own is not None and embargo != own:
         record(conn, Action.EMBARGO_OVERRIDDEN, actor, at, statement_id, row["revision"], embargo=embargo,
                statement_embargo=own)
-    named = {"lists": stored} if stored else {}
+    named: dict[str, object] = {"lists": stored} if stored else {}
     if lists != before:
         named.update(lists_before=list(before), cancelled=cancelled)
     record(conn, Action.SCHEDULED, actor, at, statement_id, row["revision"], embargo=embargo,
