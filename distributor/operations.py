@@ -125,7 +125,8 @@ def schedule(app: App, conn: Connection, statement_id: str, actor: str, *, embar
                             send_embargoed_at=send_embargoed_at,
                             channels={n: channel_registry.REGISTRY[n] for n in chosen},
                             override_embargo=override_embargo, reason=reason, lists=wanted,
-                            default_list=default_list, release_lists=release_lists)
+                            default_list=default_list, release_lists=release_lists, lists_where=where["lists"],
+                            grow=where.get("grow"))
     return row, chosen
 
 

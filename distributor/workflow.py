@@ -293,7 +293,7 @@ def own_embargo(row: dict, document: Statement) -> datetime | None:
 def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, embargo: datetime | None,
              send_embargoed_at: datetime | None, channels: dict[str, Timed], override_embargo: bool = False,
              reason: str | None = None, lists: tuple[str, ...] | None = None, default_list: str = "embargo",
-             release_lists: tuple[str, ...] = ()) -> dict:
+             release_lists: tuple[str, ...] = (), lists_where: str = "--lists", grow: str | None = None) -> dict:
     """``channels`` maps each chosen channel's name to the channel, which says when it is due. ``lists`` are the
     recipient lists chosen for its email (None: those chosen before, else ``default_list``). Before anyone holds a
     copy they may change: the copies planned for members no longer chosen are cancelled. After, they only grow.
@@ -334,8 +334,9 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
     dropped = [name for name in before if name not in lists]
     if held and dropped:
         raise StateError(f"{journalists(len(held))} already {'holds' if len(held) == 1 else 'hold'} {statement_id}; "
-                         f"its lists can only grow now, and {', '.join(dropped)} would leave them: add lists with "
-                         f"'distributor schedule {statement_id} --add-lists LIST'", where="--lists")
+                         f"its lists can only grow now, and {', '.join(dropped)} would leave them: "
+                         + (grow or f"add lists with 'distributor schedule {statement_id} --add-lists LIST'"),
+                         where=lists_where)
     cancelled = 0
     if row["status"] == S.SCHEDULED.value:
         due = {name: channel.due_at(embargo, send_at) for name, channel in channels.items()}

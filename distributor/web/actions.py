@@ -10,7 +10,7 @@ from tempfile import TemporaryDirectory
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from distributor import channels as channel_registry
-from distributor import consequences, deliveries, operations, words, workflow
+from distributor import consequences, deliveries, operations, recipients, words, workflow
 from distributor.errors import InputError, UserError, checked_text
 from distributor.render import when
 from distributor.statements import parse_file
@@ -123,11 +123,25 @@ def approve(statement_id: str):
 @actions.route("/statements/<statement_id>/schedule", methods=["POST"])
 @editor
 def schedule(statement_id: str):
+    chosen = request.form.getlist("lists") or None  # the ticked lists; none ticked: the default
+    if chosen is not None:
+        try:
+            with site().engine.connect() as conn:
+                operations.known_lists(conn, recipients.chosen_lists(chosen, LISTS_WHERE["lists"]),
+                                       LISTS_WHERE["lists"], LISTS_WHERE["see"])
+        except UserError as exc:  # a list gone since the page was shown, or a forged name: the form's words
+            return render_template("error.html", code=400, message=words.for_the_web(str(exc))), 400
+
     def run(conn, by, at):
         operations.schedule(site().ops, conn, statement_id, by, embargo=instant("embargo"),
                             send_embargoed_at=instant("send_embargoed_at"), channels=text("channels"),
-                            override_embargo=bool(request.form.get("override_embargo")), reason=text("reason"))
+                            override_embargo=bool(request.form.get("override_embargo")), reason=text("reason"),
+                            lists=chosen, where=LISTS_WHERE)
     return act(statement_id, run, "scheduled", confirm="schedule" if request.form.get("override_embargo") else None)
+
+
+LISTS_WHERE = {"lists": "Lists", "add": "Lists", "front": "the statement's lists", "see": "see the Lists page",
+               "grow": "tick every list chosen before, and any more"}
 
 
 @actions.route("/statements/<statement_id>/reschedule", methods=["POST"])

@@ -79,16 +79,18 @@ def statement_page(statement_id: str):
         wanted = None
     search = (request.args.get("q") or "").replace("\x00", "").strip()[:200] or None
     email = s.config.channels.get("email")
-    lists = (email.list, *email.release_lists) if email else ()
     with reading_connection(s.engine) as conn:
         row = statement_or_404(conn, statement_id)
+        chosen = tuple(row["lists"] or ()) or ((email.list,) if email else ())  # the statement's lists
+        lists = tuple(dict.fromkeys((*chosen, *email.release_lists))) if email else ()
+        all_lists = [found["name"] for found in recipients.lists(conn)] if email else []
         shown = row["published_revision"] or row["revision"]
         document = workflow.content(conn, statement_id, shown)
         counts = queries.channel_counts(conn, [statement_id]).get(statement_id, {})
         events = queries.timeline(conn, statement_id)
         failed = queries.failures(conn, statement_id)
         people, total = queries.recipient_rows(conn, statement_id, wanted, search, page_number())
-        missing = queries.left_out(conn, statement_id, lists, row["status"]) if lists else []
+        missing = queries.left_out(conn, statement_id, lists, row["status"], chosen=chosen) if lists else []
         revision_list = queries.revision_list(conn, statement_id)
         compared = compared_revisions(conn, statement_id, revision_list)
         now = s.clock.now()
@@ -110,7 +112,8 @@ def statement_page(statement_id: str):
                            zones=[office.timezone.key, *[z.key for z in office.also_show], "UTC"],
                            failed=failed, people=people, total=total, page=page_number(), pages=queries.PAGE,
                            wanted=wanted, search=search or "", missing=missing, previews=previews,
-                           statuses=queries.STATUSES, channels=list(s.config.channels))
+                           statuses=queries.STATUSES, channels=list(s.config.channels),
+                           all_lists=all_lists, chosen_lists=chosen)
 
 
 REFRESH_AHEAD = timedelta(seconds=60)
@@ -169,9 +172,12 @@ def deliveries_csv(statement_id: str):
     s = site()
     out = io.StringIO()
     with reading_connection(s.engine) as conn:
-        statement_or_404(conn, statement_id)
-        csvout.write(out, [*operations.LOG_FIELDS, "after_lift"],
-                     (operations.log_record(r) for r in deliveries.log_rows(conn, statement_id)))
+        row = statement_or_404(conn, statement_id)
+        email = s.config.channels.get("email")
+        lists = ", ".join(row["lists"] or ([email.list] if email else []))  # as 'log --format csv' names them
+        csvout.write(out, [*operations.LOG_FIELDS, "after_lift", "lists"],
+                     ({**r, "lists": lists if r["channel"] == "email" else ""}
+                      for r in map(operations.log_record, deliveries.log_rows(conn, statement_id))))
     return Response(out.getvalue(), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{statement_id}-deliveries.csv"'})
 

@@ -126,9 +126,11 @@ def recipient_rows(conn: Connection, statement_id: str, status: str | None, sear
 
 
 def left_out(conn: Connection, statement_id: str, list_names: tuple[str, ...], status: str,
-             limit: int = 200) -> list[dict]:
-    """Members of the lists who have no copy of this statement, once each, with the reason that fits the
-    statement's state; a member whose copies were all stopped is listed with why they were stopped."""
+             limit: int = 200, chosen: tuple[str, ...] | None = None) -> list[dict]:
+    """Members of the lists (the statement's chosen lists and the release lists) who have no copy of this
+    statement, once each, with the reason that fits the statement's state; a member whose copies were all stopped
+    is listed with why they were stopped. Only vetting on a ``chosen`` list (default: all of them) counts."""
+    chosen = list_names if chosen is None else chosen
     has = select(deliveries.c.id).where(deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
                                         deliveries.c.target == recipients.c.email,
                                         deliveries.c.status != "cancelled").exists()  # one covering-index probe each
@@ -146,9 +148,10 @@ def left_out(conn: Connection, statement_id: str, list_names: tuple[str, ...], s
         email = str(address)
         if email in found:  # on several of the lists: one line, every list named
             found[email]["list"] += f", {list_name}"
-            found[email]["vetted"] = found[email]["vetted"] or bool(embargo_ok)
+            found[email]["vetted"] = found[email]["vetted"] or (bool(embargo_ok) and list_name in chosen)
             continue
-        found[email] = {"email": email, "outlet": outlet or "", "list": list_name, "vetted": bool(embargo_ok)}
+        found[email] = {"email": email, "outlet": outlet or "", "list": list_name,
+                        "vetted": bool(embargo_ok) and list_name in chosen}
     for email, row in found.items():
         if recipients_module.key(str(email)) in suppressed:
             row["reason"] = "unsubscribed"
