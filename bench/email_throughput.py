@@ -1,7 +1,7 @@
 """Email throughput: the SMTP sink's ceiling, the distributor end to end, and a naive loop; and peak memory.
 
     python bench/email_throughput.py [--recipients 20000] [--runs 3] [--memory-recipients 10000,1000000]
-                                     [--tracemalloc-recipients 10000,100000]
+                                     [--tracemalloc-recipients 10000,100000] [--overlapping-lists 4x5000]
 
 All three throughput figures talk to the same aiosmtpd sink, in its own process on loopback. The sink offers
 PIPELINING (RFC 2920), as Postfix and Exim do:
@@ -23,6 +23,10 @@ then a fresh child process plans, claims, renders, sends, records and logs, and 
 since exec) is read from /proc. --memory-timeout bounds each send; a send stopped by it is reported as incomplete
 with the peak seen so far, and fails the benchmark.
 Targets: under 120 MB at the largest size, and within 1.25 x of the peak at the smallest.
+
+--overlapping-lists KxN compares, in alternating runs (--runs of each), the distributor end to end to one list of
+--recipients with the same statement scheduled to K lists of N members, each overlapping the one before it by half
+(so (K + 1) x N / 2 people, each sent one copy): the medians of both in messages per second, and their ratio.
 
 --tracemalloc-recipients N,M runs the same child under tracemalloc at both sizes, keeps a snapshot near each peak
 and prints the allocation sites (by traceback) that grew most from N to M.
@@ -116,6 +120,57 @@ def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes, int]
     sample = rendered.message(address(0), "Journalist 0", "<x@example.org>", datetime.now(UTC))
     engine.dispose()
     return elapsed, sample, channels["email"].settings.smtp.connections
+
+
+def run_lists(folder: Path, port: int, count: int, size: int) -> tuple[float, int]:
+    """Seconds for the distributor to plan and send a statement scheduled to ``count`` lists of ``size`` members,
+    each overlapping the one before it by half; and how many people that is (each sent one copy)."""
+    from distributor import workflow
+    from distributor.channels import Context, build
+    from distributor.clock import Clock
+    from distributor.dispatch import Dispatcher
+    from distributor.outcomes import Result
+    from distributor.render import Renderer
+
+    _, config, engine, sid = installation(folder, port, 0)
+    names = tuple(f"list{i}" for i in range(count))
+    for i, name in enumerate(names):
+        bulk_recipients(engine, size, list_name=name, start=i * size // 2)
+    people = (count - 1) * size // 2 + size
+    context = Context(config, engine, Clock(), Renderer(config.paths.templates, config.office))
+    channels = build(context)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        workflow.schedule(conn, sid, "bench", now, override_embargo=True, embargo=now + timedelta(hours=1),
+                          send_embargoed_at=now, channels={"email": channels["email"]}, lists=names)
+    dispatcher = Dispatcher(context, channels, worker="bench")
+    start = time.perf_counter()
+    dispatcher.advance()
+    totals = dispatcher.deliver("email")
+    elapsed = time.perf_counter() - start
+    channels["email"].close()
+    assert totals == {Result.SENT: people}, totals
+    engine.dispose()
+    return elapsed, people
+
+
+def lists_report(port: int, n: int, count: int, size: int, runs: int) -> None:
+    """One list of n against ``count`` overlapping lists of ``size``, alternating, ``runs`` of each."""
+    single: list[float] = []
+    several: list[float] = []
+    for run in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            elapsed, _, _ = run_distributor(Path(tmp), port, n)
+            single.append(n / elapsed)
+        with tempfile.TemporaryDirectory() as tmp:
+            elapsed, people = run_lists(Path(tmp), port, count, size)
+            several.append(people / elapsed)
+        print(f"run {run + 1}: one list of {n}: {single[-1]:.0f}/s; {count} lists of {size} overlapping by half "
+              f"({people} people): {several[-1]:.0f}/s", flush=True)
+    one, many = statistics.median(single), statistics.median(several)
+    print(f"\nmedians of {runs} alternating runs: one list of {n}: {one:.0f} messages/s; {count} lists of {size}: "
+          f"{many:.0f} messages/s; ratio {many / one:.2f} (spread of the single list's runs: "
+          f"{min(single):.0f} to {max(single):.0f}/s)", flush=True)
 
 
 # -- 1. the ceiling: one process per connection ---------------------------------------------------------------
@@ -401,6 +456,9 @@ def main() -> int:
     parser.add_argument("--memory-timeout", type=float, default=0,
                         help="stop a memory send after this many seconds and report it as incomplete (0: no limit)")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--overlapping-lists", metavar="KxN",
+                        help="K lists of N members overlapping by half against one list of --recipients, "
+                             "alternating (e.g. 4x5000 with --recipients 15000)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--expect", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", help=argparse.SUPPRESS)
@@ -414,6 +472,11 @@ def main() -> int:
         check_bulk_matches_importer(Path(tmp), lambda how: f"sqlite:///{tmp}/{how}.db")
 
     ok = True
+    if args.overlapping_lists:
+        count, _, size = args.overlapping_lists.partition("x")
+        with Sink() as sink:
+            lists_report(sink.port, args.recipients, int(count), int(size), args.runs)
+        return 0
     if not args.skip_throughput:
         n = args.recipients
         results: dict[str, list[float]] = {"ceiling": [], "distributor": [], "naive": [], "threads": []}
