@@ -12,12 +12,8 @@ import pytest
 
 from distributor import unsubscribe
 from distributor.clock import FixedClock
-from tests.conftest import utc
+from tests.webapp import EMBARGO, SECRET, SID, START
 
-SID = "tro-01-001-2026"
-SECRET = "a-test-secret-of-more-than-32-characters!"
-START = utc(2027, 3, 1, 9, 0)
-EMBARGO = utc(2027, 3, 2, 0, 1)
 LIST = """email,name,outlet,embargo_ok
 ana@paper.example.com,Ana Lima,Daily Paper,yes
 bob@wire.example.net,Bob Ng,Wire Service,yes
