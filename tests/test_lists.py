@@ -281,3 +281,32 @@ def test_the_database_gives_each_person_once_across_the_chosen_lists(engine):
         assert standing["two@x"].embargo_ok and not standing["three@x"].embargo_ok
         assert standing["five@x"].awaits_release and not standing["nobody@x"].member
         assert members.unknown_list(conn, ("a", "zz", "c")) == "zz"
+
+
+def test_a_dry_run_names_nothing_done_and_an_unknown_list_is_its_refusal(lists):
+    system, _ = lists
+    result = schedule(system, "--lists", "health,europe", "--dry-run")
+    assert result.code == 0, result.err
+    assert json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "approved"
+    result = schedule(system, "--lists", "nowhere", "--dry-run")
+    assert result.code == 2 and "--lists: no list named 'nowhere'" in result.err
+
+
+def test_add_lists_takes_no_other_option_and_needs_a_scheduled_statement(lists):
+    system, _ = lists
+    result = system.cli("schedule", SID, "--add-lists", "europe")
+    assert result.code == 2 and "--add-lists: " in result.err and "--lists" in result.err  # approved: not yet
+    assert schedule(system, "--lists", "health").code == 0
+    result = system.cli("schedule", SID, "--add-lists", "europe", "--embargo", EMBARGO.isoformat())
+    assert result.code == 2 and "--add-lists: only adds lists" in result.err and "--embargo" in result.err
+
+
+def test_a_document_without_lists_keeps_its_content_hash(tmp_path):
+    from distributor.statements.markdown import parse
+
+    plain = parse(MARKDOWN.replace("lists: {lists}\n", "").encode(), "a.md")
+    chosen = parse(MARKDOWN.format(lists="[health, europe, health]").encode(), "b.md")
+    assert "lists" not in plain.to_dict()  # the hash of every statement imported before lists stays the same
+    assert chosen.lists == ("health", "europe") and chosen.to_dict()["lists"] == ["health", "europe"]
+    assert type(chosen).from_dict(chosen.to_dict()) == chosen
+    assert chosen.content_hash() != plain.content_hash()
