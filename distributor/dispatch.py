@@ -264,6 +264,11 @@ class Dispatcher:
                     deliveries.plan_chunk(conn, job.statement_id, job.revision, name, list(chunk), job.embargo, now,
                                           job.generation)
         with self.engine.begin() as conn:
+            current = workflow.lock(conn, job.statement_id)
+            if current is not None and tuple(current["lists"] or ()) != job.lists:
+                log.info("%s r%d: its lists changed while %s was planned; planned again", job.statement_id,
+                         job.revision, name)
+                return  # not marked planned: the next sweep plans the members of the lists chosen now
             self.planned(conn, job, name, deliveries.finish_plan(conn, job.statement_id, job.revision, name, now,
                                                                  job.generation), now)
 

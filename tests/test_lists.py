@@ -310,3 +310,24 @@ def test_a_document_without_lists_keeps_its_content_hash(tmp_path):
     assert chosen.lists == ("health", "europe") and chosen.to_dict()["lists"] == ["health", "europe"]
     assert type(chosen).from_dict(chosen.to_dict()) == chosen
     assert chosen.content_hash() != plain.content_hash()
+
+
+def test_lists_added_while_the_plan_is_written_are_planned_at_the_next_sweep(lists, smtp_sink):
+    system, clock = lists
+    assert schedule(system, "--lists", "health", send=SEND).code == 0
+    clock.set(SEND)
+    email = system.channels["email"]
+    plain = email.release_targets
+
+    def meanwhile(conn, job):  # an editor adds a list while this worker streams the old lists' members
+        assert system.cli("schedule", SID, "--add-lists", "europe").code == 0
+        email.release_targets = plain
+        return plain(conn, job)
+
+    email.release_targets = meanwhile
+    system.dispatcher.advance()
+    tick(system)
+    clock.set(EMBARGO)
+    tick(system)
+    assert Counter(to(smtp_sink)) == Counter({"ana@paper.example.com": 1, "bob@wire.example.net": 1,
+                                              "cy@radio.example.org": 1, "dee@daily.example.com": 1})
