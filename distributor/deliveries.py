@@ -124,6 +124,19 @@ def cancel_unchosen(conn: Connection, statement_id: str, generation: int, lists:
         status=DeliveryStatus.CANCELLED.value, last_error=reason, updated_at=now)).rowcount
 
 
+def bring_forward_vetted(conn: Connection, statement_id: str, generation: int, lists: tuple[str, ...],
+                         embargo: datetime, due: datetime, now: datetime) -> int:
+    """Email copies waiting for the lift (the released version) whose address is vetted now on one of ``lists``:
+    due at ``due`` instead, as embargoed copies. Returns how many."""
+    vetted = select(recipients.c.id).where(recipients.c.list_name.in_(lists), recipients.c.embargo_ok.is_(True), or_(
+        recipients.c.email == deliveries.c.target, recipients.c.email_key == func.lower(deliveries.c.target)))
+    return conn.execute(update(deliveries).where(
+        deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+        deliveries.c.generation == generation, deliveries.c.kind == Kind.STATEMENT.value,
+        deliveries.c.status == DeliveryStatus.PENDING.value, deliveries.c.due_at == embargo,
+        vetted.exists()).values(due_at=due, next_attempt_at=due, updated_at=now)).rowcount
+
+
 def plan_notice(conn: Connection, statement_id: str, revision: int, generation: int, kind: Kind, notice: int,
                 targets: dict[str, list[str]], due_at: datetime, now: datetime) -> dict[str, int]:
     """Rows for a notice, a correction or a retraction: channel → targets, all due at ``due_at``."""

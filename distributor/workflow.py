@@ -347,6 +347,7 @@ def schedule(conn: Connection, statement_id: str, actor: str, at: datetime, *, e
                                                        (*lists, *release_lists), at,
                                                        f"not on the lists chosen now ({', '.join(lists)})")
             deliveries.forget_plan(conn, statement_id, row["revision"], "email", row["generation"])
+            deliveries.bring_forward_vetted(conn, statement_id, row["generation"], lists, embargo, send_at, at)
     elif held and "email" in channels:
         _correct_holders(conn, row, held, actor, at, send_at, reason)
     source = EmbargoSource.DOCUMENT if embargo == document.embargo else EmbargoSource.SET
@@ -390,6 +391,9 @@ def add_lists(conn: Connection, statement_id: str, actor: str, at: datetime, *, 
     if result.rowcount != 1:
         raise StateError(f"statement {statement_id} changed while this command ran; try again", where=statement_id)
     deliveries.forget_plan(conn, statement_id, row["revision"], "email", row["generation"])
+    # a member waiting for the released version and vetted on a list added: the embargoed copy, from now
+    deliveries.bring_forward_vetted(conn, statement_id, row["generation"], (*before, *added), row["embargo"],
+                                    max(row["send_embargoed_at"] or at, at), at)
     record(conn, Action.SCHEDULED, actor, at, statement_id, row["revision"], embargo=row["embargo"],
            send_embargoed_at=row["send_embargoed_at"], channels=row["channels"], lists_added=added,
            lists=[*before, *added])  # the same schedule, to more lists

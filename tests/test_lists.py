@@ -174,8 +174,9 @@ def test_once_copies_are_held_the_lists_only_grow_and_nobody_gets_two(lists, smt
     assert "now goes to health, europe" in result.out
     clock.advance(60)
     tick(system)
-    # ana (on europe too) gets nothing more; dee, new and unvetted, and bob get the released version at the lift
-    assert sorted(to(smtp_sink)) == ["ana@paper.example.com", "cy@radio.example.org"]
+    # ana (on europe too) gets nothing more; bob, vetted on europe, the embargoed copy now instead of the released
+    # version at the lift; dee, new and unvetted, the released version at the lift
+    assert sorted(to(smtp_sink)) == ["ana@paper.example.com", "bob@wire.example.net", "cy@radio.example.org"]
     clock.set(EMBARGO)
     tick(system)
     assert Counter(to(smtp_sink)) == Counter({"ana@paper.example.com": 1, "bob@wire.example.net": 1,
@@ -331,3 +332,16 @@ def test_lists_added_while_the_plan_is_written_are_planned_at_the_next_sweep(lis
     tick(system)
     assert Counter(to(smtp_sink)) == Counter({"ana@paper.example.com": 1, "bob@wire.example.net": 1,
                                               "cy@radio.example.org": 1, "dee@daily.example.com": 1})
+
+
+def test_lists_grown_before_the_send_bring_the_embargoed_copy_to_the_newly_vetted(lists, smtp_sink):
+    system, clock = lists
+    assert schedule(system, "--lists", "health", send=SEND).code == 0
+    clock.set(SEND)
+    system.dispatcher.advance()  # bob planned for the released version, at the lift
+    assert schedule(system, "--lists", "health,europe", send=SEND).code == 0
+    tick(system)
+    assert sorted(to(smtp_sink)) == ["ana@paper.example.com", "bob@wire.example.net", "cy@radio.example.org"]
+    clock.set(EMBARGO)
+    tick(system)
+    assert Counter(to(smtp_sink))["dee@daily.example.com"] == 1 and len(to(smtp_sink)) == 4
