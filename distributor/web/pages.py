@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, render_template, request
 from markupsafe import Markup
+from sqlalchemy import select
 
 from distributor import csvout, deliveries, operations, recipients, status, words, workflow
 from distributor.channels import social
@@ -18,6 +19,7 @@ from distributor.render import when
 from distributor.statements.model import StatementStatus
 from distributor.statements.times import parse_instant
 from distributor.store import reading as reading_connection
+from distributor.store.schema import recipients as recipients_table
 from distributor.web import actions, pictures, queries
 from distributor.web.auth import require_login
 from distributor.web.site import site
@@ -83,7 +85,8 @@ def statement_page(statement_id: str):
         row = statement_or_404(conn, statement_id)
         chosen = tuple(row["lists"] or ()) or ((email.list,) if email else ())  # the statement's lists
         lists = tuple(dict.fromkeys((*chosen, *email.release_lists))) if email else ()
-        all_lists = [found["name"] for found in recipients.lists(conn)] if email else []
+        all_lists: list[str] = list(conn.execute(select(recipients_table.c.list_name).distinct().order_by(
+            recipients_table.c.list_name)).scalars()) if email and row["status"] == "approved" else []  # the form's
         shown = row["published_revision"] or row["revision"]
         document = workflow.content(conn, statement_id, shown)
         counts = queries.channel_counts(conn, [statement_id]).get(statement_id, {})
