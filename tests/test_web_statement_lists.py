@@ -45,3 +45,28 @@ def test_a_list_that_is_not_there_is_a_400_in_the_forms_words(web, tmp_path):
     assert "Lists: no list named 'asia' (see the Lists page)" in text
     assert "distributor " not in text and "--" not in text
     assert json.loads(system.cli("show", SID, "--format", "json").out)["status"] == "approved"
+
+
+def test_who_has_not_got_it_is_one_line_a_person_across_the_chosen_lists(web, tmp_path):
+    from distributor.web import queries
+
+    system, clock, app = web()
+    with_europe(system, tmp_path)
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--send-embargoed-at", START.isoformat(),
+                     "--channels", "email", "--lists", "embargo,europe").code == 0
+    with system.engine.connect() as conn:  # nothing planned yet: everyone, once, with the lists they are on
+        before = {r["email"].lower(): r for r in queries.left_out(conn, SID, ("embargo", "europe"), "scheduled",
+                                                                  chosen=("embargo", "europe"))}
+    assert sorted(before) == ["ana@paper.example.com", "bob@wire.example.net", "eve@euro.example.eu",
+                              "tv@tv.example.org"]
+    assert sorted(before["ana@paper.example.com"]["list"].split(", ")) == ["embargo", "europe"]
+    system.dispatcher.advance()
+    for name in system.channels:
+        system.dispatcher.deliver(name)
+    with system.engine.connect() as conn:  # ana got hers as the embargo list writes her, not as europe does
+        after = [(r["email"], r["reason"]) for r in queries.left_out(conn, SID, ("embargo", "europe"), "scheduled",
+                                                                     chosen=("embargo", "europe"))]
+    assert after == []  # tv and eve are planned for the released version at the lift
+    with system.engine.connect() as conn:  # vetting on a release list is not vetting
+        rows = queries.left_out(conn, "no-such-statement", ("embargo", "europe"), "approved", chosen=("europe",))
+    assert {r["email"].lower(): r["vetted"] for r in rows}["bob@wire.example.net"] is False

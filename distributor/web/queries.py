@@ -134,10 +134,17 @@ def left_out(conn: Connection, statement_id: str, list_names: tuple[str, ...], s
     has = select(deliveries.c.id).where(deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
                                         deliveries.c.target == recipients.c.email,
                                         deliveries.c.status != "cancelled").exists()  # one covering-index probe each
+    other = recipients.alias("other")  # the same person written in another case on another of the lists
+    has_as_other = select(other.c.id).where(
+        other.c.list_name.in_(list_names), other.c.email_key == recipients.c.email_key,
+        other.c.email != recipients.c.email,
+        select(deliveries.c.id).where(deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
+                                      deliveries.c.target == other.c.email,
+                                      deliveries.c.status != "cancelled").exists()).exists()
     members = conn.execute(select(recipients.c.email, recipients.c.outlet, recipients.c.embargo_ok,
                                   recipients.c.list_name).where(
-        recipients.c.list_name.in_(list_names), ~has).order_by(recipients.c.email, recipients.c.list_name).limit(
-        limit)).all()
+        recipients.c.list_name.in_(list_names), ~has, ~has_as_other).order_by(
+        recipients.c.email, recipients.c.list_name).limit(limit)).all()
     stopped = {str(r[0]): r[1] for r in conn.execute(select(deliveries.c.target, deliveries.c.last_error).where(
         deliveries.c.statement_id == statement_id, deliveries.c.channel == "email",
         deliveries.c.status == "cancelled").order_by(deliveries.c.target, deliveries.c.id).limit(limit))}  # the last stop
@@ -146,14 +153,16 @@ def left_out(conn: Connection, statement_id: str, list_names: tuple[str, ...], s
     found: dict[str, dict] = {}
     for address, outlet, embargo_ok, list_name in members:
         email = str(address)
-        if email in found:  # on several of the lists: one line, every list named
-            found[email]["list"] += f", {list_name}"
-            found[email]["vetted"] = found[email]["vetted"] or (bool(embargo_ok) and list_name in chosen)
+        person = recipients_module.key(email)  # one line a person, however each list writes the address
+        if person in found:  # on several of the lists: one line, every list named
+            found[person]["list"] += f", {list_name}"
+            found[person]["vetted"] = found[person]["vetted"] or (bool(embargo_ok) and list_name in chosen)
             continue
-        found[email] = {"email": email, "outlet": outlet or "", "list": list_name,
-                        "vetted": bool(embargo_ok) and list_name in chosen}
-    for email, row in found.items():
-        if recipients_module.key(str(email)) in suppressed:
+        found[person] = {"email": email, "outlet": outlet or "", "list": list_name,
+                         "vetted": bool(embargo_ok) and list_name in chosen}
+    for person, row in found.items():
+        email = row["email"]
+        if person in suppressed:
             row["reason"] = "unsubscribed"
         elif email in stopped:
             row["reason"] = stopped[email] or "cancelled"
@@ -167,8 +176,8 @@ def left_out(conn: Connection, statement_id: str, list_names: tuple[str, ...], s
         else:
             row["reason"] = "joined the list after the copies were planned"
     for email, why in stopped.items():  # stopped, and no longer on the lists
-        if email not in found and len(found) < limit:
-            found[email] = {"email": email, "outlet": "", "list": "", "reason": why or "cancelled"}
+        if recipients_module.key(email) not in found and len(found) < limit:
+            found[recipients_module.key(email)] = {"email": email, "outlet": "", "list": "", "reason": why or "cancelled"}
     return sorted(found.values(), key=lambda r: r["email"])
 
 
