@@ -100,7 +100,7 @@ def schedule(app: App, conn: Connection, statement_id: str, actor: str, *, embar
              reason: str | None = None, lists: str | list[str] | None = None, add_lists: str | list[str] | None = None,
              where: dict[str, str] = LISTS_WHERE) -> tuple[dict, list[str]]:
     """Schedule with the channels asked for (default: the document's, else every configured one) and the recipient
-    lists asked for (default: the document's ``lists:``, else those chosen before, else ``channels.email.list``).
+    lists asked for (default: those chosen before with the document's ``lists:``, else ``channels.email.list``).
     With ``add_lists``, only add lists to a scheduled statement."""
     email = app.config.channels.get("email")
     default_list = email.list if email else "embargo"
@@ -119,8 +119,9 @@ def schedule(app: App, conn: Connection, statement_id: str, actor: str, *, embar
     wanted: tuple[str, ...] | None = None
     if lists is not None:
         wanted = known_lists(conn, recipients.chosen_lists(lists, where["lists"]), where["lists"], where["see"])
-    elif document.lists:
-        wanted = known_lists(conn, document.lists, where["front"], where["see"])
+    elif document.lists:  # added to those chosen before: a revision's front matter never drops a list silently
+        wanted = known_lists(conn, tuple(dict.fromkeys((*(row["lists"] or ()), *document.lists))), where["front"],
+                             where["see"])
     row = workflow.schedule(conn, statement_id, actor, app.clock.now(), embargo=embargo,
                             send_embargoed_at=send_embargoed_at,
                             channels={n: channel_registry.REGISTRY[n] for n in chosen},

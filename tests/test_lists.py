@@ -345,3 +345,28 @@ def test_lists_grown_before_the_send_bring_the_embargoed_copy_to_the_newly_vette
     clock.set(EMBARGO)
     tick(system)
     assert Counter(to(smtp_sink))["dee@daily.example.com"] == 1 and len(to(smtp_sink)) == 4
+
+
+def test_a_corrected_revision_keeps_the_lists_chosen_before_and_adds_its_own(lists, smtp_sink, tmp_path):
+    system, clock = lists
+    path = tmp_path / "c.md"
+    path.write_text(MARKDOWN.format(lists="[health]"), encoding="utf-8")
+    assert system.cli("import", path, "--id", "md-2").code == 0
+    assert system.cli("approve", "md-2", "--by", "Maya").code == 0
+    assert system.cli("schedule", "md-2", "--embargo", EMBARGO.isoformat(), "--override-embargo",
+                      "--send-embargoed-at", START.isoformat(), "--channels", "email").code == 0
+    assert system.cli("schedule", "md-2", "--add-lists", "europe").code == 0
+    tick(system)
+    assert sorted(to(smtp_sink)) == ["ana@paper.example.com", "bob@wire.example.net", "cy@radio.example.org"]
+    path.write_text(MARKDOWN.format(lists="[health, embargo]").replace("flood maps.", "flood maps now."),
+                    encoding="utf-8")
+    assert system.cli("import", path, "--revision-of", "md-2").code == 0
+    assert system.cli("approve", "md-2", "--by", "Maya").code == 0
+    clock.advance(60)
+    result = system.at("schedule", "md-2", "--channels", "email", "--reason", "a word")
+    assert result.code == 0, result.err
+    assert json.loads(system.cli("show", "md-2", "--format", "json").out)["lists"] == ["health", "europe", "embargo"]
+    tick(system)
+    sent = to(smtp_sink)[3:]
+    assert sorted(sent) == ["ana@paper.example.com", "bob@wire.example.net", "cy@radio.example.org",
+                            "zed@weekly.example.com"]  # the holders corrected, zed (embargo) the copy

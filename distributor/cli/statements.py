@@ -307,8 +307,8 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--send-embargoed-at", metavar="TIME", help="when embargoed copies go out (default: now)")
     p.add_argument("--channels", help="comma-separated channels (default: every configured channel)")
     p.add_argument("--lists", metavar="LIST,...",
-                   help="comma-separated recipient lists for the email (default: the document's 'lists:', else "
-                        "those chosen before, else channels.email.list); each person gets one copy")
+                   help="comma-separated recipient lists for the email (default: those chosen before and the "
+                        "document's 'lists:', else channels.email.list); each person gets one copy")
     p.add_argument("--add-lists", metavar="LIST,...",
                    help="add lists to a scheduled statement: only their new members are planned (until the lift)")
     p.add_argument("--by", help="who schedules (default: the login name)")
