@@ -400,11 +400,11 @@ def add_lists(conn: Connection, statement_id: str, actor: str, at: datetime, *, 
     return get(conn, statement_id), added
 
 
-def lists_added_said(row: dict, added: list[str]) -> str:
+def lists_added_said(row: dict, added: list[str], default_list: str) -> str:
+    lists = ", ".join(chosen_lists(row, default_list))
     if not added:
-        return f"{row['id']}: already goes to {', '.join(row['lists'] or [])}; nothing added"
-    return (f"{row['id']}: now goes to {', '.join(row['lists'])}; the new members of {', '.join(added)} are "
-            f"planned (each person once)")
+        return f"{row['id']}: already goes to {lists}; nothing added"
+    return f"{row['id']}: now goes to {lists}; the new members of {', '.join(added)} are planned (each person once)"
 
 
 def _correct_holders(conn: Connection, row: dict, held: list[str], actor: str, at: datetime, due: datetime,

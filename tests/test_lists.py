@@ -133,6 +133,8 @@ def test_an_unknown_list_is_refused_naming_it(lists):
     assert schedule(system, "--lists", "health").code == 0
     result = system.cli("schedule", SID, "--add-lists", "europe,nowhere")
     assert result.code == 2 and "--add-lists: no list named 'nowhere'" in result.err
+    result = system.cli("schedule", SID, "--add-lists", "health")
+    assert result.code == 0 and result.out.strip() == f"{SID}: already goes to health; nothing added"
     assert json.loads(system.cli("show", SID, "--format", "json").out)["lists"] == ["health"]
     result = system.cli("schedule", SID, "--lists", ",")
     assert result.code == 2 and "--lists: " in result.err

@@ -165,7 +165,8 @@ def cmd_schedule(args) -> int:
     lists = ", ".join(chosen_lists(app, row))
     if args.add_lists is not None:
         added = [name for name in row["lists"] or [] if name not in (before or [])]
-        print(workflow.lists_added_said(row, added))
+        email = app.config.channels.get("email")
+        print(workflow.lists_added_said(row, added, email.list if email else "embargo"))
         return 0
     print(f"{args.id}: scheduled; embargo {when(row['embargo'])} = {when(row['embargo'], office.timezone)}; "
           f"embargoed copies from {iso_z(row['send_embargoed_at'])}; channels {', '.join(chosen)}"
