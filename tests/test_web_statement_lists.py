@@ -27,6 +27,8 @@ def test_the_schedule_form_offers_each_list_and_schedules_the_ones_ticked(web, t
     reply = post(editor, f"/statements/{SID}/schedule", embargo=EMBARGO.isoformat(),
                  send_embargoed_at=START.isoformat(), channels="email", lists=["embargo", "europe"])
     assert reply.status_code == 302
+    assert 'Lists: embargo <span class="muted">(the office\'s list)</span>' in page  # not chosen yet
+    assert '<p id="lists">Lists: embargo, europe</p>' in editor.get(f"/statements/{SID}").get_data(as_text=True)
     shown = json.loads(system.cli("show", SID, "--format", "json").out)
     assert shown["status"] == "scheduled" and shown["lists"] == ["embargo", "europe"]
     page = editor.get(f"/statements/{SID}").get_data(as_text=True)
