@@ -275,6 +275,17 @@ def cmd_retract(args) -> int:
     return 0
 
 
+NOTE_HELP = "a note for the journalists, printed in the notice"
+
+
+def change_options(p: argparse.ArgumentParser, by_help: str, note_help: str) -> None:
+    """What every change that tells the holders takes: who, why, a note, and a dry run."""
+    p.add_argument("--by", required=True, help=by_help)
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
+    p.add_argument("--note", metavar="TEXT", help=note_help)
+    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
+
+
 def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser("import", help="import statement files (.txt or .md); prints one id per line")
     p.add_argument("files", nargs="+", metavar="FILE", help="plain-text (.txt) or Markdown (.md) statement files")
@@ -321,26 +332,17 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser("reschedule", help="move the embargo of a scheduled statement; every holder is told")
     p.add_argument("id", help="the statement's id (see 'distributor list')")
     p.add_argument("--embargo", metavar="TIME", required=True, help="the new embargo (any form 'schedule' takes)")
-    p.add_argument("--by", required=True, help="who moves it (required)")
-    p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
-    p.add_argument("--note", metavar="TEXT", help="a note for the journalists, printed in the notice")
-    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
+    change_options(p, "who moves it (required)", NOTE_HELP)
     p.set_defaults(func=cmd_reschedule)
 
     p = sub.add_parser("correct", help="publish the approved new revision of a released statement, everywhere")
     p.add_argument("id", help="the statement's id (see 'distributor list')")
-    p.add_argument("--by", required=True, help="who corrects it (required)")
-    p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
-    p.add_argument("--note", metavar="TEXT", help="what changed, for the journalists (default: the import's --note)")
-    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
+    change_options(p, "who corrects it (required)", "what changed, for the journalists (default: the import's --note)")
     p.set_defaults(func=cmd_correct)
 
     p = sub.add_parser("retract", help="withdraw a released statement from publication (a kill), everywhere")
     p.add_argument("id", help="the statement's id (see 'distributor list')")
-    p.add_argument("--by", required=True, help="who retracts it (required)")
-    p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
-    p.add_argument("--note", metavar="TEXT", help="a note for the journalists, printed in the notice")
-    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
+    change_options(p, "who retracts it (required)", NOTE_HELP)
     p.set_defaults(func=cmd_retract)
 
     p = sub.add_parser("preview", help="what a target would get, through the channel's own rendering; sends nothing")
@@ -370,10 +372,7 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser("withdraw", help="withdraw a statement before release; unsent deliveries are cancelled and "
                                         "every holder of the embargoed copy is told")
     p.add_argument("id", help="the statement's id (see 'distributor list')")
-    p.add_argument("--by", required=True, help="who withdraws (required)")
-    p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit trail (required)")
-    p.add_argument("--note", metavar="TEXT", help="a note for the journalists, printed in the notice")
-    p.add_argument("--dry-run", action="store_true", help=DRY_RUN)
+    change_options(p, "who withdraws (required)", NOTE_HELP)
     p.set_defaults(func=cmd_withdraw)
 
     add_examples(sub, EXAMPLES)
