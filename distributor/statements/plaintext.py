@@ -99,7 +99,13 @@ def _paragraphs(block: list[tuple[int, str]]) -> list[str]:
     return ([" ".join(lead)] if lead else []) + items
 
 
+TEXT_MAX = 1_000_000  # bytes, as for Markdown: some 150,000 words; 5 MB of short lines took 6 s to read
+
+
 def parse(data: bytes, source: str) -> Statement:
+    if len(data) > TEXT_MAX:
+        raise InputError(f"the file has {len(data):,} bytes; a plain-text statement has at most {TEXT_MAX:,} (1 MB)",
+                         where=source)
     text = decode(data, source)
     lines = [(n, line.rstrip()) for n, line in enumerate(text.split("\n"), start=1)]
 

@@ -148,3 +148,17 @@ def test_front_matter_nested_deep_is_refused_in_a_line(config, run, tmp_path, va
     result = run(config, "import", path)
     assert result.code == 2 and result.err.count("\n") == 1 and f"{path}:" in result.err
     assert "front matter is not valid YAML (nested more than 20 levels deep)" in result.err
+
+
+def test_a_plain_text_file_over_a_megabyte_is_refused_at_once_naming_the_file(tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_bytes(b"Press Release\n\nA title\n\n" + b"a\n\n" * 400_000)  # 1.2 MB of short lines
+    started = time.process_time()
+    with pytest.raises(InputError) as refused:
+        parse_file(path)
+    assert time.process_time() - started < 1
+    assert str(path) in str(refused.value) and "a plain-text statement has at most 1,000,000" in str(refused.value)
+    path.write_bytes(b"Press Release\n\n14 October 2026\n\nA title\n\n" + b"a\n\n" * 300_000)  # 0.9 MB: read
+    started = time.process_time()
+    assert parse_file(path).title == "A title"
+    assert time.process_time() - started < 5
