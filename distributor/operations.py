@@ -16,7 +16,7 @@ from distributor.channels.base import Job
 from distributor.channels.email import EmailChannel
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
-from distributor.errors import InputError
+from distributor.errors import InputError, StateError
 from distributor.outcomes import Result, Variant
 from distributor.render import Renderer
 from distributor.statements.model import StatementStatus
@@ -80,7 +80,11 @@ def send_test(app: App, statement_id: str, addresses: list[str], actor: str) -> 
     if not isinstance(email, EmailChannel):
         raise InputError("the email channel is not configured", where="send-test")
     with reading(app.engine) as conn:
+        status = workflow.get(conn, statement_id)["status"]
         job = preview_job(conn, statement_id, None)
+    if status in (StatementStatus.WITHDRAWN.value, StatementStatus.RETRACTED.value):
+        raise StateError(f"statement {statement_id} is {status}: a test copy would read as one to publish; "
+                         f"schedule it again first", where=statement_id)
     variant = email.variant(job, app.clock.now())
     results = email.send_test(job, variant, addresses)
     with app.engine.begin() as conn:

@@ -134,3 +134,15 @@ def test_a_retracted_statement_is_previewed_as_retracted(make_system, statement_
     assert "RETRACTED &mdash; NOT TO BE PUBLISHED" in html and "EMBARGOED" not in html
     assert "https://office.example.org/press/" not in html
     assert parse(system.at("preview", SID).out)["Subject"] == "RETRACTED: Riverland: Flood maps must be published"
+
+
+@pytest.mark.parametrize("status", ["withdrawn", "retracted"])
+def test_no_test_copy_of_a_withdrawn_or_retracted_statement(system, smtp_sink, status):
+    from sqlalchemy import update
+
+    from distributor.store.schema import statements
+    with system.engine.begin() as conn:  # as a withdrawal or a retraction leaves it
+        conn.execute(update(statements).where(statements.c.id == SID).values(status=status))
+    result = system.cli("send-test", SID, "--to", "tester@office.example.org")
+    assert result.code == 2 and f"is {status}: a test copy would read as one to publish" in result.err
+    assert smtp_sink.messages == [] and result.err.count("\n") == 1
