@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/lift_latency.py --statements 100 --spacing 0.3 --concurrent-send 60000 || status=1; \
 	$(BIN)/python bench/scale_out.py --recipients 20000 --workers 1,2,3 || status=1; \
 	$(BIN)/python bench/dashboard.py || status=1; \
+	$(BIN)/python bench/newsroom.py --clients 50 --duration 20 || status=1; \
 	exit $$status
 
 # Mutation testing of the delivery core ([tool.mutmut] in pyproject.toml); SQLite only, not part of CI.

@@ -1,4 +1,5 @@
-"""Lift latency: how long after the embargo instant the wire request arrives, idle and under a concurrent send.
+"""Lift latency: how long after the embargo instant the wire request arrives, and the newsroom's page is on disk,
+idle and under a concurrent send.
 
     python bench/lift_latency.py [--statements 100] [--spacing 0.3] [--concurrent-send 60000]
 
@@ -9,10 +10,15 @@ recipients through a loopback SMTP sink in its own process (the send starts one 
 loaded lifts start --settle seconds after the send does, so planning the send is part of the load). Statements are
 scheduled while the scheduler is already running, as in production.
 
-Prints p50/p99/max of (time of first request - embargo) for each phase, how many loaded lifts fell while the
-send was still going, and how long after the embargo the statement was marked released (from the log; the
-request does not wait for it: the wire item is prepared ahead and held until the instant). Fails if
-any request arrives before its embargo, or one is missing. Targets: idle p99 < 20 ms; loaded p99 <= idle p99 + 10 ms.
+Every statement goes to the wire and to the newsroom (a static site in the run's folder, as every release goes to
+it when one is configured): a thread of this process looks for each statement's page (<id>/index.html) every 2 ms
+from a second before its embargo, and notes when it first exists.
+
+Prints p50/p99/max of (time of first request - embargo) for each phase, of (page first seen - embargo) beside it,
+how many loaded lifts fell while the send was still going, and how long after the embargo the statement was marked
+released (from the log; the request does not wait for it: the wire item is prepared ahead and held until the
+instant). Fails if any request arrives or any page exists before its embargo, or one is missing. Targets: idle p99
+< 20 ms; loaded p99 <= idle p99 + 10 ms; every newsroom page within 1 s of its lift.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from common import ROOT, Sink, bulk_recipients, percentile  # noqa: E402
 BIN = Path(sys.executable).parent / "distributor"
 IDLE_P99_TARGET_MS = 20.0
 LOADED_EXTRA_TARGET_MS = 10.0
+PAGE_TARGET_MS = 1000.0
+PAGE_POLL_SECONDS = 0.002
 
 CONFIG = """
 [office]
@@ -56,6 +64,10 @@ templates = "{templates}"
 [[channels.wire]]
 name = "loopback"
 url = "http://127.0.0.1:{port}/ingest"
+
+[channels.newsroom]
+directory = "{folder}/news"
+url = "https://press.bench.example.org/news/"
 """
 EMAIL_FILE = 'transport = "file"\n\n[channels.email.file]\ndirectory = "{folder}/outbox"'
 EMAIL_SMTP = 'transport = "smtp"\n\n[channels.email.smtp]\nhost = "127.0.0.1"\nport = {port}\nconnections = 4'
@@ -99,6 +111,28 @@ def summary(values: list[float]) -> str:
             f"min {min(values):.1f} ms")
 
 
+class Pages(threading.Thread):
+    """Notes when each statement's newsroom page first exists, looking every 2 ms from a second before its
+    embargo (a page that exists earlier is still seen then, before its embargo, and counted as early)."""
+
+    def __init__(self, directory: Path, embargoes: dict[str, float]):
+        super().__init__(daemon=True)
+        self.directory = directory
+        self.embargoes = embargoes
+        self.first: dict[str, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        waiting = sorted(self.embargoes, key=self.embargoes.__getitem__)
+        while waiting and not self.done.is_set():
+            now = time.time()
+            for sid in [s for s in waiting if self.embargoes[s] - now < 1.0]:
+                if (self.directory / sid / "index.html").exists():
+                    self.first[sid] = time.time()
+                    waiting.remove(sid)
+            time.sleep(PAGE_POLL_SECONDS)
+
+
 class NoSink:
     port = 0
     summary = None
@@ -137,7 +171,7 @@ def main() -> int:
         config_path = folder / "distributor.toml"
         email = EMAIL_SMTP.format(port=sink.port) if loaded else EMAIL_FILE.format(folder=folder)
         config_path.write_text(CONFIG.format(db=folder / "d.db", templates=ROOT / "templates", email=email,
-                                             port=server.server_address[1]))
+                                             port=server.server_address[1], folder=folder))
         config = load_config(config_path)
         engine = connect(config.database_url)
         init_schema(engine)
@@ -175,7 +209,7 @@ def main() -> int:
                 for n, sid in enumerate(phases["idle"]):
                     embargo = first + timedelta(seconds=n * args.spacing)
                     workflow.schedule(conn, sid, "bench", at, override_embargo=True, embargo=embargo, send_embargoed_at=None,
-                                      channels={"wire": REGISTRY["wire"]})
+                                      channels={"wire": REGISTRY["wire"], "newsroom": REGISTRY["newsroom"]})
                     embargoes[sid] = embargo.timestamp()
                 if loaded:
                     send_at = first + timedelta(seconds=args.statements * args.spacing + 1)
@@ -184,13 +218,17 @@ def main() -> int:
                     for n, sid in enumerate(phases["loaded"]):
                         embargo = send_at + timedelta(seconds=args.settle + n * args.spacing)
                         workflow.schedule(conn, sid, "bench", at, override_embargo=True, embargo=embargo, send_embargoed_at=None,
-                                          channels={"wire": REGISTRY["wire"]})
+                                          channels={"wire": REGISTRY["wire"], "newsroom": REGISTRY["newsroom"]})
                         embargoes[sid] = embargo.timestamp()
             if datetime.now(UTC) >= first:
                 raise SystemExit("scheduling took longer than the lead time; raise --lead")
+            pages = Pages(folder / "news", embargoes)
+            pages.start()
             deadline = max(embargoes.values()) + 15
-            while time.time() < deadline and len(Arrivals.first) < len(embargoes):
+            while time.time() < deadline and (len(Arrivals.first) < len(embargoes) or pages.is_alive()):
                 time.sleep(0.1)
+            pages.done.set()
+            pages.join(timeout=5)
         finally:
             runner.terminate()  # a send in progress is drained before the scheduler exits: do not wait for it
             try:
@@ -209,10 +247,15 @@ def main() -> int:
     early = [sid for sid in embargoes if sid in Arrivals.first and Arrivals.first[sid] < embargoes[sid]]
     latency = {phase: [(Arrivals.first[s] - embargoes[s]) * 1000 for s in sids if s in Arrivals.first]
                for phase, sids in phases.items()}
+    on_disk = {phase: [(pages.first[s] - embargoes[s]) * 1000 for s in sids if s in pages.first]
+               for phase, sids in phases.items()}
+    early_pages = [sid for sid in embargoes if sid in pages.first and pages.first[sid] < embargoes[sid]]
+    missing_pages = sorted(set(embargoes) - set(pages.first))
     print(f"lifts per phase: {args.statements}, spacing {args.spacing}s, requests received: "
-          f"{len(Arrivals.first)} of {len(embargoes)}")
+          f"{len(Arrivals.first)} of {len(embargoes)}, newsroom pages written: {len(pages.first)} of {len(embargoes)}")
     ok = True
     print(f"idle lift latency (first request - embargo):   {summary(latency['idle'])}")
+    print(f"      newsroom page on disk (first seen - embargo): {summary(on_disk['idle'])}")
     print(f"      status set to released (log, after embargo): "
           f"{summary([started[s] for s in phases['idle'] if s in started])}")
     idle_p99 = percentile(latency["idle"], 99) if latency["idle"] else float("inf")
@@ -223,6 +266,7 @@ def main() -> int:
               + f", {sent} messages accepted by the sink, last {last - send_at.timestamp():.1f}s after the send began; "
               f"{during} of {len(phases['loaded'])} loaded lifts fell during the send")
         print(f"loaded lift latency (first request - embargo): {summary(latency['loaded'])}")
+        print(f"      newsroom page on disk (first seen - embargo): {summary(on_disk['loaded'])}")
         print(f"      status set to released (log, after embargo): "
               f"{summary([started[s] for s in phases['loaded'] if s in started])}")
         loaded_p99 = percentile(latency["loaded"], 99) if latency["loaded"] else float("inf")
@@ -238,8 +282,20 @@ def main() -> int:
         print(f"target: idle p99 {idle_p99:.1f} ms (< {IDLE_P99_TARGET_MS:.0f} ms): "
               f"{'met' if idle_p99 < IDLE_P99_TARGET_MS else 'NOT met'}")
         ok = idle_p99 < IDLE_P99_TARGET_MS
+    page_max = max((v for values in on_disk.values() for v in values), default=float("inf"))
+    page_p99 = {phase: percentile(values, 99) for phase, values in on_disk.items() if values}
+    print(f"target: every newsroom page on disk within {PAGE_TARGET_MS:.0f} ms of its lift (p99 "
+          + ", ".join(f"{phase} {value:.1f} ms" for phase, value in page_p99.items())
+          + f"; max {page_max:.1f} ms): {'met' if page_max < PAGE_TARGET_MS else 'NOT met'}")
+    ok = ok and page_max < PAGE_TARGET_MS
     if early:
         print(f"FAIL: {len(early)} requests arrived before their embargo: {', '.join(early)}")
+        return 1
+    if early_pages:
+        print(f"FAIL: {len(early_pages)} newsroom pages existed before their embargo: {', '.join(early_pages)}")
+        return 1
+    if missing_pages:
+        print(f"FAIL: no newsroom page for {', '.join(missing_pages)}")
         return 1
     if missing:
         print(f"FAIL: no request for {', '.join(missing)}")
