@@ -40,6 +40,7 @@ def cmd_serve(args) -> int:
     from distributor.web import create_app
 
     app = open_app(args)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a rush is measured, not logged per request
     for path in overridden_pages(app.config):
         log.warning("%s overrides the web app's own page of that name; remove it to get the page as this version "
                     "of distributor makes it", path)

@@ -89,7 +89,7 @@ def test_a_page_planted_early_is_still_not_served_before_the_lift(office):
     clock.set(embargo + timedelta(seconds=1))
     assert client.get(f"/news/{SID}/").status_code == 404  # past the embargo, but not released yet
     tick(system)
-    app.extensions["newsroom"].known.clear()
+    app.extensions["newsroom"].forget()
     reply = client.get(f"/news/{SID}/")
     assert reply.status_code == 200 and "leaked" not in reply.get_data(as_text=True)
 
@@ -168,7 +168,7 @@ def test_a_retraction_leaves_a_notice_without_the_text_and_serve_answers_410(off
     page = (site(system) / SID / "index.html").read_text(encoding="utf-8")
     assert "This release was retracted" in page and "Withdrawn in full." in page
     assert "Flood maps" not in page and "flood maps" not in page and "nobody listened" not in page
-    app.extensions["newsroom"].known.clear()
+    app.extensions["newsroom"].forget()
     reply = client.get(f"/news/{SID}/")
     assert reply.status_code == 410 and reply.get_data(as_text=True) == page
     assert SID not in (site(system) / "index.html").read_text(encoding="utf-8")
