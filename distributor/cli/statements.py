@@ -214,16 +214,26 @@ def notified(count: int) -> str:
     return f"; {workflow.journalists(count)} will be told" if count else ""
 
 
-def cmd_withdraw(args) -> int:
+def told(args, action: str, call) -> dict | None:
+    """A change that tells the holders (withdraw, correct, retract), in one transaction: ``call(conn, actor, at,
+    reason, note)``, the workflow's. With --dry-run it only says what it would do, and returns None."""
     app = open_app(args)
+
     def run(conn):
-        return workflow.withdraw(conn, args.id, actor(args), app.clock.now(),
-                                 checked_text(args.reason, "--reason", 1000), note=optional_text(args.note, "--note"))
+        return call(conn, actor(args), app.clock.now(), checked_text(args.reason, "--reason", 1000),
+                    optional_text(args.note, "--note"))
     if args.dry_run:
-        return dry_run(app, args.id, "withdraw", run)
+        dry_run(app, args.id, action, run)
+        return None
     with app.engine.begin() as conn:
-        row = run(conn)
-    print(f"{args.id}: {workflow.withdrawn_said(row)}")
+        return run(conn)
+
+
+def cmd_withdraw(args) -> int:
+    row = told(args, "withdraw", lambda conn, by, at, reason, note: workflow.withdraw(conn, args.id, by, at, reason,
+                                                                                      note=note))
+    if row is not None:
+        print(f"{args.id}: {workflow.withdrawn_said(row)}")
     return 0
 
 
@@ -248,30 +258,18 @@ def cmd_reschedule(args) -> int:
 
 
 def cmd_correct(args) -> int:
-    app = open_app(args)
-    def run(conn):
-        return workflow.correct(conn, args.id, actor(args), app.clock.now(),
-                                reason=checked_text(args.reason, "--reason", 1000),
-                                note=optional_text(args.note, "--note"))
-    if args.dry_run:
-        return dry_run(app, args.id, "correct", run)
-    with app.engine.begin() as conn:
-        row = run(conn)
-    print(f"{args.id}: revision {row['published_revision']} published as a correction")
+    row = told(args, "correct", lambda conn, by, at, reason, note: workflow.correct(conn, args.id, by, at,
+                                                                                    reason=reason, note=note))
+    if row is not None:
+        print(f"{args.id}: revision {row['published_revision']} published as a correction")
     return 0
 
 
 def cmd_retract(args) -> int:
-    app = open_app(args)
-    def run(conn):
-        return workflow.retract(conn, args.id, actor(args), app.clock.now(),
-                                reason=checked_text(args.reason, "--reason", 1000),
-                                note=optional_text(args.note, "--note"))
-    if args.dry_run:
-        return dry_run(app, args.id, "retract", run)
-    with app.engine.begin() as conn:
-        run(conn)
-    print(f"{args.id}: retracted")
+    row = told(args, "retract", lambda conn, by, at, reason, note: workflow.retract(conn, args.id, by, at,
+                                                                                    reason=reason, note=note))
+    if row is not None:
+        print(f"{args.id}: retracted")
     return 0
 
 
