@@ -87,44 +87,9 @@ def installation(folder: Path, port: int, n: int, schedule: bool = False):
     return config_path, config, engine, sid
 
 
-def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes, int]:
-    """Seconds for the distributor to plan and send to n recipients; a sample message; the pool's size."""
-    from distributor import workflow
-    from distributor.channels import Context, build
-    from distributor.channels.base import EMBARGOED, Job
-    from distributor.clock import Clock
-    from distributor.dispatch import Dispatcher
-    from distributor.outcomes import Result
-    from distributor.render import Renderer
-
-    _, config, engine, sid = installation(folder, port, n)
-    context = Context(config, engine, Clock(), Renderer(config.paths.templates, config.office))
-    channels = build(context)
-    now = datetime.now(UTC)
-    with engine.begin() as conn:
-        workflow.schedule(conn, sid, "bench", now, override_embargo=True, embargo=now + timedelta(hours=1), send_embargoed_at=now,
-                          channels={"email": channels["email"]})
-    dispatcher = Dispatcher(context, channels, worker="bench")
-    start = time.perf_counter()
-    dispatcher.advance()
-    totals = dispatcher.deliver("email")
-    elapsed = time.perf_counter() - start
-    channels["email"].close()
-    assert totals == {Result.SENT: n}, totals
-    # one message as the distributor made it, for the other two runs to match in size
-    with engine.connect() as conn:
-        row = workflow.get(conn, sid)
-        job = Job(sid, row["revision"], workflow.content(conn, sid, row["revision"]), row["embargo"],
-                  row["send_embargoed_at"])
-    rendered = channels["email"].render(job, EMBARGOED)
-    sample = rendered.message(address(0), "Journalist 0", "<x@example.org>", datetime.now(UTC))
-    engine.dispose()
-    return elapsed, sample, channels["email"].settings.smtp.connections
-
-
-def run_lists(folder: Path, port: int, count: int, size: int) -> tuple[float, int]:
-    """Seconds for the distributor to plan and send a statement scheduled to ``count`` lists of ``size`` members,
-    each overlapping the one before it by half; and how many people that is (each sent one copy)."""
+def send_scheduled(config, engine, sid: str, expected: int, lists: tuple[str, ...] | None = None):
+    """Schedule the statement's email now (to ``lists``, else the configured list), then plan and send it as a
+    worker does. Returns the seconds it took and the email channel (closed)."""
     from distributor import workflow
     from distributor.channels import Context, build
     from distributor.clock import Clock
@@ -132,24 +97,50 @@ def run_lists(folder: Path, port: int, count: int, size: int) -> tuple[float, in
     from distributor.outcomes import Result
     from distributor.render import Renderer
 
-    _, config, engine, sid = installation(folder, port, 0)
-    names = tuple(f"list{i}" for i in range(count))
-    for i, name in enumerate(names):
-        bulk_recipients(engine, size, list_name=name, start=i * size // 2)
-    people = (count - 1) * size // 2 + size
     context = Context(config, engine, Clock(), Renderer(config.paths.templates, config.office))
     channels = build(context)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         workflow.schedule(conn, sid, "bench", now, override_embargo=True, embargo=now + timedelta(hours=1),
-                          send_embargoed_at=now, channels={"email": channels["email"]}, lists=names)
+                          send_embargoed_at=now, channels={"email": channels["email"]},
+                          **({"lists": lists} if lists else {}))
     dispatcher = Dispatcher(context, channels, worker="bench")
     start = time.perf_counter()
     dispatcher.advance()
     totals = dispatcher.deliver("email")
     elapsed = time.perf_counter() - start
     channels["email"].close()
-    assert totals == {Result.SENT: people}, totals
+    assert totals == {Result.SENT: expected}, totals
+    return elapsed, channels["email"]
+
+
+def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes, int]:
+    """Seconds for the distributor to plan and send to n recipients; a sample message; the pool's size."""
+    from distributor import workflow
+    from distributor.channels.base import EMBARGOED, Job
+
+    _, config, engine, sid = installation(folder, port, n)
+    elapsed, email = send_scheduled(config, engine, sid, n)
+    # one message as the distributor made it, for the other two runs to match in size
+    with engine.connect() as conn:
+        row = workflow.get(conn, sid)
+        job = Job(sid, row["revision"], workflow.content(conn, sid, row["revision"]), row["embargo"],
+                  row["send_embargoed_at"])
+    rendered = email.render(job, EMBARGOED)
+    sample = rendered.message(address(0), "Journalist 0", "<x@example.org>", datetime.now(UTC))
+    engine.dispose()
+    return elapsed, sample, email.settings.smtp.connections
+
+
+def run_lists(folder: Path, port: int, count: int, size: int) -> tuple[float, int]:
+    """Seconds for the distributor to plan and send a statement scheduled to ``count`` lists of ``size`` members,
+    each overlapping the one before it by half; and how many people that is (each sent one copy)."""
+    _, config, engine, sid = installation(folder, port, 0)
+    names = tuple(f"list{i}" for i in range(count))
+    for i, name in enumerate(names):
+        bulk_recipients(engine, size, list_name=name, start=i * size // 2)
+    people = (count - 1) * size // 2 + size
+    elapsed, _ = send_scheduled(config, engine, sid, people, lists=names)
     engine.dispose()
     return elapsed, people
 
