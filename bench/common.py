@@ -77,6 +77,17 @@ class Sink:
         self.summary = json.loads(lines[-1]) if lines else None
 
 
+def stop(process: subprocess.Popen, grace: float = 10) -> None:
+    """Ask a process to stop (SIGTERM), and kill it if it has not within ``grace`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))

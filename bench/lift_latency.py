@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Sink, bulk_recipients, percentile  # noqa: E402
+from common import ROOT, Sink, bulk_recipients, percentile, stop  # noqa: E402
 
 BIN = Path(sys.executable).parent / "distributor"
 IDLE_P99_TARGET_MS = 20.0
@@ -230,12 +230,7 @@ def main() -> int:
             pages.done.set()
             pages.join(timeout=5)
         finally:
-            runner.terminate()  # a send in progress is drained before the scheduler exits: do not wait for it
-            try:
-                runner.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                runner.kill()
-                runner.wait(timeout=10)
+            stop(runner)  # a send in progress is drained before the scheduler exits: do not wait for it
             engine.dispose()
         log_text = log_path.read_text()
         if args.keep_log:

@@ -47,7 +47,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, free_port, percentile  # noqa: E402
+from common import ROOT, free_port, percentile, stop  # noqa: E402
 
 BIN = Path(sys.executable).parent / "distributor"
 RATIO_TARGET = 0.8
@@ -172,16 +172,6 @@ def wait_for_port(port: int, process: subprocess.Popen, log_path: Path, timeout:
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"nothing listens on port {port} after {timeout:.0f} s:\n{log_path.read_text()}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def cpu_seconds(pid: int) -> float:
