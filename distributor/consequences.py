@@ -110,8 +110,6 @@ def summarise(app, statement_id: str, action: str, run: Callable[[Connection], o
             if summary.previous is None or action == "schedule":
                 summary.previous = workflow.content(conn, statement_id, before["revision"]).embargo
                 summary.previous_label = "the file's embargo:" if summary.previous else "now"
-            else:
-                summary.previous_label = "now"
             last = conn.execute(select(func.max(notices.c.number)).where(
                 notices.c.statement_id == statement_id)).scalar() or 0
             cancelled_before = _cancelled(conn, statement_id)

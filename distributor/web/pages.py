@@ -104,7 +104,7 @@ def statement_page(statement_id: str):
     previews = social_previews(statement_id)
     failed_count = sum(c.get("failed", 0) for c in counts.values())
     office = s.config.office
-    renderer = s.ops.context().renderer
+    renderer = s.renderer
     text = Markup(renderer.render("shared/body.html.j2", **renderer.context(
         document, statement_id, row["embargo"] or document.embargo, embargoed=False)))
     return render_template("statement.html", row=row, document=document, counts=counts, events=events,

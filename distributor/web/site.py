@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 from flask import Flask, Response, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Engine
 from distributor import operations, words
 from distributor.clock import Clock, iso_z
 from distributor.config import Config
-from distributor.render import when
+from distributor.render import Renderer, when
 
 log = logging.getLogger("distributor.web")
 
@@ -28,6 +29,11 @@ class Site:
     @property
     def ops(self) -> operations.App:
         return operations.App(self.config, self.engine, self.clock)
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        """The office's templates, compiled once for the life of the app, not at every page."""
+        return Renderer(self.config.paths.templates, self.config.office)
 
 
 def site() -> Site:
