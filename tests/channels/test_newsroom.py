@@ -74,6 +74,7 @@ def test_nothing_exists_before_the_lift_and_the_page_answers_as_an_unknown_id(of
     unknown, early = client.get("/news/no-such-statement/"), client.get(f"/news/{SID}/")
     assert early.status_code == unknown.status_code == 404
     assert early.get_data() == unknown.get_data() and early.headers == unknown.headers
+    assert early.headers["Cache-Control"] == "no-store"  # a cache keeps no 404 past the lift
     assert client.get(f"/news/{SID}").headers["Location"] == f"/news/{SID}/"  # for any id alike
     assert client.get("/news/no-such-statement").headers["Location"] == "/news/no-such-statement/"
 
