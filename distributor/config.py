@@ -197,6 +197,12 @@ class Office:
 class Paths:
     templates: Path
     recipients: Path
+    media: Path = Path("media")  # photos and documents, kept by content hash
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    max_bytes: int = 25_000_000  # one file, as uploaded; the web app's upload limit follows it
 
 
 @dataclass(frozen=True)
@@ -235,6 +241,7 @@ class Config:
     delivery: DeliveryPolicy
     channels: dict[str, Any] = field(default_factory=dict)  # channel name -> its parsed settings
     web: Web = field(default_factory=Web)
+    media: MediaSettings = field(default_factory=MediaSettings)
 
 
 def resolve_database_url(url: str, base: Path) -> str:
@@ -291,8 +298,13 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
     o.done()
 
     p = root.table("paths")
-    paths = Paths(templates=p.path("templates", "../templates"), recipients=p.path("recipients", "../recipients"))
+    paths = Paths(templates=p.path("templates", "../templates"), recipients=p.path("recipients", "../recipients"),
+                  media=p.path("media", "../media"))
     p.done()
+
+    m = root.table("media")
+    media = MediaSettings(max_bytes=int(m.get("max_bytes", int, 25_000_000, check=between(1000, 2_000_000_000))))
+    m.done()
 
     d = root.table("database")
     database_url = resolve_database_url(d.get("url"), path.parent)
@@ -329,7 +341,7 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
     channels = parse_channels(root.table("channels"), office)
     root.done()
     return Config(path=path, office=office, paths=paths, database_url=database_url, delivery=delivery,
-                  channels=channels, web=web)
+                  channels=channels, web=web, media=media)
 
 
 def _zone_list(value: list) -> list:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
@@ -24,7 +24,7 @@ from distributor import deliveries
 from distributor.clock import clock_time
 from distributor.errors import InputError, StateError
 from distributor.outcomes import Kind
-from distributor.statements.model import Statement, StatementStatus
+from distributor.statements.model import Media, Statement, StatementStatus
 from distributor.store.schema import audit, notices, revisions, statements
 
 S = StatementStatus
@@ -69,6 +69,8 @@ class Action(str, Enum):
     USER_ADDED = "user_added"
     USER_CHANGED = "user_changed"
     USER_REMOVED = "user_removed"
+    MEDIA_ADDED = "media_added"
+    MEDIA_REMOVED = "media_removed"
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,10 @@ ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?")
 
 
 def import_statement(conn: Connection, statement: Statement, source: str, actor: str, at: datetime,
-                     new_id: str | None = None, revision_of: str | None = None, note: str | None = None
-                     ) -> ImportResult:
-    """Import a statement: a new one, or a new revision of the one it is.
+                     new_id: str | None = None, revision_of: str | None = None, note: str | None = None,
+                     keep_media: bool = False) -> ImportResult:
+    """Import a statement: a new one, or a new revision of the one it is. ``keep_media``: a format that cannot
+    list media (plain text) keeps those of the revision before.
 
     Which one it is: ``revision_of`` or ``new_id`` when given; else the id from its reference; else an earlier
     import of the same file with the same content (whatever id rules were in force then); else the id from its
@@ -190,6 +193,11 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
         return ImportResult(statement_id, 1, created=True, changed=True, approval_revoked=False, cancelled=0)
 
     row = dict(existing)
+    if keep_media and not statement.media:
+        kept = content(conn, statement_id, row["revision"]).media
+        if kept:
+            statement = replace(statement, media=kept)
+            digest = statement.content_hash()
     current_hash: str = conn.execute(select(revisions.c.content_hash).where(
         revisions.c.statement_id == statement_id, revisions.c.number == row["revision"])).scalar_one()
     if current_hash == digest:
@@ -223,6 +231,25 @@ def import_statement(conn: Connection, statement: Statement, source: str, actor:
                reason="content changed", approved_by=row["approved_by"])
     return ImportResult(statement_id, revision, created=False, changed=True, approval_revoked=was_approved,
                         cancelled=cancelled)
+
+
+def change_media(conn: Connection, statement_id: str, change, actor: str, at: datetime,
+                 note: str | None = None) -> tuple[ImportResult, Media]:
+    """A new revision whose media are ``change(media so far)`` → (new media, the item added or removed): the same
+    text, the same source file. Adding or removing a file revokes the approval, as changing a word does."""
+    row = get(conn, statement_id)
+    if row["status"] == S.RETRACTED.value:
+        raise StateError(f"statement {statement_id} was retracted; its media cannot change", where=statement_id)
+    current = content(conn, statement_id, row["revision"])
+    media, item = change(current.media)
+    source: str = conn.execute(select(revisions.c.source).where(
+        revisions.c.statement_id == statement_id, revisions.c.number == row["revision"])).scalar_one()
+    added = len(media) > len(current.media)
+    result = import_statement(conn, replace(current, media=tuple(media)), source, actor, at, revision_of=statement_id,
+                              note=note)
+    record(conn, Action.MEDIA_ADDED if added else Action.MEDIA_REMOVED, actor, at, statement_id, result.revision,
+           media=item.name, kind=item.kind, sha256=item.sha256)
+    return result, item
 
 
 def _refuse_a_silent_merge(conn: Connection, statement: Statement, statement_id: str, source: str) -> None:

@@ -14,7 +14,7 @@ import sys
 from sqlalchemy.exc import OperationalError
 
 from distributor import __version__
-from distributor.cli import operations, recipients, statements, users, web
+from distributor.cli import media, operations, recipients, statements, users, web
 from distributor.cli.common import Parser, cut, table, visible
 from distributor.cli.web import serve_options
 from distributor.clock import Clock
@@ -22,10 +22,10 @@ from distributor.errors import UserError, one_line
 
 __all__ = ["EXAMPLES", "Parser", "build_parser", "cut", "main", "serve_options", "setup_logging", "table", "visible"]
 
-GROUPS = (operations, statements, recipients, users, web)
+GROUPS = (operations, statements, media, recipients, users, web)
 
 # --help lists the commands in the order of an office's work, not by the module that holds them.
-COMMANDS = ("new", "init", "import", "show", "list", "approve", "schedule", "reschedule", "correct", "retract", "preview",
+COMMANDS = ("new", "init", "import", "media", "show", "list", "approve", "schedule", "reschedule", "correct", "retract", "preview",
             "send-test", "retry", "withdraw", "run", "log", "report", "audit", "status", "workers", "recipients", "users",
             "serve")
 
@@ -58,7 +58,7 @@ def setup_logging(level: int) -> None:
     levels = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
     logging.basicConfig(level=levels[max(-1, min(1, level))], stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
-    for noisy in ("apscheduler", "alembic"):
+    for noisy in ("apscheduler", "alembic", "pikepdf"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level < 1 else logging.INFO)
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from distributor import channels as channel_registry
-from distributor import consequences, deliveries, operations, workflow
+from distributor import consequences, deliveries, media, operations, workflow
 from distributor.cli.common import Parser, actor, add_examples, cut, open_app, optional_text, parse_time, table, visible
 from distributor.clock import iso_z
 from distributor.errors import InputError, UserError, checked_text
@@ -26,14 +26,16 @@ def cmd_import(args) -> int:
     rejected = 0
     if (args.id or args.revision_of) and len(args.files) != 1:
         raise InputError("--id and --revision-of take one file", where="--id" if args.id else "--revision-of")
+    library = media.Library.of(app.config)
     for name in args.files:
         path = Path(name)
         try:
-            statement = parse_file(path)
+            statement = parse_file(path, library)
             with app.engine.begin() as conn:
                 result = workflow.import_statement(conn, statement, str(path), actor(args), app.clock.now(),
                                                    new_id=args.id, revision_of=args.revision_of,
-                                                   note=optional_text(args.note, "--note"))
+                                                   note=optional_text(args.note, "--note"),
+                                                   keep_media=statement.source_format == "text")
         except UserError as exc:
             print(f"distributor: {exc}", file=sys.stderr)
             rejected += 1
@@ -62,6 +64,9 @@ def statement_view(conn, statement_id: str) -> dict:
         "generation": row["generation"], "approved_by": row["approved_by"],
         "approved_at": iso_z(row["approved_at"]), "send_embargoed_at": iso_z(row["send_embargoed_at"]),
         "released_at": iso_z(row["released_at"]), "channels": row["channels"], "lists": row["lists"],
+        "media": [{"name": m.name, "kind": m.kind, "content_type": m.content_type, "bytes": m.size,
+                   "width": m.width, "height": m.height, "alt": m.alt, "title": m.title, "caption": m.caption,
+                   "credit": m.credit, "licence": m.licence} for m in document.media],
     }
 
 
@@ -96,6 +101,15 @@ def cmd_show(args) -> int:
         lines += [view["classification"], ""]
     if view["contacts"]:
         lines += [view["contacts"]]
+    if view["media"]:
+        lines += ["", f"Media ({len(view['media'])}):"]
+        for m in view["media"]:
+            size = f"{m['width']}×{m['height']} px, " if m["width"] else ""
+            lines.append(f"  {m['name']}  [{m['kind']}, {size}{media.megabytes(m['bytes'])}]  "
+                         + (m["alt"] or m["title"] or ""))
+            extra = " · ".join(x for x in (m["caption"], m["credit"], m["licence"]) if x)
+            if extra:
+                lines.append(f"      {extra}")
     print("\n".join(visible(line, lines=True) for line in lines).rstrip())
     return 0
 

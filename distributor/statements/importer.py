@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distributor.errors import InputError
 from distributor.files import read_bytes
 from distributor.statements import markdown, plaintext
 from distributor.statements.model import Statement
+
+if TYPE_CHECKING:
+    from distributor.media import Library
 
 PARSERS = {".md": markdown.parse, ".markdown": markdown.parse, ".txt": plaintext.parse, ".text": plaintext.parse}
 
@@ -31,13 +35,30 @@ def without_controls(statement: Statement) -> Statement:
     return replace(statement, **changes)  # type: ignore[arg-type]
 
 
-def parse_file(path: Path) -> Statement:
-    parser = PARSERS.get(path.suffix.lower(), plaintext.parse)
-    statement = without_controls(parser(read_bytes(path, "a statement file (.txt or .md)"), str(path)))
+def parse_file(path: Path, library: Library | None = None, beside: bool = False) -> Statement:
+    """The statement in the file; with a ``library``, the media its front matter lists are read (relative to the
+    file), checked and kept. Without one, a file that lists media is refused. ``beside``: each media file is taken
+    by its name from the statement's own folder, never from elsewhere (the web app's uploads)."""
+    data = read_bytes(path, "a statement file (.txt or .md)")
+    entries: list[dict[str, str | None]] = []
+    if PARSERS.get(path.suffix.lower()) is markdown.parse:
+        parsed, entries = markdown.parse_document(data, str(path))
+    else:
+        parsed = PARSERS.get(path.suffix.lower(), plaintext.parse)(data, str(path))
+    statement = without_controls(parsed)
     if not statement.title.strip():
         raise InputError("the title is empty; a statement needs a title", where=str(path))
     try:
         _ = statement.id
     except ValueError as exc:
         raise InputError(str(exc), where=str(path)) from None
+    if entries:
+        if library is None:
+            raise InputError("the front matter lists media, and nothing here can keep them", where=str(path))
+        items: tuple = ()
+        for index, entry in enumerate(entries):
+            named = Path(str(entry["file"]))
+            items += (library.load(path.parent / (named.name if beside else named), entry, items,
+                                   field_prefix=f"media[{index}]."),)
+        statement = replace(statement, media=items)
     return statement

@@ -28,7 +28,9 @@ from distributor.statements.model import Statement
 from distributor.statements.times import in_range, parse_instant
 
 KEYS = {"title", "date", "reference", "serial", "embargo", "contacts", "summary", "channels", "lists",
-        "kind", "language", "located", "classification"}
+        "kind", "language", "located", "classification", "media"}
+MEDIA_KEYS = ("file", "alt", "title", "caption", "credit", "licence")
+MEDIA_MAX = 20
 
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
@@ -245,7 +247,47 @@ def marks(text: str) -> int:
     return sum(text.count(mark) for mark in MARKS)
 
 
+def media_entries(value, source: str) -> list[dict[str, str | None]]:
+    """``media:`` in the front matter: a list of ``{file, alt | title, caption, credit, licence}``, each checked
+    here for its shape; the files themselves are read by the importer."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError("front matter 'media': expected a list of items, each with 'file' and 'alt' (an image) or "
+                         "'title' (a document)", where=source)
+    if len(value) > MEDIA_MAX:
+        raise InputError(f"front matter 'media' lists {len(value)} items; a statement carries at most {MEDIA_MAX}",
+                         where=source)
+    entries = []
+    for index, item in enumerate(value):
+        where = f"media[{index}]"
+        if isinstance(item, str):
+            item = {"file": item}
+        if not isinstance(item, dict):
+            raise InputError(f"front matter '{where}': expected a table with 'file', got {item!r}", where=source)
+        unknown = sorted(set(map(str, item)) - set(MEDIA_KEYS))
+        if unknown:
+            raise InputError(f"front matter '{where}' has unknown key '{unknown[0]}'; expected some of "
+                             f"{', '.join(MEDIA_KEYS)}", where=source)
+        entry: dict[str, str | None] = {}
+        for key in MEDIA_KEYS:
+            found = item.get(key)
+            if found is not None and not isinstance(found, (str, int, float)):
+                raise InputError(f"front matter '{where}.{key}': expected text, got {found!r}", where=source)
+            entry[key] = str(found) if found is not None else None
+        if not entry["file"] or not entry["file"].strip():
+            raise InputError(f"front matter '{where}' lacks 'file', the file's path beside the statement",
+                             where=source)
+        entries.append(entry)
+    return entries
+
+
 def parse(data: bytes, source: str) -> Statement:
+    return parse_document(data, source)[0]
+
+
+def parse_document(data: bytes, source: str) -> tuple[Statement, list[dict[str, str | None]]]:
+    """The statement, and the media its front matter lists (not yet read)."""
     if len(data) > MARKDOWN_MAX:
         raise InputError(f"the file has {len(data):,} bytes; a Markdown statement has at most {MARKDOWN_MAX:,} (1 MB)",
                          where=source)
@@ -303,6 +345,7 @@ def parse(data: bytes, source: str) -> Statement:
         channels = [c.strip() for c in channels.split(",") if c.strip()]
     lists = _lists(_field(meta, "lists", source, (list, str)), source)
     serial = _field(meta, "serial", source, (str, int))
+    media = media_entries(meta.get("media"), source)
 
     found = marks(post.content)
     if found > MARKS_MAX:
@@ -322,4 +365,4 @@ def parse(data: bytes, source: str) -> Statement:
         channels=tuple(str(c) for c in channels) if channels is not None else None,
         language=_field(meta, "language", source, (str,)), located=_field(meta, "located", source, (str,)),
         lists=lists, source_format="markdown",
-    )
+    ), media

@@ -28,6 +28,33 @@ class StatementStatus(str, Enum):
 
 
 @dataclass(frozen=True)
+class Media:
+    """A photo or a document that a revision carries. Its file is kept by ``distributor.media.MediaStore``."""
+
+    name: str                  # unique in the statement: what ``show`` lists and ``media remove`` takes
+    kind: str                  # "image" or "document"
+    sha256: str                # of the file's bytes as uploaded: part of the content hash
+    content_type: str          # read from the content: image/jpeg, image/png, image/webp, application/pdf
+    size: int                  # bytes of the copy that leaves distributor (its metadata stripped)
+    width: int | None = None   # an image's pixels, its orientation applied
+    height: int | None = None
+    alt: str | None = None     # required for an image
+    title: str | None = None   # a document's title
+    caption: str | None = None
+    credit: str | None = None
+    licence: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What a reader is told the item is: its alt text or title, else its name."""
+        return self.alt or self.title or self.name
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image"
+
+
+@dataclass(frozen=True)
 class Statement:
     title: str
     body: tuple[str, ...]
@@ -44,6 +71,7 @@ class Statement:
     language: str | None = None
     located: str | None = None
     lists: tuple[str, ...] | None = None  # the recipient lists it is for (Markdown front matter ``lists:``)
+    media: tuple[Media, ...] = ()  # photos and documents, in the order given
     source_format: str = field(default="text", compare=False)
 
     @property
@@ -68,6 +96,8 @@ class Statement:
             del data["lists"]
         else:
             data["lists"] = list(self.lists)
+        if not self.media:  # absent, as before there were media: the content hash of such a statement stays
+            del data["media"]
         data["date"] = self.date.isoformat() if self.date else None
         data["embargo"] = iso_z(self.embargo)
         return data
@@ -80,6 +110,7 @@ class Statement:
             data["channels"] = tuple(data["channels"])
         if data.get("lists") is not None:
             data["lists"] = tuple(data["lists"])
+        data["media"] = tuple(Media(**item) for item in data.get("media") or ())
         if data.get("date"):
             data["date"] = date.fromisoformat(data["date"])
         if data.get("embargo"):
@@ -90,6 +121,8 @@ class Statement:
         """Hash of the parsed content, so that a CRLF copy of a file is the same statement."""
         data = self.to_dict()
         data.pop("source_format")
+        for item in data.get("media", ()):  # the file's own bytes and its text count; what Pillow made of it not
+            item.pop("size")
         canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
