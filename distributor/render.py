@@ -133,6 +133,7 @@ class Renderer:
             "body_html": Markup(statement.body_html) if statement.body_html else None,
             "public_url": self.office.public_link(statement_id),
             "summary": statement.first_sentence(),
+            "media": statement.media,  # photos and documents (distributor.statements.model.Media)
             "correction": None,
             "stopped": None,  # a preview of a withdrawn or retracted statement: "withdrawn" or "retracted"
         }

@@ -89,6 +89,18 @@ def unique_name(filename: str, extension: str, taken: tuple[Media, ...]) -> str:
     return name
 
 
+def public_url(config, statement_id: str, item: Media, rendition: str = ORIGINAL) -> str | None:
+    """The newsroom URL of a file of the item, which answers from the lift (None without a newsroom)."""
+    newsroom = config.channels.get("newsroom")
+    if newsroom is None:
+        return None
+    return f"{newsroom.url}{statement_id}/{public_path(statement_id, item, rendition)}"
+
+
+def store_of(config) -> MediaStore:
+    return MediaStore(config.paths.media)
+
+
 def find(items: tuple[Media, ...], name: str, where: str = "MEDIA") -> Media:
     for item in items:
         if item.name == name:
@@ -98,4 +110,4 @@ def find(items: tuple[Media, ...], name: str, where: str = "MEDIA") -> Media:
 
 
 __all__ = ["MAX_ITEMS", "ORIGINAL", "RENDITIONS", "TEXT_LIMITS", "Library", "Media", "MediaStore", "Rendition", "find",
-           "megabytes", "public_key", "public_path", "unique_name"]
+           "megabytes", "public_key", "public_path", "public_url", "store_of", "unique_name"]
