@@ -159,6 +159,7 @@ public_url = "https://office.example.org/press/{{id}}"
 
 [paths]
 templates = "{templates}"
+media = "media"
 
 [database]
 url = "{db_url}"
