@@ -118,3 +118,15 @@ def noise_jpeg(size: int, seed: int = 1) -> bytes:
     out = io.BytesIO()
     image.convert("RGB").save(out, "JPEG", quality=95)
     return out.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A tiny PNG that claims ``width``×``height`` pixels: what a reader sees before it decodes anything."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))

@@ -17,7 +17,6 @@ IMAGE_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WE
 PDF = ("application/pdf", "pdf")
 MAX_PIXELS = 60_000_000
 RENDITIONS = {"large": 2048, "medium": 1024, "thumb": 400}  # pixels on the long side, never more than the original
-KEEP_INFO = ("icc_profile", "transparency")  # what an image keeps: its colours; nothing about who, where or when
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,7 @@ def clean(data: bytes, where: str, max_bytes: int) -> Cleaned:
 def _image(data: bytes, where: str) -> Cleaned:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's decompression-bomb guard, on, at the limit
-    try:
+    try:  # Pillow's decompression-bomb guard stays on (a warning past ~89 MP, made an error here; an error past 2×)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             source = Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS))
@@ -68,14 +66,13 @@ def _image(data: bytes, where: str) -> Cleaned:
         if isinstance(exc, UnidentifiedImageError):
             raise InputError("not a JPEG, PNG or WebP image nor a PDF document (the type is read from the content, "
                              "whatever the name says)", where=where) from None
-        raise InputError(f"the image would decode to more than {MAX_PIXELS // 1_000_000} megapixels",
-                         where=where) from None
+        raise InputError(f"the image would decode to more than {MAX_PIXELS // 1_000_000} megapixels (a "
+                         f"decompression bomb?); an image has at most {MAX_PIXELS // 1_000_000}", where=where) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"the image is truncated or corrupt ({exc})", where=where) from None
     image_format = source.format or "JPEG"
     content_type, extension = IMAGE_FORMATS[image_format]
     upright = ImageOps.exif_transpose(source)  # the orientation applied first: the stripped copy looks the same
-    upright.info = {key: source.info[key] for key in KEEP_INFO if key in source.info}
     original = _encode(upright, image_format, source)
     renditions = {}
     for name, edge in RENDITIONS.items():
@@ -97,7 +94,8 @@ def _for_scaling(image):
 
 
 def _encode(image, image_format: str, source=None) -> bytes:
-    """The image in its format, with nothing but its pixels, its colour profile and its transparency."""
+    """The image in its format, with nothing but its pixels, its colour profile and its transparency: Pillow
+    writes no EXIF, XMP or IPTC unless given them, and none is given."""
     out = io.BytesIO()
     options: dict = {}
     if "icc_profile" in image.info:
