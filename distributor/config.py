@@ -233,6 +233,19 @@ class Web:
 
 
 @dataclass(frozen=True)
+class Portal:
+    """The journalists' own door (``[portal]``): a link per journalist in every email, never a password."""
+
+    terms: str                          # the office's embargo terms, agreed to at the first redemption
+    link_days: float = 30.0             # a link works until this long after its statement's embargo
+    session_hours: float = 24.0
+    failures: int = 20                  # failed or unknown token attempts per address within the window
+    window_minutes: float = 15.0
+    keep_days: float = 365.0            # views, with their addresses and user agents, are kept this long
+    self_service_lists: tuple[str, ...] = ()  # lists a journalist may join or leave by themselves
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     office: Office
@@ -242,6 +255,7 @@ class Config:
     channels: dict[str, Any] = field(default_factory=dict)  # channel name -> its parsed settings
     web: Web = field(default_factory=Web)
     media: MediaSettings = field(default_factory=MediaSettings)
+    portal: Portal | None = None  # on when [portal] is present
 
 
 def resolve_database_url(url: str, base: Path) -> str:
@@ -338,10 +352,33 @@ def load(path: Path, parse_channels: ChannelParser) -> Config:
         raise w.error("secret_env", "office.base_url is set: the unsubscribe links in every email are signed with the "
                                     "key this variable holds; name it")
 
+    portal = None
+    if root.has("portal"):
+        t = root.table("portal")
+        lists = t.get("self_service_lists", list, [])
+        if not all(isinstance(name, str) and name.strip() for name in lists):
+            raise t.error("self_service_lists", "expected a list of list names, e.g. [\"health\", \"europe\"]")
+        terms = t.get("terms", str)
+        if not terms.strip():
+            raise t.error("terms", "expected the office's embargo terms, which each journalist agrees to")
+        portal = Portal(
+            terms=terms.strip(),
+            link_days=t.get("link_days", float, 30.0, check=between(0, 3650, low_open=True)),
+            session_hours=t.get("session_hours", float, 24.0, check=between(0, 24 * 90, low_open=True)),
+            failures=int(t.get("failures", int, 20, check=between(1, 100_000))),
+            window_minutes=t.get("window_minutes", float, 15.0, check=between(0, DAY, low_open=True)),
+            keep_days=t.get("keep_days", float, 365.0, check=between(1, 3650 * 3)),
+            self_service_lists=tuple(dict.fromkeys(name.strip() for name in lists)),
+        )
+        t.done()
+        if not office.base_url:
+            raise t.error(None, "the portal's links start with office.base_url; set it in [office]")
+    else:
+        root.table("portal")
     channels = parse_channels(root.table("channels"), office)
     root.done()
     return Config(path=path, office=office, paths=paths, database_url=database_url, delivery=delivery,
-                  channels=channels, web=web, media=media)
+                  channels=channels, web=web, media=media, portal=portal)
 
 
 def _zone_list(value: list) -> list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy.sql import false as sa_false
 from sqlalchemy.types import TypeDecorator
 
 
@@ -77,6 +78,8 @@ recipients = Table(
     Column("embargo_ok", Boolean, nullable=False, default=False),
     Column("language", String(35), nullable=False, default=""),
     Column("tags", String(500), nullable=False, default=""),
+    Column("language_by_self", Boolean, nullable=False, default=False, server_default=sa_false()),  # a CSV never overrides it
+    Column("joined_by_self", Boolean, nullable=False, default=False, server_default=sa_false()),  # never vetted thereby
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("list_name", "email_key", name="uq_recipients_list_email"),
@@ -228,4 +231,45 @@ login_attempts = Table(
     Column("ok", Boolean, nullable=False),
     Index("ix_login_attempts_user", "user_name", "at"),
     Index("ix_login_attempts_address", "address", "at"),
+)
+
+
+# The journalists' portal. A session is one redeemed link: the cookie holds a token, this table its SHA-256.
+portal_sessions = Table(
+    "portal_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("email_key", String(320), nullable=False),
+    Column("delivery_id", Integer, nullable=False),  # the email whose link opened it
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("agreed_at", UTCDateTime),               # the embargo terms, agreed
+    Column("ended_at", UTCDateTime),
+    Index("ix_portal_sessions_email", "email_key"),
+)
+
+# A revocation ends every link sent before it and every session opened before it.
+portal_revocations = Table(
+    "portal_revocations", metadata,
+    Column("email_key", String(320), primary_key=True),
+    Column("revoked_at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+)
+
+# What each journalist did: link-checked (a GET of the link: a scanner or a person), redeemed, agreed, view,
+# download, and refused token attempts (for the limit per address).
+portal_events = Table(
+    "portal_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("email_key", String(320)),
+    Column("statement_id", String(80)),
+    Column("revision", Integer),
+    Column("delivery_id", Integer),
+    Column("item", String(200)),       # the media item downloaded, and its rendition
+    Column("address", String(64), nullable=False),
+    Column("user_agent", String(300), nullable=False, default=""),
+    Index("ix_portal_events_statement", "statement_id", "kind", "email_key"),
+    Index("ix_portal_events_email", "email_key", "at"),
+    Index("ix_portal_events_address", "address", "kind", "at"),
 )
