@@ -1,7 +1,12 @@
 """The embargoed email: one message per vetted journalist, sent ahead of the embargo.
 
-The MIME body (text and HTML) is rendered and encoded once per revision and variant; per recipient only the
-To, Date and Message-ID headers are made.
+The MIME body (text and HTML, and the attachments) is rendered and encoded once per revision and variant; per
+recipient only the To, Date and Message-ID headers are made.
+
+A statement's documents (``attachments = "documents"``), or its documents and the medium rendition of its photos
+(``"all"``), go with its copies, its released version and its corrections, up to ``max_attachment_bytes`` counted
+as base64 on the wire; whatever is not attached is listed in the message with where to get it. Notices (withdrawal,
+embargo change, retraction) carry none.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, select
 
-from distributor import deliveries, recipients, unsubscribe
+from distributor import deliveries, media, recipients, unsubscribe
 from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, between, is_loopback, secret
 from distributor.errors import ConfigError
 from distributor.outcomes import RECORDED, Claimed, Kind, Outcome, Receipt, Report, Result, Variant
 from distributor.render import embargo_lines
-from distributor.statements.model import StatementStatus
+from distributor.statements.model import Media, StatementStatus
 from distributor.store import reading
 from distributor.store.schema import statements
 from distributor.transports.base import Envelope, Handed, MailTransport, SharedBody, mail_address
@@ -38,6 +43,11 @@ from distributor.transports.smtp import SmtpPool, SmtpSettings
 TEMPLATES = {"subject": "email/embargoed.subject.j2", "text": "email/embargoed.txt.j2", "html": "email/embargoed.html.j2"}
 HEADLINES = {Kind.WITHDRAWAL: "WITHDRAWN", Kind.EMBARGO_CHANGE: "EMBARGO CHANGED", Kind.RETRACTION: "RETRACTED"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+ATTACHMENTS = ("none", "documents", "all")  # what channels.email.attachments may say
+IMAGE_RENDITION = "medium"  # the rendition of a photo that "all" attaches
+MAX_ATTACHMENT_BYTES = 7_000_000  # about 10 MB on the wire
+ATTACHMENT_CEILING = 100_000_000  # no relay takes a message much larger
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,66 @@ class EmailSettings:
     directory: Path
     release_lists: tuple[str, ...] = ()  # their members, and the list's unvetted ones, get the release at the lift
     dkim: DkimSettings | None = None     # sign each message (RFC 6376), List-Unsubscribe included
+    attachments: str = "documents"       # "none", "documents" or "all" (documents and photos' medium renditions)
+    max_attachment_bytes: int = MAX_ATTACHMENT_BYTES  # all attachments together, as base64 on the wire
+
+
+def encoded_size(size: int) -> int:
+    """The bytes a file of ``size`` bytes takes in a message: base64, 76 characters a line, each CRLF-ended."""
+    return 4 * ((size + 2) // 3) + 2 * ((size + 56) // 57)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file that goes with the message: a stripped copy from the media store, named as the item."""
+
+    item: Media
+    rendition: str  # "original", or "medium" for a photo
+    data: bytes
+
+    @property
+    def encoded(self) -> int:
+        return encoded_size(len(self.data))
+
+    @property
+    def name(self) -> str:
+        return self.item.name
+
+    @property
+    def label(self) -> str:
+        return self.item.label
+
+    @property
+    def size(self) -> str:
+        return media.megabytes(len(self.data))
+
+
+@dataclass(frozen=True)
+class Listed:
+    """An item the message does not carry, described for the reader with where to get it."""
+
+    item: Media
+    label: str             # its title or alt text
+    size: str              # of the file at ``url``, e.g. "1.4 MB"
+    url: str               # the file's own newsroom URL, else the statement's page
+    after_lift: bool       # the URL answers only once the embargo lifts
+    is_file: bool = False  # the URL is the file's own
+
+    @property
+    def caption(self) -> str | None:
+        return self.item.caption
+
+    @property
+    def credit(self) -> str | None:
+        return self.item.credit
+
+    @property
+    def licence(self) -> str | None:
+        return self.item.licence
+
+    @property
+    def kind(self) -> str:
+        return "photo" if self.item.is_image else "document"
 
 
 @dataclass(frozen=True)
@@ -68,6 +138,8 @@ class RenderedEmail:
     text: str
     html: str
     shared: SharedBody  # From, Subject, Reply-To, List-Unsubscribe, MIME headers and the encoded body
+    attached: tuple[Attachment, ...] = ()
+    listed: tuple[Listed, ...] = ()
 
     @staticmethod
     def own_headers(to: str, name: str, message_id: str, date: datetime, replying_to: str | None = None,
@@ -190,8 +262,11 @@ class EmailChannel(Channel):
             d.done()
         else:
             t.table("dkim")
+        attachments = t.get("attachments", str, "documents", choices=ATTACHMENTS)
+        max_attachment_bytes = t.get("max_attachment_bytes", int, MAX_ATTACHMENT_BYTES, check=_attachment_bytes)
         settings = EmailSettings(transport=transport, list=t.get("list", str, "embargo"), smtp=smtp,
-                                 directory=directory, release_lists=tuple(release_lists), dkim=dkim)
+                                 directory=directory, release_lists=tuple(release_lists), dkim=dkim,
+                                 attachments=attachments, max_attachment_bytes=max_attachment_bytes)
         t.done()
         return settings
 
@@ -253,6 +328,9 @@ class EmailChannel(Channel):
             previous = detail.get("previous")
             context.update(note=job.notice.note if job.notice else None, headline=HEADLINES[job.kind],
                            previous_lines=embargo_lines(datetime.fromisoformat(previous), self.office) if previous else [])
+        # a notice is news about a copy the journalist holds: it carries no files and lists none
+        attached, listed = ([], []) if job.kind.notice_only else self.attachments(job, variant)
+        context.update(attachments=attached, not_attached=listed)
         subject = subject_prefix + one_line(renderer.render(templates["subject"], **context))
         text = renderer.render(templates["text"], **context)
         html = renderer.render(templates["html"], **context)
@@ -261,7 +339,14 @@ class EmailChannel(Channel):
         body.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
         body.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
         seed = f"{job.statement_id}/{job.revision}/{job.tag}/{variant.value}".encode()
-        body.set_boundary("=_" + hashlib.sha256(seed).hexdigest()[:32])
+        boundary = "=_" + hashlib.sha256(seed).hexdigest()[:32]  # "=_" occurs in no quoted-printable or base64 text
+        body.set_boundary(boundary)
+        for attachment in attached:  # the first makes the message multipart/mixed, the alternative its first part
+            maintype, _, subtype = attachment.item.content_type.partition("/")
+            body.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.item.name)
+        if attached:
+            body.set_boundary(boundary + "m")
+            body.get_payload()[0].set_boundary(boundary + "a")
         raw = body.as_bytes(policy=SMTP)
         mime_head, _, encoded = raw.partition(b"\r\n\r\n")
 
@@ -271,7 +356,40 @@ class EmailChannel(Channel):
                 + SMTP.fold("Reply-To", office.reply_to)
                 + ("" if self.one_click else list_unsubscribe(unsubscribe_mailto(office.unsubscribe_mailto)))
                 ).encode("ascii") + mime_head + b"\r\n"
-        return RenderedEmail(variant, subject, text, html, SharedBody(head + b"\r\n" + encoded))
+        return RenderedEmail(variant, subject, text, html, SharedBody(head + b"\r\n" + encoded), tuple(attached),
+                             tuple(listed))
+
+    def attachments(self, job: Job, variant: Variant) -> tuple[list[Attachment], list[Listed]]:
+        """What goes with a copy of the statement, in the statement's order, while the total stays within
+        ``max_attachment_bytes`` as base64; and everything else, each with where it can be had: the statement's
+        page once the embargo lifts, or (the released version, with a newsroom) the file's own URL."""
+        items = job.statement.media
+        if not items:
+            return [], []
+        config = self.context.config
+        store = media.store_of(config)
+        mode, room = self.settings.attachments, self.settings.max_attachment_bytes
+        wanted = [item for item in items if mode == "all" or (mode == "documents" and not item.is_image)]
+        missing = store.missing(tuple(wanted))
+        if missing:  # never sent without them, nor with anything else: the rows wait until the files are back
+            raise ConfigError(f"{job.statement_id}: the media store has no copy of "
+                              f"{', '.join(item.name for item in missing)}", where=str(store.root))
+        embargoed = variant == EMBARGOED
+        attached: list[Attachment] = []
+        listed: list[Listed] = []
+        for item in items:
+            name = IMAGE_RENDITION if item.is_image else media.ORIGINAL
+            if item in wanted and encoded_size(store.rendition(item, name).size) <= room:
+                attachment = Attachment(item, name, store.read(item, name))
+                if attachment.encoded <= room:
+                    attached.append(attachment)
+                    room -= attachment.encoded
+                    continue
+            url = None if embargoed else media.public_url(config, job.statement_id, item)
+            listed.append(Listed(item, item.label, media.megabytes(item.size),
+                                 url or self.office.public_link(job.statement_id), after_lift=embargoed,
+                                 is_file=url is not None))
+        return attached, listed
 
     @property
     def one_click(self) -> bool:
@@ -416,6 +534,12 @@ class EmailChannel(Channel):
 
         # each envelope is made as a connection takes it: the first message goes out at once, not after all of them
         self.transport.send_many(self.prepared(rows, report, prepare), handed)
+
+
+def _attachment_bytes(value: int) -> int:
+    if not 0 <= value <= ATTACHMENT_CEILING:
+        raise ValueError(f"expected a number of bytes from 0 (attach nothing) to {ATTACHMENT_CEILING:,}, got {value!r}")
+    return value
 
 
 def _bad_port(port: int) -> int:
