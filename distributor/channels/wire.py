@@ -5,6 +5,17 @@ Where the press office's own identifiers go (documented for receivers):
   altIds[role=serial]     the serial as written, e.g. "News Service No. 118"
   altIds[role=statement]  distributor's statement id, e.g. "nhrn-12-004-2026"
   infoSources[role=originator].contactInfo   the press-office contact block
+
+A statement's photos and documents are its ``associations``, one ninjs object each (with a newsroom only: their
+files are served nowhere else):
+  name, uri               the item's name in the statement; a tag URI of its own, under the statement's
+  type                    "picture" for a photo, "text" for a document (a PDF)
+  title                   a document's title
+  descriptions            role "caption" and role "alt" (the alt text), text/plain
+  copyrightHolder         the credit, e.g. "Photo: A. Reporter / NHRN"
+  usageTerms              the licence, e.g. "CC BY 4.0"
+  renditions              one per file in the newsroom: "original", then a photo's "large", "medium" and "thumb",
+                          each with href, contentType, width and height (a photo's), sizeInBytes
 """
 
 from __future__ import annotations
@@ -19,10 +30,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from distributor import media
 from distributor.channels.base import Channel, Job, idempotency_key, tables_of
 from distributor.channels.social import unique_names
 from distributor.clock import iso_z
-from distributor.config import Office, Table, between, secret
+from distributor.config import Config, Office, Table, between, secret
 from distributor.outcomes import Claimed, Kind, Outcome, Report, Result, Variant
 from distributor.render import statement_uri
 from distributor.transports import http
@@ -43,7 +55,46 @@ class WireEndpoint:
     timeout: float
 
 
-def ninjs(job: Job, office: Office, text: str, html: str) -> dict:
+def associations(config: Config, job: Job) -> list[dict]:
+    """One ninjs object per photo or document of the revision, its files as the newsroom serves them from the
+    lift. Without a newsroom no URL serves them: the item then carries no associations. A retraction carries none
+    either: the retraction takes the files down."""
+    if job.kind is Kind.RETRACTION or config.channels.get("newsroom") is None:
+        return []
+    store = media.store_of(config)
+    uri = statement_uri(config.office, job)
+    found = []
+    for item in job.statement.media:
+        renditions = []
+        for rendition in store.renditions(item):
+            described: dict[str, Any] = {
+                "name": rendition.name, "href": media.public_url(config, job.statement_id, item, rendition.name),
+                "contentType": rendition.content_type}
+            if rendition.width is not None and rendition.height is not None:
+                described["width"], described["height"] = rendition.width, rendition.height
+            described["sizeInBytes"] = rendition.size
+            renditions.append(described)
+        association: dict[str, Any] = {
+            "name": item.name,
+            "uri": f"{uri}/media/{media.public_key(job.statement_id, item)}",
+            "type": "picture" if item.is_image else "text",
+            "renditions": renditions,
+        }
+        if item.title:
+            association["title"] = item.title
+        descriptions = [{"role": role, "contentType": "text/plain", "value": value}
+                        for role, value in (("caption", item.caption), ("alt", item.alt)) if value]
+        if descriptions:
+            association["descriptions"] = descriptions
+        if item.credit:
+            association["copyrightHolder"] = item.credit
+        if item.licence:
+            association["usageTerms"] = item.licence
+        found.append(association)
+    return found
+
+
+def ninjs(job: Job, office: Office, text: str, html: str, associated: list[dict] | None = None) -> dict:
     s = job.statement
     item: dict[str, Any] = {
         "uri": statement_uri(office, job),
@@ -78,6 +129,8 @@ def ninjs(job: Job, office: Office, text: str, html: str) -> dict:
     located = s.located or office.located
     if located:
         item["located"] = located
+    if associated:
+        item["associations"] = associated
     return item
 
 
@@ -125,7 +178,8 @@ class WireChannel(Channel):
         context = renderer.context(job.statement, job.statement_id, job.embargo, embargoed=False)
         text = renderer.render("wire/body.txt.j2", **context).strip()
         html = renderer.render("wire/body.html.j2", **context).strip()
-        return ninjs(job, self.context.config.office, text, html)
+        config = self.context.config
+        return ninjs(job, config.office, text, html, associations(config, job))
 
     def preview(self, job: Job, variant: Variant) -> str:
         endpoint = next(iter(self.endpoints.values()))
