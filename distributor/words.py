@@ -84,6 +84,8 @@ def event(action: str, actor: str, detail: dict | None, revision: int | None, zo
         "unsubscribed": lambda: f"{d.get('email')} unsubscribed" + ("" if who == "one-click unsubscribe"
                                                                     else f" (by {who})"),
         "suppression_lifted": lambda: f"{who} lifted the suppression of {d.get('email')}",
+        "portal_revoked": lambda: f"{who} revoked the portal links of {d.get('email')} "
+                                  f"({_count(d.get('sessions'), 'open session')} ended)",
         "media_added": lambda: f"{who} added the {'photo' if d.get('kind') == 'image' else 'document'} "
                                f"{d.get('media')} (revision {revision})",
         "media_removed": lambda: f"{who} removed the {'photo' if d.get('kind') == 'image' else 'document'} "

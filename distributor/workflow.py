@@ -71,6 +71,7 @@ class Action(str, Enum):
     USER_REMOVED = "user_removed"
     MEDIA_ADDED = "media_added"
     MEDIA_REMOVED = "media_removed"
+    PORTAL_REVOKED = "portal_revoked"
 
 
 @dataclass(frozen=True)

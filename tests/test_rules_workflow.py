@@ -580,7 +580,8 @@ def test_action_names():
                                          "embargo_overridden", "recipients_imported", "recipient_removed",
                                          "recipient_added", "suppression_lifted", "test-sent", "retried",
                                          "rescheduled", "corrected", "retracted", "notified", "alert", "alert_resolved",
-                                         "user_added", "user_changed", "user_removed", "media_added", "media_removed"]
+                                         "user_added", "user_changed", "user_removed", "media_added", "media_removed",
+                                         "portal_revoked"]
 
 
 def test_lock_returns_the_row(engine):

@@ -100,6 +100,11 @@ def cmd_log(args) -> int:
                 raise InputError("--attempts needs a statement ID", where="--attempts")
             print_attempts(conn, args)
             return 0
+        if args.views:
+            if not args.id:
+                raise InputError("--views needs a statement ID", where="--views")
+            print_views(conn, args)
+            return 0
         channels = channel_registry.expand(args.channel) if args.channel else None
         since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
         lists = ListsOf(app, conn)
@@ -124,6 +129,23 @@ def cmd_log(args) -> int:
             print("total " + str(sum(counts.values())) + ": "
                   + ", ".join(f"{status} {counts[status]}" for status in sorted(counts)) if counts else "no deliveries")
     return 0
+
+
+def print_views(conn, args) -> None:
+    """Who opened the statement in the journalists' portal: first and last view, views and downloads."""
+    from distributor import portal
+
+    rows = [{**r, "first_view": iso_z(r["first_view"]), "last_view": iso_z(r["last_view"])}
+            for r in portal.opened_by(conn, args.id)]
+    if args.format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif args.format == "csv":
+        csvout.write(sys.stdout, list(portal.VIEW_COLUMNS), rows)
+    else:
+        table(list(portal.VIEW_COLUMNS), [[r["journalist"], r["first_view"] or "-", r["last_view"] or "-",
+                                           str(r["views"]), str(r["downloads"])] for r in rows])
+        print()
+        print(f"opened by {len(rows)} journalist{'' if len(rows) == 1 else 's'}")
 
 
 class ListsOf:
@@ -269,6 +291,9 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--channel", help="only rows of this channel (email, wire, feed, mastodon, bluesky, or social for both)")
     p.add_argument("--attempts", action="store_true",
                    help="list every attempt (when, worker, outcome, the relay's reply) instead of one row per target")
+    p.add_argument("--views", action="store_true",
+                   help="who opened the statement in the journalists' portal: journalist, first_view, last_view, "
+                        "views, downloads")
     p.add_argument("--since", metavar="TIME", help="only deliveries sent (or, not sent, due) at or after TIME")
     p.add_argument("--until", metavar="TIME", help="only deliveries sent (or, not sent, due) before TIME")
     p.set_defaults(func=cmd_log)

@@ -67,6 +67,20 @@ def cmd_recipients_remove(args) -> int:
     return 0
 
 
+def cmd_recipients_revoke(args) -> int:
+    """End the journalist's portal links sent so far and their open sessions; later emails carry links that work."""
+    from distributor import portal
+
+    app = open_app(args)
+    with app.engine.begin() as conn:
+        ended = portal.revoke(conn, args.email, actor(args), app.clock.now())
+        workflow.record(conn, workflow.Action.PORTAL_REVOKED, actor(args), app.clock.now(), email=args.email,
+                        sessions=ended)
+    print(f"{args.email}: every portal link sent so far is revoked; {ended} open "
+          f"session{'' if ended == 1 else 's'} ended. Links in later emails will work, if they keep their standing.")
+    return 0
+
+
 def cmd_recipients_list(args) -> int:
     app = open_app(args)
     with reading(app.engine) as conn:
@@ -115,6 +129,10 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
                    help="lift a suppression made by staff or by a bounce (never one the recipient made)")
     p.add_argument("--by", help="who unsubscribes it, or lifts it with --undo (default: the login name)")
     p.set_defaults(func=cmd_recipients_unsubscribe)
+    p = r.add_parser("revoke", help="end a journalist's portal links sent so far and their open sessions")
+    p.add_argument("email", help="the journalist's address")
+    p.add_argument("--by", required=True, help="who revokes (required)")
+    p.set_defaults(func=cmd_recipients_revoke)
     p = r.add_parser("list", help="list recipients")
     p.add_argument("--list")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -132,4 +150,5 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "recipients unsubscribe": ("distributor recipients unsubscribe ana@paper.example.com",
                                "distributor recipients unsubscribe --undo ana@paper.example.com --by 'Kim Ahn'"),
     "recipients list": ("distributor recipients list --list embargo",),
+    "recipients revoke": ("distributor recipients revoke ana@paper.example.com --by 'Kim Ahn'",),
 }

@@ -1,0 +1,222 @@
+"""The journalists' portal over real HTTP (waitress on loopback): a link per journalist, redeemed by a POST, never a
+GET; the statements each may see; revocation; every view on record."""
+
+import re
+import threading
+from datetime import timedelta
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from distributor import portal
+from distributor.store import reading
+from distributor.store.schema import deliveries, portal_events
+from tests import mediafiles
+from tests.webapp import EMBARGO, ROOT, SECRET, SID, START
+
+PORTAL = '\n[portal]\nterms = "Respect the embargo.\\n\\nDo not share this link."\n'
+
+
+@pytest.fixture
+def office(web, tmp_path):
+    """The statement scheduled under embargo with a photo; the embargoed copies sent to ana and bob (vetted); the
+    app served by waitress. Returns (system, clock, base URL, {address: link token})."""
+    from waitress import create_server
+
+    system, clock, app = web(extra=PORTAL)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(mediafiles.jpeg())
+    assert system.at("media", "add", SID, photo, "--alt", "Volunteers", "--by", "sam").code == 0
+    assert system.at("approve", SID, "--by", "maya").code == 0
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email").code == 0
+    system.dispatcher.advance()
+    system.dispatcher.deliver("email")
+    with reading(system.engine) as conn:
+        sent = dict(conn.execute(select(deliveries.c.target, deliveries.c.id).where(
+            deliveries.c.status == "sent", deliveries.c.channel == "email")).all())
+    assert set(sent) == {"ana@paper.example.com", "bob@wire.example.net"}
+    server = create_server(app, host="127.0.0.1", port=0, url_prefix=ROOT, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield system, clock, f"http://127.0.0.1:{server.effective_port}{ROOT}", \
+        {address: portal.link_token(SECRET, delivery_id) for address, delivery_id in sent.items()}
+    server.close()
+    thread.join(timeout=5)
+    app.extensions["portal_recorder"].close()
+
+
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def redeem(base: str, token: str, agree: bool = True) -> requests.Session:
+    """A journalist's browser: open the link, press the button, agree to the terms."""
+    browser = requests.Session()
+    page = browser.get(f"{base}/j/{token}")
+    assert page.status_code == 200
+    reply = browser.post(f"{base}/j/{token}", data={"csrf_token": csrf_of(page.text)})
+    if agree and "/portal/terms" in reply.url:
+        reply = browser.post(reply.url, data={"csrf_token": csrf_of(reply.text), "agree": "yes"})
+    browser.last = reply
+    return browser
+
+
+def events(system, kind: str) -> list:
+    with reading(system.engine) as conn:
+        return conn.execute(select(portal_events).where(portal_events.c.kind == kind)).mappings().all()
+
+
+def test_the_get_of_a_link_grants_nothing_and_is_recorded_as_checked(office):
+    system, _, base, links = office
+    scanner = requests.Session()
+    page = scanner.get(f"{base}/j/{links['ana@paper.example.com']}")
+    assert page.status_code == 200 and "Open my releases" in page.text
+    assert "distributor_portal" not in scanner.cookies
+    assert scanner.get(f"{base}/portal/").status_code == 403
+    assert len(events(system, "link-checked")) == 1 and events(system, "view") == []
+
+
+def test_an_unknown_token_and_a_revoked_one_answer_the_same_page(office):
+    system, _, base, links = office
+    assert system.at("recipients", "revoke", "bob@wire.example.net", "--by", "kim").code == 0
+    forged = links["ana@paper.example.com"][:-4] + "AAAA"
+    revoked, unknown = (requests.get(f"{base}/j/{t}") for t in (links["bob@wire.example.net"], forged))
+    assert revoked.status_code == unknown.status_code == 200
+    assert re.sub(r'value="[^"]+"', "", revoked.text) == re.sub(r'value="[^"]+"', "", unknown.text)
+    for token in (links["bob@wire.example.net"], forged):
+        browser = redeem(base, token)
+        assert browser.last.status_code == 403 and "opens nothing now" in browser.last.text
+        assert "Riverland" not in browser.last.text and "distributor_portal" not in browser.cookies
+
+
+def test_the_first_redemption_asks_for_the_terms_and_records_the_agreement(office):
+    system, _, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"], agree=False)
+    assert "Respect the embargo." in browser.last.text and "I agree" in browser.last.text
+    assert browser.get(f"{base}/portal/{SID}/").url.endswith("/portal/terms")  # nothing before agreeing
+    refused = browser.post(browser.last.url, data={"csrf_token": csrf_of(browser.last.text)})
+    assert refused.status_code == 400
+    agreed = browser.post(browser.last.url, data={"csrf_token": csrf_of(browser.last.text), "agree": "yes"},
+                          headers={"User-Agent": "Reporter's browser"})
+    assert agreed.status_code == 200 and "Riverland" in agreed.text and "EMBARGOED" in agreed.text
+    [agreement] = events(system, "agreed")
+    assert agreement["user_agent"] == "Reporter's browser" and agreement["address"] == "127.0.0.1"
+    assert agreement["email_key"] == "ana@paper.example.com"
+    again = redeem(base, links["ana@paper.example.com"], agree=False)  # a later session: agreed already
+    assert "Riverland" in again.last.text
+
+
+def test_the_session_cookie_is_httponly_lax_and_no_staff_session(office):
+    _, _, base, links = office
+    browser = requests.Session()
+    token = links["ana@paper.example.com"]
+    page = browser.get(f"{base}/j/{token}")
+    reply = browser.post(f"{base}/j/{token}", data={"csrf_token": csrf_of(page.text)}, allow_redirects=False)
+    cookie = reply.headers["Set-Cookie"]
+    assert cookie.startswith("distributor_portal=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    staff = browser.get(f"{base}/", allow_redirects=False)
+    assert staff.status_code == 302 and "/login" in staff.headers["Location"]
+
+
+def test_a_journalist_sees_their_embargoed_statement_and_its_media(office):
+    system, _, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"])
+    listing = browser.get(f"{base}/portal/")
+    assert "Riverland" in listing.text and "Under embargo" in listing.text
+    page = browser.get(f"{base}/portal/{SID}/")
+    assert "EMBARGOED" in page.text and "UTC" in page.text and "Volunteers" in page.text
+    link = re.search(r'href="([^"]*/media/photo\.jpg/original)"', page.text).group(1)
+    photo = browser.get(f"http://127.0.0.1:{base.split(':')[2].split('/')[0]}{link}")
+    assert photo.status_code == 200 and photo.headers["Content-Type"] == "image/jpeg"
+    assert mediafiles.leaks(photo.content) == []
+
+
+def test_another_statement_and_a_guessed_media_url_give_404(office):
+    _, _, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"])
+    assert browser.get(f"{base}/portal/tro-99-999-2026/").status_code == 404
+    assert browser.get(f"{base}/portal/{SID}/media/other.jpg/original").status_code == 404
+    assert browser.get(f"{base}/portal/{SID}/media/photo.jpg/huge").status_code == 404
+
+
+def test_a_revoked_journalists_open_session_gets_nothing_on_its_next_request(office):
+    system, _, base, links = office
+    browser = redeem(base, links["bob@wire.example.net"])
+    assert browser.get(f"{base}/portal/{SID}/").status_code == 200
+    assert system.at("recipients", "revoke", "bob@wire.example.net", "--by", "kim").code == 0
+    after = browser.get(f"{base}/portal/{SID}/")
+    assert after.status_code == 403 and "Riverland" not in after.text
+
+
+def test_unsubscribing_or_de_vetting_ends_access_at_once(office, tmp_path):
+    system, _, base, links = office
+    ana, bob = redeem(base, links["ana@paper.example.com"]), redeem(base, links["bob@wire.example.net"])
+    assert system.cli("recipients", "unsubscribe", "ana@paper.example.com").code == 0
+    assert ana.get(f"{base}/portal/").status_code == 403
+    csv_path = tmp_path / "devetted.csv"
+    csv_path.write_text("email,name,outlet,embargo_ok\nbob@wire.example.net,Bob Ng,Wire Service,no\n")
+    assert system.cli("recipients", "import", csv_path, "--list", "embargo").code == 0
+    assert bob.get(f"{base}/portal/").status_code == 403
+
+
+def test_a_statement_withdrawn_while_open_shows_only_the_withdrawal(office):
+    system, _, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"])
+    assert "Riverland" in browser.get(f"{base}/portal/{SID}/").text
+    assert system.at("withdraw", SID, "--by", "maya", "--reason", "legal", "--note", "A new text follows.").code == 0
+    page = browser.get(f"{base}/portal/{SID}/")
+    assert "Withdrawn" in page.text and "A new text follows." in page.text and "Riverland" not in page.text
+    assert "Riverland" not in browser.get(f"{base}/portal/").text
+    assert browser.get(f"{base}/portal/{SID}/media/photo.jpg/original").status_code == 404
+
+
+def test_an_unvetted_member_gets_no_link_that_works(office):
+    system, _, base, _ = office
+    with system.engine.begin() as conn:  # tv@ is on the list, not vetted: a token for a delivery they never had
+        conn.execute(deliveries.insert().values(
+            statement_id=SID, revision=2, channel="email", target="tv@tv.example.org", status="sent", attempts=1,
+            due_at=START, next_attempt_at=START, sent_at=START, kind="statement", generation=1, notice=0,
+            updated_at=START))
+        tv = conn.execute(select(deliveries.c.id).where(deliveries.c.target == "tv@tv.example.org")).scalar()
+    assert redeem(base, portal.link_token(SECRET, tv)).last.status_code == 403
+
+
+def test_a_link_expires_link_days_after_the_embargo(office):
+    system, clock, base, links = office
+    clock.set(EMBARGO + timedelta(days=30, seconds=1))
+    assert redeem(base, links["ana@paper.example.com"]).last.status_code == 403
+    clock.set(EMBARGO + timedelta(days=29))
+    assert redeem(base, links["ana@paper.example.com"]).last.status_code == 200
+
+
+def test_failed_token_attempts_are_limited_per_address(office):
+    system, _, base, links = office
+    for n in range(20):
+        assert requests.get(f"{base}/j/{'x' * 32}").status_code == 200
+    assert requests.get(f"{base}/j/{links['ana@paper.example.com']}").status_code == 429
+
+
+def test_views_and_downloads_are_recorded_in_batches_and_read_as_opened_by(office):
+    system, _, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"])
+    for _ in range(3):
+        assert browser.get(f"{base}/portal/{SID}/").status_code == 200
+    page = browser.get(f"{base}/portal/{SID}/")
+    link = re.search(r'href="([^"]*/media/photo\.jpg/original)"', page.text).group(1)
+    assert browser.get(f"http://127.0.0.1:{base.split(':')[2].split('/')[0]}{link}").status_code == 200
+    from tests.conftest import wait_for
+
+    assert wait_for(lambda: len(events(system, "view")) == 4 and len(events(system, "download")) == 1)
+    result = system.cli("log", SID, "--views", "--format", "csv")
+    assert result.code == 0
+    header, row = result.out.strip().splitlines()
+    assert header == "journalist,first_view,last_view,views,downloads"
+    assert row.startswith("ana@paper.example.com,") and row.endswith(",4,1")
+
+
+def test_log_views_needs_a_statement():
+    from distributor.cli import build_parser
+
+    args = build_parser().parse_args(["log", "--views"])
+    assert args.views is True
