@@ -37,19 +37,60 @@ def mail_address(address: str) -> tuple[str, bool]:
 
 
 class SharedBody:
-    """The bytes every recipient of one message shares; their SMTP form is made once, on first use."""
+    """The bytes every recipient of one message shares; their SMTP form is made once, on first use.
 
-    __slots__ = ("raw", "_stuffed")
+    With a ``placeholder`` (ASCII letters, digits, ``-`` and ``_``), each place the body holds it (in quoted-printable
+    a soft line break may cut it) is a slot: :meth:`personal` writes one recipient's token of the same length there,
+    byte for byte, so that the body is encoded once and each message only copies it."""
 
-    def __init__(self, raw: bytes) -> None:
+    __slots__ = ("raw", "_stuffed", "placeholder", "_slots")
+
+    def __init__(self, raw: bytes, placeholder: bytes | None = None) -> None:
         self.raw = raw
         self._stuffed: bytes | None = None
+        self.placeholder = placeholder if placeholder and placeholder in raw.replace(b"=\r\n", b"") else None
+        self._slots: dict[bool, list[int]] = {}
 
     @property
     def stuffed(self) -> bytes:
         if self._stuffed is None:
             self._stuffed = dot_stuffed(self.raw)
         return self._stuffed
+
+    def slots(self, stuffed: bool) -> list[int]:
+        """The offset of each byte of each occurrence of the placeholder, in the raw or the stuffed form."""
+        found = self._slots.get(stuffed)
+        if found is None:
+            assert self.placeholder is not None
+            data = self.stuffed if stuffed else self.raw
+            pattern = rb"(?:=\r\n)?".join(re.escape(bytes([b])) for b in self.placeholder)
+            found = []
+            for match in re.finditer(pattern, data):
+                offset = match.start()
+                for b in self.placeholder:
+                    offset = data.index(bytes([b]), offset)
+                    found.append(offset)
+                    offset += 1
+            self._slots[stuffed] = found
+        return found
+
+    def personal(self, token: bytes) -> SharedBody:
+        """This body with ``token`` in every slot; itself when it has none."""
+        if self.placeholder is None:
+            return self
+        if len(token) != len(self.placeholder):
+            raise ValueError("a token must be as long as the placeholder it replaces")
+        own = SharedBody(_filled(self.raw, self.slots(False), token))
+        own._stuffed = _filled(self.stuffed, self.slots(True), token)
+        return own
+
+
+def _filled(template: bytes, slots: list[int], token: bytes) -> bytes:
+    data = bytearray(template)
+    width = len(token)
+    for n, offset in enumerate(slots):
+        data[offset] = token[n % width]
+    return bytes(data)
 
 
 NO_BODY = SharedBody(b"")
