@@ -11,11 +11,12 @@ visitor who has not logged in, framed by another page, or kept in a cache.
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask
+from flask import Flask, Request, render_template
 from flask_wtf.csrf import CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
 from sqlalchemy.engine import Engine
@@ -25,9 +26,25 @@ from distributor import users
 from distributor.clock import Clock
 from distributor.config import Config, secret
 from distributor.errors import ConfigError
+from distributor.media import megabytes
 from distributor.render import DEFAULT_TEMPLATES, when
 
 MAX_UPLOAD = 5 * 1024 * 1024
+FORM_ROOM = 64 * 1024  # an upload's form beside its file: the alt text, caption and the rest, and the multipart frame
+
+
+def upload_limit(config: Config) -> int:
+    """The most one request may carry: a statement file (5 MB), or a photo or document of ``media.max_bytes`` with
+    its form."""
+    return max(MAX_UPLOAD, config.media.max_bytes + FORM_ROOM)
+
+
+class InMemoryRequest(Request):
+    """Uploads are read into memory, never spooled to a temporary file: a photo as uploaded, with its metadata
+    (a GPS position, a camera's serial number), never reaches the disk. The upload limit bounds it."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        return io.BytesIO()
 
 
 def web_secret(config: Config) -> str:
@@ -64,8 +81,9 @@ def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=config.web.session_idle_hours),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session, which the server ends
         WTF_CSRF_SSL_STRICT=https,
-        MAX_CONTENT_LENGTH=MAX_UPLOAD,
+        MAX_CONTENT_LENGTH=upload_limit(config),
     )
+    app.request_class = InMemoryRequest
     app.jinja_loader = ChoiceLoader([FileSystemLoader(str(Path(config.paths.templates) / "web")),
                                      FileSystemLoader(str(DEFAULT_TEMPLATES / "web"))])
     app.jinja_env.filters["when"] = when
@@ -84,4 +102,7 @@ def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
     app.after_request(site.protective_headers)
     app.context_processor(site.common)
     site.register_errors(app)
+    too_large = (f"That upload is too large: a request carries at most {megabytes(upload_limit(config))}, and a "
+                 f"photo or document at most {megabytes(config.media.max_bytes)} (media.max_bytes).")
+    app.register_error_handler(413, lambda e: (render_template("error.html", code=413, message=too_large), 413))
     return app

@@ -1,8 +1,11 @@
-"""The editors' actions: import, approve, schedule, move the embargo, withdraw, correct, retract, retry and test
-copies, each through the same operations and workflow as the command line, with the logged-in user as the actor."""
+"""The editors' actions: import, approve, schedule, move the embargo, withdraw, correct, retract, retry, test
+copies and a revision's photos and documents, each through the same operations and workflow as the command line,
+with the logged-in user as the actor."""
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -10,8 +13,8 @@ from tempfile import TemporaryDirectory
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from distributor import channels as channel_registry
-from distributor import consequences, deliveries, operations, recipients, words, workflow
-from distributor.errors import InputError, UserError, checked_text
+from distributor import consequences, deliveries, media, operations, recipients, words, workflow
+from distributor.errors import InputError, StateError, UserError, checked_text
 from distributor.render import when
 from distributor.statements import parse_file
 from distributor.statements.times import parse_instant
@@ -28,11 +31,11 @@ def offered(row: dict, failed: int) -> list[str]:
     newer = row["published_revision"] is not None and row["revision"] != row["published_revision"]
     unapproved = row["approved_revision"] != row["revision"]
     found = {
-        "draft": ["approve", "upload", "preview", "test", "withdraw"],
-        "approved": ["schedule", "upload", "preview", "test", "withdraw"],
-        "scheduled": ["reschedule", "upload", "withdraw", "preview", "test", "retry"],
-        "released": ["approve", "correct", "upload", "retract", "retry"],
-        "withdrawn": ["approve", "upload"],
+        "draft": ["approve", "upload", "media", "preview", "test", "withdraw"],
+        "approved": ["schedule", "upload", "media", "preview", "test", "withdraw"],
+        "scheduled": ["reschedule", "upload", "media", "withdraw", "preview", "test", "retry"],
+        "released": ["approve", "correct", "upload", "media", "retract", "retry"],
+        "withdrawn": ["approve", "upload", "media"],
     }.get(status, [])
     if status == "released":
         found = [a for a in found if (a != "approve" or (newer and unapproved))
@@ -190,6 +193,98 @@ def notice_action(statement_id: str, action: str):
                confirm=action if action in consequences.CONFIRMED else None)
 
 
+def uploaded_name(upload, default: str) -> str:
+    """An uploaded file's name as the browser gave it (its last part only), for messages and the record."""
+    name = (upload.filename or "").replace("\x00", "").replace("\\", "/")
+    name = Path(name).name[-100:]
+    return default if name in ("", ".", "..") else name
+
+
+def revised(result: workflow.ImportResult) -> str:
+    """What else a new revision did, in the command line's words."""
+    return (("; the approval is revoked, approve it again" if result.approval_revoked else "")
+            + (f"; {result.cancelled} unsent deliveries of the old revision cancelled" if result.cancelled else ""))
+
+
+MEDIA_FIELDS = {"--alt": "the Alt text field", "--title": "the Title field", "--caption": "the Caption field",
+                "--credit": "the Credit field", "--licence": "the Licence field"}
+
+
+def media_words(message: str) -> str:
+    """A refusal of the media commands' with each option named as the form's field."""
+    for option, field in MEDIA_FIELDS.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(option)}(?![\w-])", field, message)
+    return message
+
+
+def refused(page, message: str, code: int):
+    """A refused form: the page it came from again, with the refusal on it, and a status that says so."""
+    say(media_words(message), "error")
+    return page(), code
+
+
+def statement_again(statement_id: str):
+    from distributor.web.pages import statement_page  # the page imports this module
+    return lambda: statement_page(statement_id)
+
+
+@actions.route("/statements/<statement_id>/media", methods=["POST"])
+@editor
+def add_media(statement_id: str):
+    """A photo or a document added to the working revision: a new revision, as ``media add`` makes."""
+    s = site()
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return refused(statement_again(statement_id), "choose a photo (JPEG, PNG, WebP) or a PDF document", 400)
+    name = uploaded_name(upload, "file")
+    data = upload.read()
+    library = media.Library.of(s.config)
+    described = {key: request.form.get(key) for key in media.TEXT_LIMITS}
+
+    def add(items):
+        item = library.take(data, name, name, described, items)
+        return items + (item,), item
+    try:
+        with s.engine.begin() as conn:
+            result, item = workflow.change_media(conn, statement_id, add, g.user.name, s.clock.now(),
+                                                 note=text("note"))
+    except UserError as exc:
+        return refused(statement_again(statement_id), str(exc), 409 if isinstance(exc, StateError) else 400)
+    say(f"revision {result.revision}: added {item.name} ({'photo' if item.is_image else 'document'}, "
+        f"{media.megabytes(item.size)})" + revised(result), "ok")
+    return back(statement_id)
+
+
+@actions.route("/statements/<statement_id>/media/<name>/remove", methods=["POST"])
+@editor
+def remove_media(statement_id: str, name: str):
+    """A photo or a document taken out of the working revision: a new revision, as ``media remove`` makes."""
+    def run(conn, by, at):
+        def remove(items):
+            item = media.find(items, name, where=statement_id)
+            return tuple(i for i in items if i is not item), item
+        return workflow.change_media(conn, statement_id, remove, by, at, note=text("note"))
+    return act(statement_id, run, lambda done: f"revision {done[0].revision}: removed {done[1].name}" + revised(done[0]))
+
+
+def save_beside(uploads, folder: Path) -> list[str]:
+    """The files uploaded with a statement, saved by their names into its folder, where its front matter finds them;
+    their names as given. A refusal names the file inside ``folder``, as a refusal of its content does."""
+    names: list[str] = []
+    for upload in uploads:
+        if not upload.filename:
+            continue
+        name = uploaded_name(upload, "")
+        if not name or len(name.encode("utf-8")) > 200:
+            raise InputError("expected a file's name of at most 200 bytes",
+                             where=str(folder / (name[:50] or "a photo or document")))
+        if name in names:
+            raise InputError("two files uploaded with the statement have this name", where=str(folder / name))
+        names.append(name)
+        upload.save(folder / name)
+    return names
+
+
 @actions.route("/import", methods=["POST"])
 @editor
 def import_file():
@@ -203,18 +298,28 @@ def import_file():
     if suffix not in (".txt", ".md"):
         say(f"{name}: expected a .txt or .md file", "error")
         return redirect(url_for("pages.statements_page"))
+    of = request.form.get("revision_of")
     with TemporaryDirectory() as folder:
         path = Path(folder) / f"upload{suffix}"  # the name as given is for messages and the record only
-        upload.save(path)
         try:
-            statement = parse_file(path)
+            uploaded = save_beside(request.files.getlist("media"), Path(folder))
+            upload.save(path)  # after the media: a file of theirs named like it cannot take its place
+            statement = parse_file(path, media.Library.of(s.config), beside=True)
             with s.engine.begin() as conn:
                 result = workflow.import_statement(conn, statement, name, g.user.name, s.clock.now(),
-                                                   revision_of=text("revision_of"), note=text("note"))
+                                                   revision_of=text("revision_of"), note=text("note"),
+                                                   keep_media=statement.source_format == "text")
         except UserError as exc:
-            say(str(exc).replace(str(path), name).replace(path.name, name), "error")
-            of = request.form.get("revision_of")
+            message = str(exc).replace(str(path), name).replace(path.name, name).replace(folder + os.sep, "")
+            if exc.where and exc.where.startswith(folder + os.sep) and exc.where != str(path):  # a photo or document
+                from distributor.web.pages import statements_page
+                message = message.replace("no such file;", "not uploaded with the statement;")
+                return refused(statement_again(of) if of else statements_page, message,
+                               409 if isinstance(exc, StateError) else 400)
+            say(message, "error")
             return back(of) if of else redirect(url_for("pages.statements_page"))
-    say(f"imported as {result.id} revision {result.revision}" if result.changed else "unchanged: nothing imported",
-          "ok")
+    unused = len(uploaded) - len(statement.media)
+    say((f"imported as {result.id} revision {result.revision}" if result.changed else "unchanged: nothing imported")
+        + (f"; {unused} of the files uploaded with it left out: its front matter does not list them" if unused > 0
+           else ""), "ok")
     return redirect(url_for("pages.statement_page", statement_id=result.id))

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, render_template, request
 from markupsafe import Markup
 from sqlalchemy import select
 
-from distributor import csvout, deliveries, operations, recipients, status, words, workflow
+from distributor import csvout, deliveries, media, operations, recipients, status, words, workflow
 from distributor.channels import social
 from distributor.errors import UserError
 from distributor.render import when
@@ -89,6 +89,7 @@ def statement_page(statement_id: str):
             recipients_table.c.list_name)).scalars()) if email and row["status"] == "approved" else []  # the form's
         shown = row["published_revision"] or row["revision"]
         document = workflow.content(conn, statement_id, shown)
+        working = document if shown == row["revision"] else workflow.content(conn, statement_id, row["revision"])
         counts = queries.channel_counts(conn, [statement_id]).get(statement_id, {})
         events = queries.timeline(conn, statement_id)
         failed = queries.failures(conn, statement_id)
@@ -116,7 +117,35 @@ def statement_page(statement_id: str):
                            failed=failed, people=people, total=total, page=page_number(), pages=queries.PAGE,
                            wanted=wanted, search=search or "", missing=missing, previews=previews,
                            statuses=queries.STATUSES, channels=list(s.config.channels),
-                           all_lists=all_lists, chosen_lists=chosen)
+                           all_lists=all_lists, chosen_lists=chosen, media=working.media,
+                           megabytes=media.megabytes, media_fields=MEDIA_FIELDS, media_max=s.config.media.max_bytes,
+                           typed=request.form if request.endpoint == "actions.add_media" else {})
+
+
+MEDIA_FIELDS = (("alt", "Alt text (required for a photo: what it shows)"), ("title", "Title (for a document)"),
+                ("caption", "Caption"), ("credit", "Credit"), ("licence", "Licence"))
+MEDIA_FILES = {"thumb": "inline", media.ORIGINAL: "attachment"}  # what the staff's page shows, what they download
+
+
+@pages.route("/statements/<statement_id>/media/<name>/<rendition>")
+def media_file(statement_id: str, name: str, rendition: str):
+    """A photo's thumbnail, or a photo or document as it leaves distributor (its metadata stripped), of the working
+    revision: for the staff only, who have logged in (the statement may be under embargo), never kept by a cache."""
+    if rendition not in MEDIA_FILES:
+        abort(404)
+    s = site()
+    with reading_connection(s.engine) as conn:
+        row = statement_or_404(conn, statement_id)
+        items = workflow.content(conn, statement_id, row["revision"]).media
+    item = next((i for i in items if i.name == name), None)
+    if item is None:
+        abort(404)
+    try:
+        data = media.store_of(s.config).read(item, rendition)
+    except (KeyError, OSError):  # a document has no thumbnail; a store moved by hand has no file
+        abort(404)
+    return Response(data, mimetype=item.content_type, headers={
+        "Content-Disposition": f'{MEDIA_FILES[rendition]}; filename="{item.name}"'})
 
 
 REFRESH_AHEAD = timedelta(seconds=60)
