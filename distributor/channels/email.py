@@ -344,7 +344,7 @@ class EmailChannel(Channel):
         for attachment in attached:  # the first makes the message multipart/mixed, the alternative its first part
             maintype, _, subtype = attachment.item.content_type.partition("/")
             body.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.item.name)
-        if attached:
+        if attached:  # neither boundary a prefix of the other: a parser could take one for the other
             body.set_boundary(boundary + "m")
             body.get_payload()[0].set_boundary(boundary + "a")
         raw = body.as_bytes(policy=SMTP)
@@ -381,10 +381,9 @@ class EmailChannel(Channel):
             name = IMAGE_RENDITION if item.is_image else media.ORIGINAL
             if item in wanted and encoded_size(store.rendition(item, name).size) <= room:
                 attachment = Attachment(item, name, store.read(item, name))
-                if attachment.encoded <= room:
-                    attached.append(attachment)
-                    room -= attachment.encoded
-                    continue
+                attached.append(attachment)
+                room -= attachment.encoded
+                continue
             url = None if embargoed else media.public_url(config, job.statement_id, item)
             listed.append(Listed(item, item.label, media.megabytes(item.size),
                                  url or self.office.public_link(job.statement_id), after_lift=embargoed,
