@@ -4,11 +4,18 @@ A session is created once per account and refreshed when it expires; there is no
 idempotency key, so each post gets a deterministic record key: a TID made from the embargo instant and a clock id
 derived from the statement revision and account. A retried create therefore targets the same record, and finding
 the record already there counts as sent.
+
+Up to 4 images go with a post (``app.bsky.embed.images``, each with its alt text and aspect ratio). Each is made
+ready when the post is rendered, with no connection: the stripped copy from the media store, or, above Bluesky's
+1,000,000 bytes a blob, that copy re-encoded as a JPEG (no metadata), stepping the quality and then the size down
+until it fits. They are uploaded at delivery (``com.atproto.repo.uploadBlob``), after the lift, just before the post
+that embeds them. A post without images carries a link card to the statement's page (``app.bsky.embed.external``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +27,17 @@ from sqlalchemy import Connection
 
 from distributor import deliveries
 from distributor.channels.base import Channel, Job
-from distributor.channels.social import accounts, count_graphemes, fit, links, render_post, unique_names
+from distributor.channels.social import (
+    Picture,
+    Post,
+    accounts,
+    count_graphemes,
+    describe_pictures,
+    fit,
+    links,
+    make_post,
+    unique_names,
+)
 from distributor.config import Office, Table, secret, secure_url
 from distributor.outcomes import Claimed, Kind, Outcome, Report, Result, Variant
 from distributor.store import reading
@@ -30,6 +47,82 @@ from distributor.transports.file import JsonFolder
 LIMIT = 300
 COLLECTION = "app.bsky.feed.post"
 TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+BLOB_LIMIT = 1_000_000      # bytes of an image blob app.bsky.embed.images accepts
+JPEG_QUALITIES = (90, 82, 74, 66, 58, 50)
+SHRINK = 0.8                # each step down in size: 80 % of the edge before
+UPLOAD_TIMEOUT = (5.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Blob:
+    """An image ready to upload: its bytes (never more than BLOB_LIMIT, no metadata), type and pixels, and the
+    alt text it is embedded with."""
+
+    name: str
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    alt: str
+
+
+def fitted(picture: Picture) -> Blob:
+    """The picture as a blob Bluesky accepts: its stripped original when small enough, else that copy re-encoded
+    as a JPEG, the quality stepped down first, then the size, until it fits. Pillow writes no metadata it is not
+    given: the blob carries none."""
+    original = picture.files[0]
+    data = original.path.read_bytes()
+    width, height = original.width or 1, original.height or 1
+    if len(data) <= BLOB_LIMIT:
+        return Blob(picture.name, data, original.content_type, width, height, picture.alt)
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        image = opened
+        if image.mode in ("RGBA", "LA", "P"):  # transparency on white, as a JPEG cannot carry it
+            rgba = image.convert("RGBA")
+            image = Image.new("RGB", rgba.size, (255, 255, 255))
+            image.paste(rgba, mask=rgba.getchannel("A"))
+        elif image.mode != "RGB":
+            image = image.convert("RGB")
+        scaled = image
+        while True:
+            for quality in JPEG_QUALITIES:
+                out = io.BytesIO()
+                scaled.save(out, "JPEG", quality=quality, optimize=True)
+                if out.tell() <= BLOB_LIMIT:
+                    return Blob(_jpeg_name(picture.name), out.getvalue(), "image/jpeg", scaled.width, scaled.height,
+                                picture.alt)
+            edge = max(int(max(scaled.size) * SHRINK), 1)
+            if edge >= max(scaled.size):
+                raise ValueError(f"{picture.name} cannot be made smaller than {BLOB_LIMIT:,} bytes")
+            scaled = image.copy()
+            scaled.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+
+
+def _jpeg_name(name: str) -> str:
+    return name.rpartition(".")[0] + ".jpg" if "." in name else f"{name}.jpg"
+
+
+class BlueskyPost(Post):
+    """A Bluesky post as rendered: the text, the pictures and their blobs, made ready before any upload."""
+
+    def __init__(self, post: Post, blobs: tuple[Blob, ...]):
+        super().__init__(post.text, post.pictures, post.problem, post.link)
+        self.blobs = blobs
+
+
+def embed_images(blobs: list[dict], made: tuple[Blob, ...]) -> dict:
+    """``app.bsky.embed.images``: each uploaded blob with its alt text and aspect ratio."""
+    return {"$type": "app.bsky.embed.images", "images": [
+        {"image": blob, "alt": source.alt, "aspectRatio": {"width": source.width, "height": source.height}}
+        for blob, source in zip(blobs, made, strict=True)]}
+
+
+def embed_card(link: str, title: str, description: str) -> dict:
+    """``app.bsky.embed.external``: a link card to the statement's page."""
+    return {"$type": "app.bsky.embed.external", "external": {"uri": link, "title": title, "description": description}}
 
 
 @dataclass(frozen=True)
@@ -99,18 +192,19 @@ class Session:
                     return reply
         return None
 
-    def call(self, method: str, nsid: str, **kwargs) -> http.Reply:
+    def call(self, method: str, nsid: str, headers: dict[str, str] | None = None, **kwargs) -> http.Reply:
         failed = self.ensure()
         if failed is not None:
             return failed
         with self.lock:
-            reply = self.client.send(method, self.url(nsid), headers={"Authorization": f"Bearer {self.access}"},
-                                     **kwargs)
+            reply = self.client.send(method, self.url(nsid),
+                                     headers={**(headers or {}), "Authorization": f"Bearer {self.access}"}, **kwargs)
             if _expired(reply):
                 renewed = self.renew()
                 if renewed.result is not Result.SENT:
                     return renewed
-                reply = self.client.send(method, self.url(nsid), headers={"Authorization": f"Bearer {self.access}"},
+                reply = self.client.send(method, self.url(nsid),
+                                         headers={**(headers or {}), "Authorization": f"Bearer {self.access}"},
                                          **kwargs)
             return reply
 
@@ -166,8 +260,17 @@ class BlueskyChannel(Channel):
     def targets(self, conn: Connection, job: Job) -> Iterable[str]:
         return list(self.accounts)
 
-    def render(self, job: Job, variant: Variant):
-        return render_post(self.context.renderer, "bluesky", job)
+    def render(self, job: Job, variant: Variant) -> BlueskyPost:
+        """The text, and each picture as a blob Bluesky accepts (re-encoded here when too large: before the lift
+        for a channel rendered ahead, and with no connection). Nothing is uploaded before delivery."""
+        post = make_post(self.context.renderer, self.context.config, "bluesky", job)
+        if post.problem:
+            return BlueskyPost(post, ())
+        try:
+            blobs = tuple(fitted(picture) for picture in post.pictures)
+        except (OSError, ValueError) as exc:
+            return BlueskyPost(Post(post.text, post.pictures, f"cannot make an image ready: {exc}", post.link), ())
+        return BlueskyPost(post, blobs)
 
     def record(self, job: Job, text: str) -> dict:
         record: dict[str, Any] = {"$type": COLLECTION, "text": text,
@@ -179,12 +282,22 @@ class BlueskyChannel(Channel):
         return record
 
     def preview(self, job: Job, variant: Variant) -> str:
-        text = fit(self.render(job, variant), job.statement.title, job.statement.first_sentence(), LIMIT,
-                   count_graphemes)
-        return f"{text}\n\n[{count_graphemes(text)} of {LIMIT} graphemes as Bluesky counts them]\n"
+        post = self.render(job, variant)
+        text = fit(post, job.statement.title, job.statement.first_sentence(), LIMIT, count_graphemes)
+        card = f"no images: a link card to {post.link}"
+        return (f"{text}\n\n[{count_graphemes(text)} of {LIMIT} graphemes as Bluesky counts them]\n"
+                f"[{describe_pictures(post.pictures, card)}]\n"
+                + "".join(f"[{blob.name} is re-encoded to fit Bluesky's {BLOB_LIMIT:,} bytes: {blob.width}×"
+                          f"{blob.height}, {len(blob.data):,} bytes]\n"
+                          for blob, picture in zip(post.blobs, post.pictures, strict=False)
+                          if picture.files and len(blob.data) != picture.files[0].size)
+                + (f"[{post.problem}]\n" if post.problem else ""))
 
-    def deliver(self, job: Job, render, rows: list[Claimed], report: Report) -> None:
+    def deliver(self, job: Job, render: BlueskyPost, rows: list[Claimed], report: Report) -> None:
         posts, replies = self.earlier_posts(job, rows)
+        blobs: tuple[Blob, ...] = getattr(render, "blobs", ())
+        problem: str | None = getattr(render, "problem", None)
+        link = getattr(render, "link", "") or self.context.renderer.office.public_link(job.statement_id)
 
         def handle(row: Claimed) -> Outcome:
             account = self.accounts.get(row.target)
@@ -208,14 +321,23 @@ class BlueskyChannel(Channel):
                 return Outcome(row.id, Result.FAILED, str(exc))
             assert job.embargo is not None  # public: delivered only after the lift
             record = self.record(job, text)
+            payload: dict[str, Any] = {"record": record}
             if job.kind is Kind.CORRECTION and job.notice is not None and original is not None:
                 ref = reference(original)
                 record["reply"] = {"root": ref, "parent": ref}
                 key = tid(job.notice.at, f"{job.statement_id}/r{job.revision}/{job.tag}/{account.name}")
+                record["embed"] = embed_card(link, job.statement.title, job.statement.first_sentence())
             else:
                 key = tid(job.embargo, f"{job.statement_id}/r{job.revision}/{account.name}"
                           + (f"/{job.tag}" if job.tag else ""))
-            return transport.post(row, {"rkey": key, "record": record})
+                if problem:  # never a post without the images it is to carry: it waits until they are back
+                    return Outcome(row.id, Result.RETRY, problem)
+                if blobs:  # uploaded by the transport, at delivery, then embedded
+                    payload["images"] = blobs
+                else:
+                    record["embed"] = embed_card(link, job.statement.title, job.statement.first_sentence())
+            payload["rkey"] = key
+            return transport.post(row, payload)
 
         self.each_target(rows, report, handle)
 
@@ -267,10 +389,24 @@ class BlueskyHttp(http.HttpTransport):
         if payload.get("action") == "delete":
             return self.delete(row, payload["rkeys"])
         rkey, record = payload["rkey"], payload["record"]
-        if row.attempts:
+        if row.attempts:  # before any upload: a record already there needs none
             existing = self.existing(rkey)
             if existing:
                 return Outcome(row.id, Result.SENT, "already posted by an earlier attempt", remote_id=existing)
+        made: tuple[Blob, ...] = payload.get("images") or ()
+        if made:
+            uploaded = []
+            for blob in made:
+                reply = session.call("POST", "com.atproto.repo.uploadBlob", headers={"Content-Type": blob.content_type},
+                                     data=blob.data, timeout=UPLOAD_TIMEOUT)
+                ref = reply.json().get("blob") if reply.result is Result.SENT else None
+                if reply.result is not Result.SENT:
+                    return Outcome(row.id, reply.result, f"upload of {blob.name}: {reply.detail}",
+                                   retry_after=reply.retry_after)
+                if not isinstance(ref, dict) or not isinstance(ref.get("ref"), dict):
+                    return Outcome(row.id, Result.RETRY, f"upload of {blob.name}: the PDS answered without a blob")
+                uploaded.append(ref)
+            record = {**record, "embed": embed_images(uploaded, made)}
         reply = session.call("POST", "com.atproto.repo.createRecord",
                              json={"repo": session.did, "collection": COLLECTION, "rkey": rkey, "record": record})
         if reply.result is Result.SENT:
@@ -305,7 +441,21 @@ class BlueskyHttp(http.HttpTransport):
         return None
 
 
+class BlueskyFile(JsonFolder):
+    """The record as it would have been created; the images it would embed as their names, alt text and pixels."""
+
+    def __init__(self, account: BlueskyAccount, clock):
+        super().__init__(account.directory)
+
+    def post(self, row: Claimed, payload: dict) -> Outcome:
+        if "images" in payload:
+            payload = {**payload, "images": [{"file": b.name, "alt": b.alt, "mimeType": b.content_type,
+                                              "size": len(b.data), "aspectRatio": {"width": b.width, "height": b.height}}
+                                             for b in payload["images"]]}
+        return super().post(row, payload)
+
+
 TRANSPORTS: dict[str, Callable[..., http.PostTransport]] = {
     "http": BlueskyHttp,
-    "file": lambda account, clock: JsonFolder(account.directory),
+    "file": BlueskyFile,
 }

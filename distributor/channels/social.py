@@ -1,15 +1,19 @@
-"""What the social channels share: the post text, fitted to a network's limit without ever cutting the link."""
+"""What the social channels share: the post text, fitted to a network's limit without ever cutting the link, and
+the images a post carries (read from the media store when the post is rendered; uploaded only when it is delivered)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import regex
 
 from distributor.channels.base import Job
 from distributor.config import Table
+from distributor.media import Rendition, store_of
 from distributor.render import Renderer
+from distributor.statements.model import Media
 
 URL = re.compile(r"https?://[^\s<>\"]+")
 _TRAILING = ".,;:!?'\")]}»”’"
@@ -121,3 +125,76 @@ def unique_names(tables: list[Table], what: str) -> None:
         if name in seen:
             raise table.error("name", f"another {what} is already called {name!r}")
         seen.add(name)
+
+
+# -- the images a post carries --------------------------------------------------------------------------------------
+
+MAX_IMAGES = 4  # Mastodon's and Bluesky's limit of images in one post
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image a post carries: the item as the revision describes it, and its files as they leave distributor
+    (stripped of their metadata): the original first, then the renditions from the largest."""
+
+    item: Media
+    files: tuple[Rendition, ...]
+
+    @property
+    def name(self) -> str:
+        return self.item.name
+
+    @property
+    def alt(self) -> str:
+        return self.item.alt or ""
+
+
+class Post:
+    """What a social channel renders once per revision, with no connection: the text (called as
+    ``post(title, summary)``) and the pictures it carries. A picture whose files are missing from ``paths.media``
+    is ``problem``: the delivery waits for it rather than posting without it."""
+
+    def __init__(self, text: Callable[[str, str], str], pictures: tuple[Picture, ...] = (), problem: str | None = None,
+                 link: str = ""):
+        self.text = text
+        self.pictures = pictures
+        self.problem = problem
+        self.link = link
+
+    def __call__(self, title: str, summary: str) -> str:
+        return self.text(title, summary)
+
+
+def images(statement) -> tuple[Media, ...]:
+    """The photos a post carries: the statement's first four images, in its order (documents stay on the page)."""
+    return tuple(item for item in statement.media if item.is_image)[:MAX_IMAGES]
+
+
+def pictures(config, statement) -> tuple[tuple[Picture, ...], str | None]:
+    """The statement's pictures with their files, and what is missing from the store (None: nothing)."""
+    store = store_of(config)
+    found, missing = [], []
+    for item in images(statement):
+        try:
+            found.append(Picture(item, tuple(store.renditions(item))))
+        except (OSError, ValueError):
+            missing.append(item.name)
+    problem = f"media missing from paths.media ({store.root}): {', '.join(missing)}" if missing else None
+    return tuple(found), problem
+
+
+def make_post(renderer: Renderer, config, network: str, job: Job) -> Post:
+    """The post of one revision: its text and its pictures (read from the store, never uploaded here)."""
+    found, problem = pictures(config, job.statement)
+    return Post(render_post(renderer, network, job), found, problem, renderer.office.public_link(job.statement_id))
+
+
+def describe_pictures(found: tuple[Picture, ...], none: str = "no images") -> str:
+    """The images a preview says would be attached: name, pixels, alt text."""
+    if not found:
+        return none
+    lines = [f"{len(found)} image{'s' if len(found) != 1 else ''} attached:"]
+    for n, picture in enumerate(found, 1):
+        item = picture.item
+        lines.append(f"  {n}. {item.name} ({item.width}×{item.height}, {item.content_type}): alt \"{picture.alt}\"")
+    return "\n".join(lines)
