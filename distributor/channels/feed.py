@@ -2,6 +2,10 @@
 
 It never holds an embargoed or withdrawn statement: entries come only from statements that are released and whose
 embargo has passed. An entry's id is stable and its ``updated`` changes only when its content changes.
+
+With a newsroom, each photo and document of an entry's revision is a ``<link rel="enclosure">`` to its original in
+the newsroom (``type``, ``length``), and the entry's HTML shows each photo's ``medium`` rendition with its alt text,
+caption and credit, and links each document (``feed/entry.html.j2``: ``images`` and ``documents``).
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ from xml.etree import ElementTree as ET
 
 from sqlalchemy import Connection
 
-from distributor import workflow
+from distributor import media, workflow
 from distributor.channels.base import Channel, Job
 from distributor.clock import iso_z
 from distributor.config import Office, Table, between
 from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.render import statement_uri
-from distributor.statements.model import Statement
+from distributor.statements.model import Media, Statement
 from distributor.store import reading
 from distributor.transports.base import write_atomically
 
@@ -95,6 +99,22 @@ class FeedChannel(Channel):
         for row in rows:
             report(Outcome(row.id, Result.SENT, remote_id=statement_uri(self.context.config.office, job)))
 
+    def files(self, statement_id: str, items: tuple[Media, ...]) -> list[tuple[Media, dict, dict]]:
+        """Each item with its original and the file an entry shows (a photo's ``medium`` rendition), as the newsroom
+        serves them. Without a newsroom no URL serves the files: the entry then neither links nor shows them."""
+        config = self.context.config
+        if not items or config.channels.get("newsroom") is None:
+            return []
+        store = media.store_of(config)
+        found = []
+        for item in items:
+            renditions = {r.name: {"href": media.public_url(config, statement_id, item, r.name),
+                                   "content_type": r.content_type, "size": r.size, "size_label": media.megabytes(r.size),
+                                   "width": r.width, "height": r.height} for r in store.renditions(item)}
+            original = renditions[media.ORIGINAL]
+            found.append((item, original, renditions.get("medium", original)))
+        return found
+
     def build(self, entries) -> bytes:
         office = self.context.config.office
         renderer = self.context.renderer
@@ -121,8 +141,15 @@ class FeedChannel(Channel):
             ET.SubElement(entry, f"{{{ATOM}}}updated").text = iso_z(entry_updated)
             ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", type="text/html",
                           href=office.public_link(row["id"]))
+            files = self.files(row["id"], statement.media)
+            for _item, original, _shown in files:
+                ET.SubElement(entry, f"{{{ATOM}}}link", rel="enclosure", href=original["href"],
+                              type=original["content_type"], length=str(original["size"]))
             ET.SubElement(entry, f"{{{ATOM}}}summary").text = statement.first_sentence()
             context = renderer.context(statement, row["id"], row["embargo"], embargoed=False)
+            context["images"] = [{"item": item, **shown} for item, _original, shown in files if item.is_image]
+            context["documents"] = [{"item": item, **original} for item, original, _shown in files
+                                    if not item.is_image]
             content = ET.SubElement(entry, f"{{{ATOM}}}content", type="html")
             content.text = renderer.render("feed/entry.html.j2", **context).strip()
             if statement.kind:

@@ -24,7 +24,8 @@ NEWSROOM_URL = "https://press.example.org/news/"
 NEWSROOM = f'\n[channels.newsroom]\ndirectory = "out/news"\nurl = "{NEWSROOM_URL}"\n'
 PHOTO = {"alt": "Volunteers fill sandbags outside a flooded house in Eastbrook", "caption": "Eastbrook, 3 December 2026",
          "credit": "Photo: A. Reporter / TRO", "licence": "CC BY 4.0"}
-REPORT = {"title": "Flood maps: the full report", "credit": "Test Rights Office", "licence": "All rights reserved"}
+REPORT = {"title": "Flood maps: the full report", "caption": "Published 3 December 2026", "credit": "TRO research unit",
+          "licence": "All rights reserved"}
 
 
 # The newsroom copies a statement's files beside its page at the lift (NewsroomChannel.copy_media); until it does,
@@ -127,7 +128,8 @@ def test_each_photo_and_document_is_an_association_with_every_file_as_stored(
         {"role": "alt", "contentType": "text/plain", "value": PHOTO["alt"]}]
     assert (pictured["copyrightHolder"], pictured["usageTerms"]) == (PHOTO["credit"], PHOTO["licence"])
     assert "title" not in pictured
-    assert document["title"] == REPORT["title"] and "descriptions" not in document
+    assert document["title"] == REPORT["title"]
+    assert document["descriptions"] == [{"role": "caption", "contentType": "text/plain", "value": REPORT["caption"]}]
     assert (document["copyrightHolder"], document["usageTerms"]) == (REPORT["credit"], REPORT["licence"])
     assert [r["contentType"] for r in document["renditions"]] == ["application/pdf"]
     assert "width" not in document["renditions"][0] and "height" not in document["renditions"][0]
