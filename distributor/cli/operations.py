@@ -100,7 +100,7 @@ def cmd_log(args) -> int:
                 raise InputError("--attempts needs a statement ID", where="--attempts")
             print_attempts(conn, args)
             return 0
-        if args.views:
+        if getattr(args, "views", False):
             if not args.id:
                 raise InputError("--views needs a statement ID", where="--views")
             print_views(conn, args)
