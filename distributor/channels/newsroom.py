@@ -1,7 +1,10 @@
 """The newsroom: a static site with a public page for every released statement, written at the lift.
 
-At each delivery (a lift, a correction, a retraction) the statement's own page is written, then the index pages,
-``sitemap.xml`` and ``robots.txt``, each file to a temporary name and renamed, so a reader never sees half a page.
+At each delivery (a lift, a correction, a retraction) the statement's photos and documents are copied beside its page
+(``<id>/media/<key>/<name>``, from the media store's stripped copies), then its own page is written, then the index
+pages, ``sitemap.xml`` and ``robots.txt``, each file to a temporary name and renamed, so a reader never sees half a
+page or half a photo. The files of items a correction dropped go after the new page is in place; a retraction takes
+the whole media folder away.
 A page is written only for a statement the database holds as released (or, after a retraction, a notice that
 carries none of its text); a withdrawn or never-released statement never has one. Any web server or CDN can serve
 the folder; ``distributor serve`` serves it at ``/news/`` and answers from the database's record of the release.
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,12 +26,12 @@ from xml.etree import ElementTree as ET
 from markupsafe import Markup
 from sqlalchemy import Connection, select
 
-from distributor import workflow
+from distributor import media, workflow
 from distributor.channels.base import Channel, Job
 from distributor.clock import iso_z
 from distributor.config import Office, Table, between
 from distributor.outcomes import Claimed, Kind, Outcome, Report, Result, Variant
-from distributor.statements.model import Statement
+from distributor.statements.model import Media, Statement
 from distributor.statements.model import StatementStatus as S
 from distributor.store import reading
 from distributor.store.schema import notices, revisions, statements
@@ -35,6 +40,10 @@ from distributor.transports.base import write_atomically
 log = logging.getLogger("distributor.channels")
 SITEMAP = "http://www.sitemaps.org/schemas/sitemap/0.9"
 PAGE_FILE = "index.html"
+MEDIA_FOLDER = "media"
+KINDS = {"image/jpeg": "JPEG image", "image/png": "PNG image", "image/webp": "WebP image",
+         "application/pdf": "PDF document"}
+SIZES = "(min-width: 45em) 42em, calc(100vw - 32px)"  # the page's column: 42em wide, 16px each side on a phone
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,13 @@ class NewsroomSettings:
 
     def link(self, statement_id: str) -> str:
         return f"{self.url}{statement_id}/"
+
+    def media(self, statement_id: str) -> Path:
+        return self.directory / statement_id / MEDIA_FOLDER
+
+
+class MissingMedia(Exception):
+    """A file the statement carries is not in the media store (``paths.media`` moved or pruned by hand)."""
 
 
 class NewsroomChannel(Channel):
@@ -91,6 +107,10 @@ class NewsroomChannel(Channel):
     def deliver(self, job: Job, rendered: None, rows: list[Claimed], report: Report) -> None:
         try:
             link = self.publish(job.statement_id)
+        except MissingMedia as exc:
+            for row in rows:
+                report(Outcome(row.id, Result.RETRY, f"newsroom: {exc}"))
+            return
         except OSError as exc:
             for row in rows:
                 report(Outcome(row.id, Result.RETRY, f"newsroom: cannot write {self.settings.directory} "
@@ -101,7 +121,8 @@ class NewsroomChannel(Channel):
 
     # -- the site ------------------------------------------------------------------------------------------
     def publish(self, statement_id: str) -> str:
-        """Write the statement's page as the database has it now, then the index, the sitemap and robots.txt."""
+        """Write the statement's media and page as the database has it now, then the index, the sitemap and
+        robots.txt."""
         with reading(self.context.engine) as conn:
             facts = self.facts(conn, statement_id)
             listed = workflow.released(conn, self.embargo_now(), 1_000_000)
@@ -111,9 +132,13 @@ class NewsroomChannel(Channel):
                 shutil.rmtree(page.parent)
         elif facts["status"] == S.RETRACTED.value:
             write_atomically(page, self.retraction_notice(statement_id, facts).encode("utf-8"))
+            remove_folder(self.settings.media(statement_id))
         else:
-            write_atomically(page, self.statement_page(statement_id, facts["statement"], facts["released_at"],
+            statement: Statement = facts["statement"]
+            wanted = self.copy_media(statement_id, statement.media)  # before the page that shows them
+            write_atomically(page, self.statement_page(statement_id, statement, facts["released_at"],
                                                        facts["corrections"]).encode("utf-8"))
+            self.prune_media(statement_id, wanted)  # after it: the page before showed them until now
         self.write_index(listed)
         return self.settings.link(statement_id)
 
@@ -134,6 +159,74 @@ class NewsroomChannel(Channel):
                 "corrections": [{"at": at, "note": note} for kind, at, note in told if kind == Kind.CORRECTION.value],
                 "retracted": next(({"at": at, "note": note} for kind, at, note in reversed(told)
                                    if kind == Kind.RETRACTION.value), None)}
+
+    # -- photos and documents -----------------------------------------------------------------------------
+    def renditions(self, item: Media) -> list[media.Rendition]:
+        store = media.store_of(self.context.config)
+        if store.missing((item,)):
+            raise MissingMedia(f"the file of {item.name} ({item.sha256[:12]}…) is not in the media store "
+                               f"{store.root}; add it again with distributor media add")
+        return store.renditions(item)
+
+    def copy_media(self, statement_id: str, items: tuple[Media, ...]) -> set[Path]:
+        """Copy each file of each item (the original, then an image's renditions) from the store to its public path,
+        each to a temporary name and renamed; a file already there whole is left. Returns the files the page uses."""
+        folder = self.settings.page(statement_id).parent
+        wanted: set[Path] = set()
+        for item in items:
+            for rendition in self.renditions(item):
+                target = folder / media.public_path(statement_id, item, rendition.name)
+                wanted.add(target)
+                if not (target.is_file() and target.stat().st_size == rendition.size):
+                    copy_atomically(rendition.path, target)
+        return wanted
+
+    def prune_media(self, statement_id: str, wanted: set[Path]) -> None:
+        """Remove the files, and the folders, of the items the statement no longer carries."""
+        root = self.settings.media(statement_id)
+        if not root.is_dir():
+            return
+        kept = {path.parent for path in wanted}
+        for folder in root.iterdir():
+            if not folder.is_dir():
+                folder.unlink()
+            elif folder not in kept:
+                remove_folder(folder)
+            else:
+                for path in folder.iterdir():
+                    if path not in wanted:
+                        path.unlink()
+        if not any(root.iterdir()):
+            root.rmdir()
+
+    def media_view(self, statement_id: str, statement: Statement) -> dict:
+        """What the page shows of the media: the images with their renditions (``srcset``), the downloads, and the
+        lead image for Open Graph. Links are relative to the page, so that everything loads from wherever the page
+        is served; the Open Graph image is absolute, as the networks need."""
+        images, downloads = [], []
+        for item in statement.media:
+            files = {rendition.name: rendition for rendition in self.renditions(item)}
+            original = files[media.ORIGINAL]
+            download = {"item": item, "href": media.public_path(statement_id, item), "size": media.megabytes(
+                original.size), "type": KINDS.get(item.content_type, item.content_type), "width": original.width,
+                "height": original.height, "label": item.title or item.alt or item.name}
+            downloads.append(download)
+            if not item.is_image:
+                continue
+            widths: dict[int, str] = {}  # a rendition the size of a smaller one says nothing new
+            for name in reversed(media.RENDITIONS):
+                found = files.get(name)
+                if found is not None and found.width and found.width not in widths:
+                    widths[found.width] = media.public_path(statement_id, item, name)
+            shown = files.get("medium") or original
+            large = files.get("large") or original
+            images.append({
+                "item": item, "src": media.public_path(statement_id, item, shown.name),
+                "srcset": ", ".join(f"{href} {width}w" for width, href in sorted(widths.items())), "sizes": SIZES,
+                "width": shown.width, "height": shown.height, "download": download,
+                "og": {"url": f"{self.settings.link(statement_id)}{media.public_path(statement_id, item, large.name)}",
+                       "width": large.width, "height": large.height, "type": item.content_type}})
+        return {"images": images, "downloads": downloads, "lead": images[0] if images else None}
 
     def common(self) -> dict:
         office = self.context.config.office
@@ -159,9 +252,12 @@ class NewsroomChannel(Channel):
                    "publisher": {"@type": "Organization", "name": office.name}}
         if statement.language or office.language:
             article["inLanguage"] = statement.language or office.language
+        view = self.media_view(statement_id, statement)
+        if view["images"]:
+            article["image"] = [image["og"]["url"] for image in view["images"]]
         context = renderer.context(statement, statement_id, released_at, embargoed=False)
         return renderer.render("newsroom/statement.html.j2", **{
-            **context, **self.common(), "canonical": link, "released_at": released_at, "modified": modified,
+            **context, **self.common(), **view, "canonical": link, "released_at": released_at, "modified": modified,
             "corrections": corrections, "description": statement.first_sentence(),
             "json_ld": Markup(json.dumps(article, ensure_ascii=False).replace("<", "\\u003c").replace(
                 ">", "\\u003e").replace("&", "\\u0026"))})
@@ -205,3 +301,29 @@ class NewsroomChannel(Channel):
             modified = max(row["released_at"], row.get("corrected_at") or row["released_at"])
             ET.SubElement(url, f"{{{SITEMAP}}}lastmod").text = iso_z(modified)
         return ET.tostring(urlset, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def copy_atomically(source: Path, target: Path) -> None:
+    """Copy to a temporary name beside the target, then rename: a reader finds the whole file or none."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
+            shutil.copyfileobj(original, handle, 1 << 20)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from a web server running as another user
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def remove_folder(folder: Path) -> None:
+    """Rename the folder out of the way, then remove it: no URL finds half of it meanwhile."""
+    if not folder.exists():
+        return
+    gone = folder.with_name(f".{folder.name}.removed-{os.getpid()}-{id(folder)}")
+    os.replace(folder, gone)
+    shutil.rmtree(gone)

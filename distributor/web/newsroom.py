@@ -3,14 +3,19 @@
 Whether a statement's page may be shown is decided from the database's record of its release, under the embargo
 guard's clock, never from whether a file exists: before the lift the answer is the 404 of an unknown id, byte for
 byte. A retracted statement answers 410 with its notice. Pages may be kept by caches for five minutes.
+
+A statement's photos and documents (``/news/<id>/media/<key>/<name>``) obey the same record: before the lift, and
+after a retraction, any such address answers that same 404, whether or not a file is there. A file is sent with the
+type its first bytes show (only a JPEG, PNG, WebP or PDF is ever sent), read from the disk as it is asked for.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from sqlalchemy import select
@@ -25,6 +30,8 @@ from distributor.workers import database_clock
 PREFIX = "/news"
 ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 PAGE = re.compile(r"/page/([1-9][0-9]{0,5})/")
+MEDIA = re.compile(r"/([a-z0-9][a-z0-9-]{0,79})/(media/[0-9a-f]{24}/[a-z0-9][a-z0-9-]{0,79}\.(?:jpg|png|webp|pdf))")
+CHUNK = 1 << 16
 FILES = {"/sitemap.xml": "application/xml", "/robots.txt": "text/plain; charset=utf-8",
          "/feed.atom": "application/atom+xml"}
 NOT_FOUND = (b"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found</title></head>"
@@ -66,6 +73,11 @@ class NewsroomSite:
         page = PAGE.fullmatch(rest)
         if page:
             return self.file(start_response, f"page/{page.group(1)}/index.html", "text/html; charset=utf-8", head)
+        media = MEDIA.fullmatch(rest)
+        if media:
+            if self.state(media.group(1)) != S.RELEASED.value:
+                return self.not_found(start_response, head)
+            return self.media(start_response, f"{media.group(1)}/{media.group(2)}", head)
         name = rest.strip("/")
         if not ID.fullmatch(name):
             return self.not_found(start_response, head)
@@ -135,6 +147,30 @@ class NewsroomSite:
             self.held[name] = (now + REMEMBER_SECONDS, body)
         return body
 
+    def media(self, start_response, name: str, head: bool) -> Iterable[bytes]:
+        """A photo or document of a released statement, streamed from the disk (it may be large, so it is not held
+        in memory), with the type its content shows."""
+        try:
+            handle = open(f"{self.directory}/{name}", "rb")  # closed by the answer's close()
+        except OSError:
+            return self.not_found(start_response, head)
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            kind = content_type(handle.read(16))
+            handle.seek(0)
+        except OSError:
+            handle.close()
+            return self.not_found(start_response, head)
+        if kind is None:
+            handle.close()
+            return self.not_found(start_response, head)
+        start_response("200 OK", [("Content-Type", kind), ("Cache-Control", CACHED), *SECURITY,
+                                  ("Content-Length", str(size))])
+        if head:
+            handle.close()
+            return []
+        return Streamed(handle)
+
     def not_found(self, start_response, head: bool) -> Iterable[bytes]:
         return self.answer(start_response, "404 Not Found", NOT_FOUND,
                            [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], head)
@@ -149,3 +185,30 @@ class NewsroomSite:
                ) -> Iterable[bytes]:
         start_response(status, [*headers, *SECURITY, ("Content-Length", str(len(body)))])
         return [] if head else [body]
+
+
+def content_type(start: bytes) -> str | None:
+    """The type of a media file from its first bytes; None for anything distributor never puts in the newsroom."""
+    if start.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if start.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if start[:4] == b"RIFF" and start[8:12] == b"WEBP":
+        return "image/webp"
+    if start.startswith(b"%PDF-"):
+        return "application/pdf"
+    return None
+
+
+class Streamed:
+    """A file's bytes a chunk at a time; the server's ``close()`` closes the file, read to the end or not."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.handle.read(CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self.handle.close()
