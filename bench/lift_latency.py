@@ -19,6 +19,16 @@ how many loaded lifts fell while the send was still going, and how long after th
 released (from the log; the request does not wait for it: the wire item is prepared ahead and held until the
 instant). Fails if any request arrives or any page exists before its embargo, or one is missing. Targets: idle p99
 < 20 ms; loaded p99 <= idle p99 + 10 ms; every newsroom page within 1 s of its lift.
+
+    python bench/lift_latency.py --media 4 [--statements 5] [--spacing 4] [--processing 0.5]
+
+With --media N, each statement carries N photos (the first a 1.3 MB photo of noise, over Bluesky's 1,000,000 bytes
+a blob, so that it is re-encoded; the others 1600×1200) and goes to one Mastodon and one Bluesky account, both on one
+loopback server that checks what the services check: Mastodon's uploads (multipart, alt text) answered 202 and
+processed after --processing seconds (206 until then), a status naming only processed uploads; Bluesky's blobs at
+most 1,000,000 bytes, embedded by the CID they were given. Prints, per network, p50/max of (first upload - embargo)
+and of (post created - embargo). Fails if any request reaches the server before the first embargo or any upload
+before its own statement's, or a post is missing. Target: every post with its images within 5 s of its lift.
 """
 
 from __future__ import annotations
@@ -146,8 +156,14 @@ class NoSink:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--statements", type=int, default=100, help="lifts per phase (idle, and loaded)")
-    parser.add_argument("--spacing", type=float, default=0.3, help="seconds between embargoes")
+    parser.add_argument("--statements", type=int, default=None,
+                        help="lifts per phase (idle, and loaded); default 100, with --media 5")
+    parser.add_argument("--spacing", type=float, default=None, help="seconds between embargoes; default 0.3, "
+                                                                     "with --media 4")
+    parser.add_argument("--media", type=int, default=0, metavar="N",
+                        help="photos per statement, posted to Mastodon and Bluesky on loopback (1 to 4; 0: the wire)")
+    parser.add_argument("--processing", type=float, default=0.5,
+                        help="with --media: seconds the loopback Mastodon takes to process an upload")
     parser.add_argument("--concurrent-send", type=int, default=0, metavar="N",
                         help="recipients of an email send that runs during the loaded lifts (0: idle only)")
     parser.add_argument("--settle", type=float, default=0.5,
@@ -155,8 +171,16 @@ def main() -> int:
     parser.add_argument("--lead", type=float, default=5.0, help="seconds from scheduling to the first embargo")
     parser.add_argument("--keep-log", type=Path, help="copy the scheduler's log here")
     args = parser.parse_args()
+    if args.statements is None:
+        args.statements = 5 if args.media else 100
+    if args.spacing is None:
+        args.spacing = 4.0 if args.media else 0.3
     if args.statements < 1:
         parser.error("--statements must be at least 1")
+    if args.media:
+        if not 1 <= args.media <= 4 or args.concurrent_send:
+            parser.error("--media takes 1 to 4 photos, and no --concurrent-send")
+        return media_main(args)
 
     from distributor import workflow
     from distributor.channels import REGISTRY, load_config
@@ -295,6 +319,293 @@ def main() -> int:
     if missing:
         print(f"FAIL: no request for {', '.join(missing)}")
         return 1
+    return 0 if ok else 1
+
+
+# -- --media: the lift of a post with photos, on Mastodon and Bluesky ---------------------------------------------
+
+MEDIA_TARGET_S = 5.0
+MASTODON_TOKEN = "bench-mastodon-token"
+BLUESKY_PASSWORD = "bench-app-password"
+MEDIA_CONFIG = """
+[office]
+name = "Bench Office"
+timezone = "Europe/London"
+from = "press@bench.example.org"
+public_url = "https://press.bench.example.org/news/{{id}}/"
+
+[database]
+url = "sqlite:///{db}"
+
+[paths]
+templates = "{templates}"
+media = "{folder}/media"
+
+[channels.email]
+transport = "file"
+
+[channels.email.file]
+directory = "{folder}/outbox"
+
+[[channels.social]]
+network = "mastodon"
+name = "loopback"
+base_url = "http://127.0.0.1:{port}"
+token_env = "BENCH_MASTODON_TOKEN"
+
+[[channels.social]]
+network = "bluesky"
+name = "loopback"
+service = "http://127.0.0.1:{port}"
+handle = "press.bench.example.org"
+password_env = "BENCH_BLUESKY_PASSWORD"
+"""
+LINKED = re.compile(r"/news/([^/\s]+)/")
+
+
+def blob_cid(data: bytes) -> str:
+    """CIDv1, raw codec, sha2-256, base32: as a PDS names a blob."""
+    import base64
+    import hashlib
+
+    raw = bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
+    return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
+
+
+class Social(BaseHTTPRequestHandler):
+    """Mastodon and a Bluesky PDS on one loopback port, checking what they check, noting when each request came."""
+
+    processing = 0.5
+    lock = threading.Lock()
+    requests: list[tuple[float, str, str]] = []          # (arrival, method, path)
+    media: dict[str, dict] = {}                          # Mastodon upload id -> description, arrival, done at
+    blobs: dict[str, float] = {}                         # CID -> arrival of its upload
+    posts: dict[str, dict[str, tuple[float, list[float]]]] = {"mastodon": {}, "bluesky": {}}  # id -> (at, uploads)
+    refused: list[str] = []
+
+    def reply(self, status: int, data: dict | None = None) -> None:
+        body = json.dumps(data or {}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def refuse(self, why: str, status: int = 400) -> None:
+        with self.lock:
+            self.refused.append(f"{self.command} {self.path}: {why}")
+        self.reply(status, {"error": why})
+
+    def body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def note(self) -> float:
+        arrived = time.time()
+        with self.lock:
+            self.requests.append((arrived, self.command, self.path))
+        return arrived
+
+    def authorised(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        return header in (f"Bearer {MASTODON_TOKEN}", "Bearer bench-access")
+
+    def do_GET(self):
+        arrived = self.note()
+        if self.path == "/api/v2/instance":
+            return self.reply(200, {"configuration": {"statuses": {"max_characters": 500, "max_media_attachments": 4},
+                                                      "media_attachments": {"image_size_limit": 16_777_216,
+                                                                            "description_limit": 1500}}})
+        if not self.authorised():
+            return self.refuse("unauthorised", 401)
+        if self.path.startswith("/api/v1/media/"):
+            item = self.media.get(self.path.rsplit("/", 1)[-1])
+            if item is None:
+                return self.refuse("Record not found", 404)
+            done = arrived >= item["done"]
+            return self.reply(200 if done else 206, {"id": item["id"], "url": "https://files/x.jpg" if done else None})
+        if self.path.startswith("/xrpc/com.atproto.repo.getRecord"):
+            return self.reply(400, {"error": "RecordNotFound"})
+        return self.refuse("no such route", 404)
+
+    def do_POST(self):
+        arrived = self.note()
+        data = self.body()
+        if self.path == "/xrpc/com.atproto.server.createSession":
+            return self.reply(200, {"accessJwt": "bench-access", "refreshJwt": "bench-refresh", "did": "did:plc:bench"})
+        if not self.authorised():
+            return self.refuse("unauthorised", 401)
+        if self.path == "/api/v2/media":
+            return self.mastodon_upload(data, arrived)
+        if self.path == "/api/v1/statuses":
+            return self.mastodon_status(json.loads(data), arrived)
+        if self.path == "/xrpc/com.atproto.repo.uploadBlob":
+            if len(data) > 1_000_000 or not self.headers.get("Content-Type", "").startswith("image/"):
+                return self.refuse("BlobTooLarge or not an image")
+            cid = blob_cid(data)
+            with self.lock:
+                self.blobs[cid] = arrived
+            return self.reply(200, {"blob": {"$type": "blob", "ref": {"$link": cid},
+                                             "mimeType": self.headers["Content-Type"], "size": len(data)}})
+        if self.path == "/xrpc/com.atproto.repo.createRecord":
+            record = json.loads(data)["record"]
+            refs = [i["image"]["ref"]["$link"] for i in record.get("embed", {}).get("images", [])]
+            if any(ref not in self.blobs for ref in refs):
+                return self.refuse("Could not find blob")
+            self.posted("bluesky", record["text"], arrived, [self.blobs[ref] for ref in refs])
+            return self.reply(200, {"uri": "at://did:plc:bench/app.bsky.feed.post/x", "cid": "bafyrei"})
+        return self.refuse("no such route", 404)
+
+    def mastodon_upload(self, data: bytes, arrived: float) -> None:
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        form = BytesParser(policy=HTTP).parsebytes(
+            b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + data)
+        parts = {part.get_param("name", header="content-disposition"): part for part in form.iter_parts()}
+        file = parts.get("file")
+        if file is None or not file.get_filename() or not file.get_content_type().startswith("image/"):
+            return self.refuse("Validation failed: File can't be blank", 422)
+        description = parts["description"].get_content() if "description" in parts else ""
+        if len(description) > 1500:
+            return self.refuse("Validation failed: Description is too long", 422)
+        with self.lock:
+            media_id = str(len(self.media) + 1)
+            self.media[media_id] = {"id": media_id, "at": arrived, "done": arrived + self.processing}
+        return self.reply(202, {"id": media_id, "url": None})
+
+    def mastodon_status(self, body: dict, arrived: float) -> None:
+        items = [self.media.get(str(i)) for i in body.get("media_ids", [])]
+        if any(item is None or arrived < item["done"] for item in items):
+            return self.refuse("Cannot attach files that have not finished processing", 422)
+        self.posted("mastodon", body["status"], arrived, [item["at"] for item in items if item])
+        return self.reply(200, {"id": str(len(self.posts["mastodon"])), "url": "https://social/x"})
+
+    def posted(self, network: str, text: str, arrived: float, uploads: list[float]) -> None:
+        found = LINKED.search(text)
+        with self.lock:
+            self.posts[network][found.group(1) if found else "?"] = (arrived, uploads)
+
+    def log_message(self, *args):
+        pass
+
+
+def bench_photos(n: int, count: int) -> list[tuple[str, bytes]]:
+    """Statement n's photos: the first a JPEG of noise of about 1.3 MB, the others 1600×1200 gradients."""
+    import io
+
+    from PIL import Image
+
+    photos = []
+    for i in range(count):
+        out = io.BytesIO()
+        if i == 0:
+            edge = 1090
+            Image.frombytes("L", (edge, edge), os.urandom(edge * edge)).convert("RGB").save(out, "JPEG", quality=95)
+        else:
+            image = Image.linear_gradient("L").resize((1600, 1200)).convert("RGB")
+            image.paste(((n * 37 + i * 71) % 256, 90, 160), (0, 0, 400 + 100 * i, 300))
+            image.save(out, "JPEG", quality=90)
+        photos.append((f"photo-{i + 1}.jpg", out.getvalue()))
+    return photos
+
+
+def media_main(args) -> int:
+    from dataclasses import replace
+
+    from distributor import media as media_library
+    from distributor import workflow
+    from distributor.channels import REGISTRY, load_config
+    from distributor.statements import parse_file
+    from distributor.store import connect, init_schema
+
+    Social.processing = args.processing
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Social)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config_path = folder / "distributor.toml"
+        config_path.write_text(MEDIA_CONFIG.format(db=folder / "d.db", templates=ROOT / "templates", folder=folder,
+                                                   port=server.server_address[1]))
+        config = load_config(config_path)
+        engine = connect(config.database_url)
+        init_schema(engine)
+        library = media_library.Library.of(config)
+        now = datetime.now(UTC)
+        sids = []
+        with engine.begin() as conn:
+            for n in range(args.statements):
+                path = folder / f"s{n}.txt"
+                path.write_text(STATEMENT.format(n=n))
+                items: tuple = ()
+                for name, data in bench_photos(n, args.media):
+                    items += (library.take(data, name, name, {"alt": f"Bench photo {name} of statement {n}"}, items),)
+                statement = replace(parse_file(path), media=items)
+                sid = workflow.import_statement(conn, statement, str(path), "bench", now).id
+                workflow.approve(conn, sid, "bench", now)
+                sids.append(sid)
+
+        env = {**os.environ, "DISTRIBUTOR_CONFIG": str(config_path), "BENCH_MASTODON_TOKEN": MASTODON_TOKEN,
+               "BENCH_BLUESKY_PASSWORD": BLUESKY_PASSWORD}
+        log_path = folder / "run.log"
+        with log_path.open("w") as log_file:
+            runner = subprocess.Popen([str(BIN), "run"], env=env, stderr=log_file, stdout=subprocess.DEVNULL)
+        try:
+            while "scheduler running" not in log_path.read_text():
+                if runner.poll() is not None:
+                    raise SystemExit(f"distributor run exited:\n{log_path.read_text()}")
+                time.sleep(0.05)
+            first = datetime.now(UTC) + timedelta(seconds=args.lead)
+            embargoes: dict[str, float] = {}
+            social = {"mastodon": REGISTRY["mastodon"], "bluesky": REGISTRY["bluesky"]}
+            with engine.begin() as conn:
+                at = datetime.now(UTC)
+                for n, sid in enumerate(sids):
+                    embargo = first + timedelta(seconds=n * args.spacing)
+                    workflow.schedule(conn, sid, "bench", at, override_embargo=True, embargo=embargo,
+                                      send_embargoed_at=None, channels=social)
+                    embargoes[sid] = embargo.timestamp()
+            if datetime.now(UTC) >= first:
+                raise SystemExit("scheduling took longer than the lead time; raise --lead")
+            deadline = max(embargoes.values()) + MEDIA_TARGET_S + 30
+            while time.time() < deadline and any(len(Social.posts[net]) < len(sids) for net in Social.posts):
+                time.sleep(0.1)
+        finally:
+            stop(runner)
+            engine.dispose()
+        log_text = log_path.read_text()
+        if args.keep_log:
+            args.keep_log.write_text(log_text)
+    server.shutdown()
+
+    first_lift = min(embargoes.values())
+    early = [f"{method} {path}" for at, method, path in Social.requests if at < first_lift]
+    print(f"lifts: {len(sids)}, {args.spacing}s apart, {args.media} photos each (the first {len(bench_photos(0, 1)[0][1]):,} "
+          f"bytes, over Bluesky's 1,000,000), Mastodon processing each upload for {args.processing}s; "
+          f"requests received: {len(Social.requests)}")
+    ok = True
+    for network, posts in Social.posts.items():
+        missing = [sid for sid in sids if sid not in posts]
+        late_uploads = [sid for sid in sids if sid in posts and any(u < embargoes[sid] for u in posts[sid][1])]
+        counts = {len(posts[sid][1]) for sid in sids if sid in posts}
+        uploads = [(min(posts[s][1]) - embargoes[s]) * 1000 for s in sids if s in posts and posts[s][1]]
+        created = [(posts[s][0] - embargoes[s]) * 1000 for s in sids if s in posts]
+        print(f"{network:9s} first upload - embargo: {summary(uploads)}")
+        print(f"{'':9s} post with {'/'.join(map(str, sorted(counts))) or 0} images created - embargo: {summary(created)}")
+        worst = max(created, default=float("inf")) / 1000
+        met = not missing and worst <= MEDIA_TARGET_S and counts == {args.media}
+        print(f"{'':9s} target: every post with its {args.media} images within {MEDIA_TARGET_S:.0f} s of its lift "
+              f"(max {worst:.2f} s): {'met' if met else 'NOT met'}")
+        if missing:
+            print(f"FAIL: no {network} post for {', '.join(missing)}")
+        if late_uploads:
+            print(f"FAIL: {network} uploads before the lift of {', '.join(late_uploads)}")
+        ok = ok and met and not missing and not late_uploads
+    if Social.refused:
+        print(f"the server refused {len(Social.refused)} requests: " + "; ".join(Social.refused[:5]))
+    if early:
+        print(f"FAIL: {len(early)} requests reached the network before the first lift: {', '.join(early[:5])}")
+        return 1
+    print("nothing reached the network before the first lift")
     return 0 if ok else 1
 
 
