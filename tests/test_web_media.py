@@ -8,6 +8,7 @@ import io
 import json
 import re
 
+import pytest
 from PIL import Image
 
 from distributor import workflow
@@ -183,6 +184,35 @@ def test_a_refused_file_is_a_4xx_with_the_command_lines_words_naming_the_uploade
     assert not any(e["action"].startswith("media") for e in trail)
 
 
+def test_a_file_is_named_as_uploaded_its_last_part_only(web):
+    system, clock, app = web()
+    client = login(app)
+    reply = add(client, b"junk", "..", alt=ALT)
+    assert said(reply.get_data(as_text=True))[0].startswith("file: not a JPEG")
+    long = "a" * 150 + ".jpg"
+    reply = add(client, b"junk", long, alt=ALT)
+    assert said(reply.get_data(as_text=True))[0].startswith(long[-100:] + ": not a JPEG")
+    reply = add(client, name="Field Visit.JPG", alt=ALT, caption="c" * 2001)
+    assert said(reply.get_data(as_text=True)) == ["the Caption field: is 2001 characters long; at most 2000 fit"]
+    windows = "C:\\Users\\sam\\Field Visit.JPG".replace("\\", "\\\\")  # escaped in the header, as it is sent
+    assert add(client, name=windows, alt=ALT).status_code == 302
+    assert [i.name for i in media_of(system)] == ["field-visit.jpg"]
+
+
+def test_a_new_revision_says_what_it_cancelled(web):
+    system, clock, app = web()
+    assert system.at("approve", SID, "--by", "sam").code == 0
+    assert system.at("schedule", SID, "--embargo", EMBARGO.isoformat(), "--channels", "email", "--override-embargo",
+                     "--reason", "test").code == 0
+    system.dispatcher.advance()  # the embargoed copies planned, none sent
+    client = login(app)
+    reply = add(client, alt=ALT)
+    [message] = said(client.get(local(reply)).get_data(as_text=True), "ok")
+    assert re.fullmatch(r"revision 2: added field-visit\.jpg \(photo, \d+ kB\); the approval is revoked, approve it "
+                        r"again; \d+ unsent deliveries of the old revision cancelled", message), message
+    assert row_of(system)["status"] == "draft"
+
+
 def test_media_change_in_every_state_but_retracted(web, statement_file):
     from tests.channels.conftest import file_wire
     system, clock, app = web(extra=file_wire())
@@ -221,6 +251,7 @@ def test_the_upload_limit_follows_media_max_bytes(web):
     client = login(app)
     reply = add(client, b"x" * 5_500_000, "big.jpg", alt=ALT)  # above the statement files' 5 MB: read, refused
     assert reply.status_code == 400 and said(reply.get_data(as_text=True))[0].startswith("big.jpg: not a JPEG")
+    assert "at most 6.0 MB" in client.get(f"/statements/{SID}").get_data(as_text=True)  # the form says so
     reply = add(client, b"x" * 7_000_000, "huge.jpg", alt=ALT)
     assert reply.status_code == 413
     assert "at most 6.1 MB, and a photo or document at most 6.0 MB (media.max_bytes)" in reply.get_data(as_text=True)
@@ -251,7 +282,7 @@ def test_an_upload_is_read_into_memory_never_spooled_to_disk(web):
 def import_markdown(client, files: dict[str, bytes], text: str | None = None, **fields):
     form = {"file": (io.BytesIO((text or MARKDOWN.format(alt=ALT)).encode()), "Eastbrook.md"),
             "media": [(io.BytesIO(data), name) for name, data in files.items()], "csrf_token": csrf(client, "/"),
-            **fields}
+            **fields}  # a field given replaces the files
     return client.post("/import", data=form, content_type="multipart/form-data")
 
 
@@ -288,6 +319,14 @@ def test_an_import_refuses_a_missing_or_bad_media_file_by_its_name(web):
                             text=MARKDOWN.format(alt='""'))
     assert reply.status_code == 400
     assert said(reply.get_data(as_text=True))[0].startswith("field-visit.jpg: an image needs alt text")
+    reply = import_markdown(client, {"field-visit.jpg": mediafiles.jpeg(), "flood-report.pdf": mediafiles.pdf()},
+                            media=[(io.BytesIO(mediafiles.jpeg()), "field-visit.jpg"),
+                                   (io.BytesIO(mediafiles.pdf()), "sub/field-visit.jpg")])
+    assert reply.status_code == 400 and said(reply.get_data(as_text=True)) == [
+        "field-visit.jpg: two files uploaded with the statement have this name"]
+    reply = import_markdown(client, {}, media=[(io.BytesIO(mediafiles.jpeg()), "\U0001F30A" * 60 + ".jpg")])
+    assert reply.status_code == 400
+    assert said(reply.get_data(as_text=True))[0].endswith(": expected a file's name of at most 200 bytes")
     assert system.at("show", "tro-01-009-2026").code == 2  # a refused import made nothing
 
 
@@ -297,6 +336,7 @@ def test_a_plain_text_revision_keeps_the_media_and_a_markdown_one_replaces_them(
     assert add(client, alt=ALT).status_code == 302
     newer = statement_file(name="newer.txt", body_extra="\nA new paragraph.\n")
     reply = client.post("/import", data={"file": (io.BytesIO(newer.read_bytes()), "newer.txt"), "revision_of": SID,
+                                         "media": (io.BytesIO(b""), ""),  # the browser's empty file input
                                          "csrf_token": csrf(client, "/")}, content_type="multipart/form-data")
     assert reply.status_code == 302
     assert row_of(system)["revision"] == 3 and [i.name for i in media_of(system)] == ["field-visit.jpg"]
@@ -319,3 +359,39 @@ def test_csrf_is_required(web):
                                          "media": [(io.BytesIO(mediafiles.jpeg()), "field-visit.jpg")]},
                         content_type="multipart/form-data")
     assert reply.status_code == 400
+
+
+def test_the_media_section_fits_a_phone_and_passes_axe(web, browser):
+    """The statement page with a photo and a document, for an editor, in a real browser: the thumbnail loads under
+    the page's policy, nothing runs off a phone's screen, and axe-core finds nothing serious."""
+    import threading
+
+    from waitress import create_server
+
+    from tests.conftest import free_port
+
+    in_browser = pytest.importorskip("tests.test_pages_in_browser")
+    port = free_port()
+    system, clock, app = web(base_url=f"http://127.0.0.1:{port}")
+    for name, data, described in (("field-visit.jpg", mediafiles.jpeg(), ("--alt", ALT, "--caption", "Eastbrook")),
+                                  ("flood-report.pdf", mediafiles.pdf(), ("--title", "The full report"))):
+        assert system.at("media", "add", SID, write(system, name, data), *described, "--credit", "NHRN",
+                         "--by", "sam").code == 0
+    server = create_server(app, host="127.0.0.1", port=port)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    context = browser.new_context()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        page = in_browser.log_in(context, base, "maya")
+        in_browser.ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        pages = in_browser.Pages(in_browser.axe_playwright.Axe())
+        pages.check(page, "statement-media", f"{base}/statements/{SID}")
+        assert page.locator("img.thumb").evaluate("image => image.complete && image.naturalWidth") == 400
+        assert page.locator("#add-media").count() == 1
+        assert not pages.too_wide, pages.too_wide
+        assert not pages.violations, pages.violations
+    finally:
+        context.close()
+        server.close()
+        thread.join(timeout=5)
