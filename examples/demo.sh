@@ -1,19 +1,34 @@
 #!/bin/sh
-# The demo: a fresh embedded database, the example statement, an embargo a few seconds ahead, file transport.
+# The demo: a fresh embedded database, the example statement with a photo and a PDF, an embargo a few seconds ahead,
+# file transport.
 set -eu
 distributor="$1"
+python="$(dirname "$distributor")/python"
 cd "$(dirname "$0")/.."
 export DISTRIBUTOR_CONFIG=config/distributor.toml
-rm -rf var outbox
+rm -rf var outbox media
 "$distributor" init
 "$distributor" recipients import recipients/journalists.csv --list embargo
 id=$("$distributor" import examples/statements/nhrn-12-004-2026.txt)
+# The photo and the briefing (examples/make_media.py drew them) carry a camera's EXIF with a GPS position and an
+# author's name; distributor keeps only copies without them.
+"$distributor" media add "$id" examples/statements/pipeline-route.jpg --by "Demo Editor" \
+  --alt "A drawing of four houses on a green hillside above a pipeline trench, a rain cloud coming in" \
+  --caption "The pipeline route below Pueblo Nuevo (an illustration)" \
+  --credit "Drawing: Northfield Human Rights Network" --licence "CC BY 4.0" >/dev/null
+"$distributor" media add "$id" examples/statements/pipeline-briefing.pdf --by "Demo Editor" \
+  --title "Briefing: the Río Claro pipeline route" >/dev/null
 "$distributor" approve "$id" --by "Demo Approver"
 embargo=$(python3 -c 'from datetime import datetime, timedelta, timezone; print((datetime.now(timezone.utc) + timedelta(seconds=6)).isoformat(timespec="seconds"))')
 "$distributor" schedule "$id" --embargo "$embargo" --override-embargo --by "Demo Scheduler"
 "$distributor" run --exit-when-idle
 echo
 echo "The newsroom page, written at the lift: outbox/news/$id/index.html"
+echo "Its photo (with its renditions) and the briefing, copied beside it at the lift:"
+find "outbox/news/$id/media" -type f | sort | sed 's/^/  /'
+photo=$(find "outbox/news/$id/media" -type f -name pipeline-route.jpg)
+"$python" -c 'import sys; from PIL import Image; gps = lambda p: dict(Image.open(p).getexif().get_ifd(0x8825)); print("  GPS in the photo as given:", gps(sys.argv[1]) or "none"); print("  GPS in the newsroom copy: ", gps(sys.argv[2]) or "none", "(and", len(Image.open(sys.argv[2]).getexif()), "EXIF tags)")' \
+  examples/statements/pipeline-route.jpg "$photo"
 echo
 "$distributor" show "$id" | head -n 12
 echo

@@ -209,7 +209,7 @@ class NewsroomChannel(Channel):
             original = files[media.ORIGINAL]
             download = {"item": item, "href": media.public_path(statement_id, item), "size": media.megabytes(
                 original.size), "type": KINDS.get(item.content_type, item.content_type), "width": original.width,
-                "height": original.height, "label": item.title or item.alt or item.name}
+                "height": original.height, "label": item.title or item.caption or item.alt or item.name}
             downloads.append(download)
             if not item.is_image:
                 continue
