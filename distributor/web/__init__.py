@@ -99,6 +99,10 @@ def create_app(config: Config, engine: Engine, clock: Clock) -> Flask:
     app.before_request(auth.load_user)
     for blueprint in (auth.auth, pages.pages, actions.actions, lists.lists, public.public, calendar.calendar, calendar.feed):
         app.register_blueprint(blueprint)
+    if config.portal is not None:  # the journalists' own door: /j/<token> and /portal/
+        from distributor.web import portal
+
+        portal.install(app)
     app.after_request(site.protective_headers)
     app.context_processor(site.common)
     site.register_errors(app)
