@@ -46,8 +46,7 @@ def register_errors(app: Flask) -> None:
         return render_template("error.html", code=400, message="The form had expired or was not ours; try again."), 400
 
     for code, message in ((403, "Only an editor may do that."), (404, "There is nothing here."),
-                          (405, "That address does not take that kind of request."),
-                          (413, "That file is too large (at most 5 MB).")):
+                          (405, "That address does not take that kind of request.")):
         app.register_error_handler(code, lambda e, c=code, m=message: (render_template(
             "error.html", code=c, message=m), c))
 
