@@ -3,7 +3,9 @@ lift: a statement's page (the Markdown example, with its table, list, quote, ima
 retraction's notice, each at a desktop's 1280 px and a phone's 390 px. Nothing runs off the phone's screen (outside a
 box that scrolls on its own), axe-core finds nothing serious or critical, the keyboard's focus shows a clear
 outline, the page asks for nothing from another host and its own security policy refuses nothing; a screenshot of
-each whole page is kept in test-artifacts/screenshots/ (newsroom-NAME-WIDTH.png).
+each whole page is kept in test-artifacts/screenshots/ (newsroom-NAME-WIDTH.png). The Markdown example carries the
+demo's photo and PDF and a second photo: every image has alt text, the browser picks the rendition that fits the
+screen from srcset, and every request the page makes is to the newsroom itself.
 """
 
 import re
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from distributor.clock import FixedClock
+from tests import mediafiles
 from tests.conftest import CHROMIUM, System, free_port, utc
 
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (run make install)")
@@ -35,7 +38,10 @@ LIFT = utc(2026, 12, 15, 9, 0)  # the Markdown example's own embargo; the others
 RELEASED = "tro-01-001-2026"
 RETRACTED = "tro-01-002-2026"
 MARKDOWN = "nhrn-12-005-2026"  # a table, a list, a quote, an image (a link in the page, never loaded), code
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "statements" / f"{MARKDOWN}.md"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "statements"
+EXAMPLE = EXAMPLES / f"{MARKDOWN}.md"
+PHOTO_ALT = "A drawing of four houses on a green hillside above a pipeline trench, a rain cloud coming in"
+CHART_ALT = "A blue square standing for a chart of the days in detention"
 
 
 @pytest.fixture
@@ -74,6 +80,16 @@ def served(write_config, run, statement_file, monkeypatch):
                  MARKDOWN: EXAMPLE}
         for sid, source in files.items():
             assert system.at("import", source, "--by", "sam").code == 0, source
+            if sid == MARKDOWN:  # the demo's photo and briefing, and a second photo
+                chart = path.parent / "chart.png"
+                chart.write_bytes(mediafiles.png(600, 600))
+                for media_file, options in ((EXAMPLES / "pipeline-route.jpg", ["--alt", PHOTO_ALT, "--caption",
+                                                                               "The pipeline route", "--credit",
+                                                                               "Drawing: NHRN"]),
+                                            (EXAMPLES / "pipeline-briefing.pdf", ["--title", "The briefing"]),
+                                            (chart, ["--alt", CHART_ALT])):
+                    result = system.at("media", "add", sid, media_file, *options, "--by", "sam")
+                    assert result.code == 0, result.err
             assert system.at("approve", sid, "--by", "maya").code == 0
             result = system.at("schedule", sid, "--embargo", LIFT.isoformat(), "--channels", "feed")
             assert result.code == 0, result.err
@@ -180,3 +196,36 @@ def test_the_newsroom_fits_a_phone_passes_axe_and_loads_nothing_from_elsewhere(s
     origin = urlsplit(base)[:2]
     elsewhere = [url for url in requested + [url for _, url in console if url] if urlsplit(url)[:2] != origin]
     assert requested and not elsewhere, f"asked for from another host: {elsewhere}"
+
+
+IMAGES = """() => [...document.images].map((image) => ({
+  alt: image.getAttribute("alt"), src: image.currentSrc, loaded: image.complete && image.naturalWidth > 0}))"""
+
+
+def test_every_image_has_alt_text_fits_the_screen_and_loads_from_the_newsroom(served, browser):
+    base = served
+    for width, rendition in ((1280, "medium-"), (390, "thumb-")):  # a 42em column; a phone's 358 px
+        # without the page's security policy, as a static host serves it: every request the page would make is made
+        context = browser.new_context(viewport={"width": width, "height": HEIGHT}, bypass_csp=True)
+        requested: list[str] = []
+        failed: list[str] = []
+        context.on("request", lambda request, requested=requested: requested.append(request.url))
+        context.on("requestfailed", lambda request, failed=failed: failed.append(request.url))
+        try:
+            page = context.new_page()
+            reply = page.goto(f"{base}/news/{MARKDOWN}/")
+            assert reply is not None and reply.status == 200
+            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # the later photo loads lazily
+            page.wait_for_function("[...document.images].every((image) => image.complete)")
+            images = page.evaluate(IMAGES)
+            downloads = page.eval_on_selector_all("a[download]", "links => links.map((link) => link.href)")
+        finally:
+            context.close()
+        assert [image["alt"] for image in images] == [PHOTO_ALT, CHART_ALT], images
+        assert all(image["loaded"] for image in images), images
+        assert rendition in images[0]["src"], (width, images[0]["src"])  # srcset and sizes at work
+        assert len(downloads) == 3 and all(link.startswith(f"{base}/news/{MARKDOWN}/media/") for link in downloads)
+        origin = urlsplit(base)[:2]
+        elsewhere = [url for url in requested if urlsplit(url)[:2] != origin]
+        assert not failed and not elsewhere, f"failed: {failed}; asked for from another host: {elsewhere}"
+        assert sum("/media/" in url for url in requested) == 2, requested  # one rendition of each photo
