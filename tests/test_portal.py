@@ -217,3 +217,28 @@ def test_log_views_needs_a_statement():
 
     args = build_parser().parse_args(["log", "--views"])
     assert args.views is True
+
+
+def test_each_embargoed_copy_carries_its_journalists_own_link(office):
+    import email
+    from email.policy import default
+
+    system, _, base, links = office
+    found = {}
+    for path in (system.config_path.parent / "outbox").rglob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=default)
+        text = message.get_body(("plain",)).get_content()
+        html = message.get_body(("html",)).get_content()
+        [link] = set(re.findall(r"Read it online and download the media: (\S+)", text))
+        assert f'href="{link}"' in html and portal.PLACEHOLDER not in text + html
+        found[message["To"].addresses[0].addr_spec] = link
+    assert found == {address: f"http://press.example.org/distributor/j/{token}" for address, token in links.items()}
+
+
+def test_the_released_version_carries_no_link(office):
+    system, clock, _, _ = office
+    clock.set(EMBARGO + timedelta(seconds=1))
+    system.dispatcher.advance()
+    system.dispatcher.deliver("email")
+    released = [p for p in (system.config_path.parent / "outbox").rglob("*.eml") if "tv@tv.example.org" in p.read_text()]
+    assert released and all("/j/" not in p.read_text() for p in released)

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, select
 
-from distributor import deliveries, media, recipients, unsubscribe
+from distributor import deliveries, media, portal, recipients, unsubscribe
 from distributor.channels.base import EMBARGOED, Channel, Job
 from distributor.config import Office, Table, between, is_loopback, secret
 from distributor.errors import ConfigError
@@ -328,6 +328,7 @@ class EmailChannel(Channel):
             previous = detail.get("previous")
             context.update(note=job.notice.note if job.notice else None, headline=HEADLINES[job.kind],
                            previous_lines=embargo_lines(datetime.fromisoformat(previous), self.office) if previous else [])
+        context["portal_link"] = self.portal_link(job, variant, stopped)
         # a notice is news about a copy the journalist holds: it carries no files and lists none
         attached, listed = ([], []) if job.kind.notice_only else self.attachments(job, variant)
         context.update(attachments=attached, not_attached=listed)
@@ -356,8 +357,17 @@ class EmailChannel(Channel):
                 + SMTP.fold("Reply-To", office.reply_to)
                 + ("" if self.one_click else list_unsubscribe(unsubscribe_mailto(office.unsubscribe_mailto)))
                 ).encode("ascii") + mime_head + b"\r\n"
-        return RenderedEmail(variant, subject, text, html, SharedBody(head + b"\r\n" + encoded), tuple(attached),
-                             tuple(listed))
+        shared = SharedBody(head + b"\r\n" + encoded, portal.PLACEHOLDER.encode() if context["portal_link"] else None)
+        return RenderedEmail(variant, subject, text, html, shared, tuple(attached), tuple(listed))
+
+    def portal_link(self, job: Job, variant: Variant, stopped: StatementStatus | None = None) -> str | None:
+        """Where each journalist's own link goes (a placeholder, filled per message), in the embargoed copy and in
+        every notice, with the portal on; the released version, which unvetted members get too, has none."""
+        if self.context.config.portal is None or not self.office.base_url or stopped is not None:
+            return None
+        if variant != EMBARGOED and job.kind is Kind.STATEMENT:
+            return None
+        return f"{self.office.base_url}/j/{portal.PLACEHOLDER}"
 
     def attachments(self, job: Job, variant: Variant) -> tuple[list[Attachment], list[Listed]]:
         """What goes with a copy of the statement, in the statement's order, while the total stays within
@@ -462,7 +472,9 @@ class EmailChannel(Channel):
             wire_address, smtputf8 = mail_address(address)
             mid = f"<{job.statement_id}.r{job.revision}.test.{uuid.uuid4().hex[:16]}@{self.office.domain}>"
             own = rendered.own_headers(wire_address, "", mid, now)
-            envelopes.append(Envelope(key, self.office.from_addr, wire_address, own, mid, rendered.shared, smtputf8))
+            body = rendered.shared.personal(portal.link_token("a test copy opens nothing", 0).encode()) \
+                if rendered.shared.placeholder is not None else rendered.shared
+            envelopes.append(Envelope(key, self.office.from_addr, wire_address, own, mid, body, smtputf8))
         handed: list[Handed] = []
 
         def keep(result: Handed) -> Receipt:
@@ -522,10 +534,13 @@ class EmailChannel(Channel):
             mid = message_id(job, row.target, self.office.domain)
             own = rendered.own_headers(address, standing[row.target].name, mid, now, threads.get(row.target),
                                        self.unsubscribe_headers(key, row.target))
+            body = rendered.shared  # with the journalist's own portal link, derived from the row: a resend has it too
+            if body.placeholder is not None and key is not None:
+                body = body.personal(portal.link_token(key, row.id).encode())
             if dkim_key is not None:
-                own = self.dkim_signature(own + rendered.shared.raw, dkim_key) + own
+                own = self.dkim_signature(own + body.raw, dkim_key) + own
             ids[row.id] = mid
-            return Envelope(row.id, self.office.from_addr, address, own, mid, rendered.shared, smtputf8)
+            return Envelope(row.id, self.office.from_addr, address, own, mid, body, smtputf8)
 
         def handed(result: Handed) -> Receipt:
             return report(Outcome(result.key, result.result, result.detail, remote_id=ids[result.key],

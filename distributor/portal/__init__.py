@@ -53,6 +53,7 @@ def link_token(secret: str, delivery_id: int) -> str:
 
 
 TOKEN_LENGTH = len(link_token("x", 1))
+PLACEHOLDER = ("PORTALLINK" * 4)[:TOKEN_LENGTH]  # where an email's shared body takes each journalist's token
 
 
 def delivery_of(secret: str, token: str) -> int | None:
