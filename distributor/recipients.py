@@ -139,7 +139,8 @@ def import_csv(conn: Connection, path: Path, list_name: str, now: datetime, stri
                replace: bool = False, names: tuple[str, str, str] = ("--list", "--strict", "--replace")) -> ImportReport:
     """Upsert every valid row of the file into the list, in the caller's transaction.
 
-    With ``replace`` the list becomes exactly the file: members not in it leave the list. A rejected row then
+    With ``replace`` the list becomes exactly the file (and the members who joined it by themselves, in the
+    journalists' portal): members not in it leave the list. A rejected row then
     fails the whole import, so that a typing error never takes a journalist off the list. ``names`` are what the
     list, ``strict`` and ``replace`` are called where the person chose them."""
     list_name = list_option(list_name, names[0])
@@ -166,8 +167,9 @@ def import_csv(conn: Connection, path: Path, list_name: str, now: datetime, stri
             progress.advance(len(chunk))
     if replace:
         leaving = [(r.id, r.email) for r in conn.execute(select(recipients.c.id, recipients.c.email, recipients.c.email_key)
-                                                         .where(recipients.c.list_name == list_name))
-                   if r.email_key not in in_file]
+                                                         .where(recipients.c.list_name == list_name,
+                                                                recipients.c.joined_by_self.is_(False)))
+                   if r.email_key not in in_file]  # members who joined by themselves stay: the file is not theirs
         for start in range(0, len(leaving), CHUNK):
             ids = [i for i, _ in leaving[start:start + CHUNK]]
             conn.execute(delete(recipients).where(recipients.c.id.in_(ids)))
@@ -184,10 +186,13 @@ def _upsert(conn: Connection, list_name: str, rows: list[dict], now: datetime, r
     new, changed = [], []
     for row in rows:
         old = existing.get(row["email_key"])
+        if old is not None and old.language_by_self:  # the journalist chose their language: a file never overrides it
+            row = {**row, "language": old.language}
         if old is None:
             new.append({**row, "list_name": list_name, "created_at": now, "updated_at": now})
-        elif any(getattr(old, f) != row[f] for f in _FIELDS):
-            changed.append({**{f: row[f] for f in _FIELDS}, "b_id": old.id, "updated_at": now})
+        elif any(getattr(old, f) != row[f] for f in _FIELDS) or old.joined_by_self:
+            # the office's file lists a member who joined by themselves: the membership, and its vetting, are the office's
+            changed.append({**{f: row[f] for f in _FIELDS}, "joined_by_self": False, "b_id": old.id, "updated_at": now})
         else:
             report.unchanged += 1
     if new:
@@ -195,11 +200,12 @@ def _upsert(conn: Connection, list_name: str, rows: list[dict], now: datetime, r
         report.added += len(new)
     if changed:
         conn.execute(update(recipients).where(recipients.c.id == bindparam("b_id")).values(
-            {f: bindparam(f) for f in (*_FIELDS, "updated_at")}), changed)
+            {f: bindparam(f) for f in (*_FIELDS, "joined_by_self", "updated_at")}), changed)
         report.updated += len(changed)
 
 
-BY_RECIPIENT = frozenset({"one-click unsubscribe"})  # the actors that are the recipient themselves (web.public)
+PORTAL_ACTOR = "the journalist, in the portal"
+BY_RECIPIENT = frozenset({"one-click unsubscribe", PORTAL_ACTOR})  # the actors that are the recipient themselves
 
 
 @dataclass(frozen=True)

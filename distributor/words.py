@@ -86,6 +86,9 @@ def event(action: str, actor: str, detail: dict | None, revision: int | None, zo
         "suppression_lifted": lambda: f"{who} lifted the suppression of {d.get('email')}",
         "portal_revoked": lambda: f"{who} revoked the portal links of {d.get('email')} "
                                   f"({_count(d.get('sessions'), 'open session')} ended)",
+        "language_chosen": lambda: f"{d.get('email')} chose the language {d.get('language')} in the portal",
+        "list_joined": lambda: f"{d.get('email')} joined the list {d.get('list')} in the portal",
+        "list_left": lambda: f"{d.get('email')} left the list {d.get('list')} in the portal",
         "media_added": lambda: f"{who} added the {'photo' if d.get('kind') == 'image' else 'document'} "
                                f"{d.get('media')} (revision {revision})",
         "media_removed": lambda: f"{who} removed the {'photo' if d.get('kind') == 'image' else 'document'} "

@@ -72,6 +72,9 @@ class Action(str, Enum):
     MEDIA_ADDED = "media_added"
     MEDIA_REMOVED = "media_removed"
     PORTAL_REVOKED = "portal_revoked"
+    LANGUAGE_CHOSEN = "language_chosen"   # by the journalist, in the portal
+    LIST_JOINED = "list_joined"           # by the journalist, in the portal
+    LIST_LEFT = "list_left"               # by the journalist, in the portal
 
 
 @dataclass(frozen=True)

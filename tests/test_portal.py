@@ -15,7 +15,8 @@ from distributor.store.schema import deliveries, portal_events
 from tests import mediafiles
 from tests.webapp import EMBARGO, ROOT, SECRET, SID, START
 
-PORTAL = '\n[portal]\nterms = "Respect the embargo.\\n\\nDo not share this link."\n'
+PORTAL = ('\n[portal]\nterms = "Respect the embargo.\\n\\nDo not share this link."\n'
+          'self_service_lists = ["health"]\n')
 
 
 @pytest.fixture
@@ -242,3 +243,49 @@ def test_the_released_version_carries_no_link(office):
     system.dispatcher.deliver("email")
     released = [p for p in (system.config_path.parent / "outbox").rglob("*.eml") if "tv@tv.example.org" in p.read_text()]
     assert released and all("/j/" not in p.read_text() for p in released)
+
+
+def settings_post(browser, base, **data):
+    page = browser.get(f"{base}/portal/settings")
+    return browser.post(f"{base}/portal/settings", data={**data, "csrf_token": csrf_of(page.text)})
+
+
+def test_a_language_the_journalist_chose_wins_over_a_later_import(office, tmp_path):
+    system, _, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"])
+    bad = settings_post(browser, base, change="language", language="not a language!")
+    assert bad.status_code == 400 and "language: expected a language tag" in bad.text
+    assert settings_post(browser, base, change="language", language="pt-br").status_code == 200
+    csv_path = tmp_path / "again.csv"
+    csv_path.write_text("email,name,outlet,embargo_ok,language\nana@paper.example.com,Ana Lima,Daily Paper,yes,de\n")
+    assert system.cli("recipients", "import", csv_path, "--list", "embargo").code == 0
+    listed = system.cli("recipients", "list", "--list", "embargo", "--format", "json")
+    [ana] = [r for r in __import__("json").loads(listed.out) if r["email"] == "ana@paper.example.com"]
+    assert ana["language"] == "pt-BR"
+    assert "language_chosen" in system.cli("audit", "--format", "json").out
+
+
+def test_a_self_joined_member_is_never_vetted_and_a_replace_import_leaves_them(office, tmp_path):
+    system, _, base, links = office
+    browser = redeem(base, links["bob@wire.example.net"])
+    assert "not a list you can join" in settings_post(browser, base, change="join", list="embargo").text
+    assert "on the list health now" in settings_post(browser, base, change="join", list="health").text
+    listed = __import__("json").loads(system.cli("recipients", "list", "--list", "health", "--format", "json").out)
+    assert [(r["email"], r["embargo_ok"]) for r in listed] == [("bob@wire.example.net", False)]
+    csv_path = tmp_path / "health.csv"
+    csv_path.write_text("email,name,outlet,embargo_ok\ncara@radio.example.org,Cara,Radio,yes\n")
+    assert system.cli("recipients", "import", csv_path, "--list", "health", "--replace").code == 0
+    listed = __import__("json").loads(system.cli("recipients", "list", "--list", "health", "--format", "json").out)
+    assert sorted(r["email"] for r in listed) == ["bob@wire.example.net", "cara@radio.example.org"]
+    assert "off the list health now" in settings_post(browser, base, change="leave", list="health").text
+    actions = system.cli("audit", "--format", "json").out
+    assert "list_joined" in actions and "list_left" in actions
+
+
+def test_unsubscribing_in_the_portal_stops_mail_and_access(office):
+    system, _, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"])
+    done = settings_post(browser, base, change="unsubscribe")
+    assert done.status_code == 200 and "Unsubscribed" in done.text
+    assert browser.get(f"{base}/portal/").status_code == 403
+    assert system.cli("recipients", "unsubscribe", "--undo", "ana@paper.example.com", "--by", "kim").code == 2

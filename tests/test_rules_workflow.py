@@ -581,7 +581,7 @@ def test_action_names():
                                          "recipient_added", "suppression_lifted", "test-sent", "retried",
                                          "rescheduled", "corrected", "retracted", "notified", "alert", "alert_resolved",
                                          "user_added", "user_changed", "user_removed", "media_added", "media_removed",
-                                         "portal_revoked"]
+                                         "portal_revoked", "language_chosen", "list_joined", "list_left"]
 
 
 def test_lock_returns_the_row(engine):

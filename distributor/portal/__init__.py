@@ -273,6 +273,67 @@ def withdrawal_note(conn: Connection, statement_id: str) -> str | None:
         notices.c.number.desc()).limit(1)).scalar()
 
 
+# -- their own settings ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Settings:
+    language: str
+    lists: dict[str, bool]   # each self-service list: whether they are on it
+    subscribed: bool
+
+
+def own_settings(conn: Connection, who: Journalist, portal_settings: Portal) -> Settings:
+    rows = conn.execute(select(members.c.list_name, members.c.language).where(
+        members.c.email_key == who.email_key)).all()
+    on = {r.list_name for r in rows}
+    language = next((r.language for r in rows if r.language), "")
+    return Settings(language, {name: name in on for name in portal_settings.self_service_lists},
+                    not recipients.is_suppressed(conn, [who.email_key]))
+
+
+def language_tag(value: str) -> str:
+    """A BCP 47 language tag, in its standard form (``pt-br`` → ``pt-BR``); an error naming the field."""
+    import langcodes
+
+    text = value.strip()
+    try:
+        if text and len(text) <= 35 and langcodes.tag_is_valid(text):
+            return langcodes.standardize_tag(text)
+    except ValueError:
+        pass
+    raise InputError(f"expected a language tag such as en, fr or pt-BR, got {value[:40]!r}", where="language")
+
+
+def choose_language(conn: Connection, who: Journalist, value: str, at: datetime) -> str:
+    """The journalist's language on every list they are on, marked as theirs: a later CSV import keeps it."""
+    tag = language_tag(value)
+    conn.execute(update(members).where(members.c.email_key == who.email_key).values(
+        language=tag, language_by_self=True, updated_at=at))
+    return tag
+
+
+def join(conn: Connection, who: Journalist, list_name: str, at: datetime, portal_settings: Portal) -> bool:
+    """On a self-service list, never vetted thereby (vetting is the office's); False if already on it."""
+    if list_name not in portal_settings.self_service_lists:
+        raise InputError(f"{list_name!r} is not a list you can join here", where="list")
+    if conn.execute(select(members.c.id).where(members.c.list_name == list_name,
+                                               members.c.email_key == who.email_key)).first():
+        return False
+    conn.execute(insert(members).values(
+        list_name=list_name, email=who.address, email_key=who.email_key, name=who.name, outlet="", embargo_ok=False,
+        language=own_settings(conn, who, portal_settings).language, tags="", joined_by_self=True, created_at=at,
+        updated_at=at))
+    return True
+
+
+def leave(conn: Connection, who: Journalist, list_name: str, portal_settings: Portal) -> bool:
+    """Off a self-service list, whoever put them on it; False if not on it."""
+    if list_name not in portal_settings.self_service_lists:
+        raise InputError(f"{list_name!r} is not a list you can leave here", where="list")
+    return conn.execute(delete(members).where(members.c.list_name == list_name,
+                                              members.c.email_key == who.email_key)).rowcount > 0
+
+
 # -- the record --------------------------------------------------------------------------------------------------
 
 def record(conn: Connection, kind: str, at: datetime, address: str, user_agent: str, email_key: str | None = None,

@@ -12,7 +12,8 @@ from datetime import datetime
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 from markupsafe import Markup
 
-from distributor import media, portal, workflow
+from distributor import media, portal, recipients, workflow
+from distributor.errors import InputError
 from distributor.portal import Event
 from distributor.store import reading
 from distributor.web.site import site
@@ -215,6 +216,48 @@ def download(statement_id: str, name: str, rendition: str):
     filename = name if rendition == media.ORIGINAL else f"{rendition}-{name}"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+@journalists.route("/portal/settings", methods=["GET", "POST"])
+def own_settings():
+    """The journalist's language, the self-service lists they are on, and their email subscription: each change
+    audited, the journalist the actor."""
+    s = site()
+    portal_settings = settings()
+    who = g.journalist
+    said, status = None, 200
+    if request.method == "POST":
+        change = request.form.get("change", "")
+        at = s.clock.now()
+        try:
+            with s.engine.begin() as conn:
+                if change == "language":
+                    tag = portal.choose_language(conn, who, request.form.get("language", ""), at)
+                    workflow.record(conn, workflow.Action.LANGUAGE_CHOSEN, recipients.PORTAL_ACTOR, at,
+                                    email=who.address, language=tag)
+                    said = f"Your language is {tag} now."
+                elif change in ("join", "leave"):
+                    name = request.form.get("list", "")
+                    act = portal.join(conn, who, name, at, portal_settings) if change == "join" else \
+                        portal.leave(conn, who, name, portal_settings)
+                    if act:
+                        workflow.record(conn, workflow.Action.LIST_JOINED if change == "join"
+                                        else workflow.Action.LIST_LEFT, recipients.PORTAL_ACTOR, at,
+                                        email=who.address, list=name)
+                    said = (f"You are on the list {name} now." if change == "join" else
+                            f"You are off the list {name} now.")
+                elif change == "unsubscribe":
+                    if recipients.unsubscribe(conn, who.address, recipients.PORTAL_ACTOR, at):
+                        workflow.record(conn, workflow.Action.UNSUBSCRIBED, recipients.PORTAL_ACTOR, at,
+                                        email=who.address)
+                    return render_template("unsubscribe.html", address=who.address, done=True)
+                else:
+                    raise InputError("expected language, join, leave or unsubscribe", where="change")
+        except InputError as exc:
+            said, status = str(exc), 400
+    with reading(s.engine) as conn:
+        current = portal.own_settings(conn, who, portal_settings)
+    return render_template("portal_settings.html", current=current, said=said, failed=status != 200), status
 
 
 @journalists.route("/portal/logout", methods=["POST"])
