@@ -353,10 +353,12 @@ REPORT = ("report.pdf", mediafiles.pdf(), None)
 
 # -- Mastodon ----------------------------------------------------------------------------------------------------
 
-def test_mastodon_uploads_at_most_four_images_with_their_alt_text_then_posts_with_their_ids(released, masto):
+def test_mastodon_uploads_at_most_four_images_with_their_alt_text_then_posts_with_their_ids(released, masto, pds):
     photos = [FIELD, MAP, REPORT] + [(f"street-{n}.webp", mediafiles.webp(300 + n, 200), f"Street {n} under water")
                                      for n in range(3)]
-    system, _, embargo = released(photos, "mastodon")
+    system, _, embargo = released(photos)
+    assert [i["alt"] for i in pds.post()["embed"]["images"]] == [FIELD[2], MAP[2], "Street 0 under water",
+                                                                "Street 1 under water"]  # Bluesky: the same four
     assert [u["filename"] for u in masto.uploads] == ["field-visit.jpg", "flood-map.png", "street-0.webp",
                                                       "street-1.webp"]  # the first four images; no document
     assert [u["description"] for u in masto.uploads] == [FIELD[2], MAP[2], "Street 0 under water",
@@ -561,3 +563,40 @@ def test_preview_names_the_images_and_their_alt_text(make_system, statement_file
     post = system.cli("preview", SID, "--channel", "bluesky").out
     assert "2 images attached:" in post and "night.jpg is re-encoded to fit Bluesky's 1,000,000 bytes" in post
     assert "link card" not in post
+
+
+def test_the_file_transports_write_the_images_a_post_would_carry(make_system, statement_file, tmp_path):
+    clock = FixedClock(utcnow())
+    system = make_system(clock=clock, extra=mastodon("", transport="file") + bluesky("", transport="file"))
+    clock.set(with_media(system, statement_file, tmp_path, [FIELD, REPORT], "social", clock))
+    system.dispatcher.advance()
+    for name in ("mastodon", "bluesky"):
+        system.dispatcher.deliver(name)
+    out = system.config_path.parent / "out"
+    [toot] = [json.loads(p.read_text()) for p in (out / "mastodon").glob("*.json")]
+    assert toot["media"] == [{"file": FIELD[0], "description": FIELD[2]}]
+    [post] = [json.loads(p.read_text()) for p in (out / "bluesky").glob("*.json")]
+    assert post["images"] == [{"file": FIELD[0], "alt": FIELD[2], "mimeType": "image/jpeg",
+                               "size": post["images"][0]["size"], "aspectRatio": {"width": 1200, "height": 800}}]
+    assert "embed" not in post["record"]
+
+
+def test_a_photo_missing_from_the_store_holds_the_post_back_rather_than_posting_without_it(released, masto, pds):
+    import shutil
+
+    from distributor.media import store_of
+
+    system, clock, embargo = released([FIELD], deliver=False)
+    shutil.move(store_of(system.config).folder(mediafiles_sha(FIELD[1])), system.config_path.parent / "moved")
+    system.dispatcher.advance()
+    for name in ("mastodon", "bluesky"):
+        system.dispatcher.deliver(name)
+    rows = by_channel(system)
+    for key in ("mastodon:masto", "bluesky:sky"):
+        assert rows[key]["status"] == "retrying" and "media missing from paths.media" in rows[key]["error"]
+        assert FIELD[0] in rows[key]["error"]
+    assert masto.posts == [] and pds.records == {} and masto.uploads == [] and pds.uploads == []
+
+
+def mediafiles_sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
