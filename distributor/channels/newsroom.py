@@ -165,7 +165,7 @@ class NewsroomChannel(Channel):
         store = media.store_of(self.context.config)
         if store.missing((item,)):
             raise MissingMedia(f"the file of {item.name} ({item.sha256[:12]}…) is not in the media store "
-                               f"{store.root}; add it again with distributor media add")
+                               f"{store.root} (restore paths.media from its backup)")
         return store.renditions(item)
 
     def copy_media(self, statement_id: str, items: tuple[Media, ...]) -> set[Path]:
@@ -204,8 +204,12 @@ class NewsroomChannel(Channel):
         lead image for Open Graph. Links are relative to the page, so that everything loads from wherever the page
         is served; the Open Graph image is absolute, as the networks need."""
         images, downloads = [], []
+        store = media.store_of(self.context.config)
+        missing = store.missing(statement.media)  # publish refuses first; a preview shows what there is
         for item in statement.media:
-            files = {rendition.name: rendition for rendition in self.renditions(item)}
+            if item in missing:
+                continue
+            files = {rendition.name: rendition for rendition in store.renditions(item)}
             original = files[media.ORIGINAL]
             download = {"item": item, "href": media.public_path(statement_id, item), "size": media.megabytes(
                 original.size), "type": KINDS.get(item.content_type, item.content_type), "width": original.width,
