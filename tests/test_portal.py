@@ -289,3 +289,45 @@ def test_unsubscribing_in_the_portal_stops_mail_and_access(office):
     assert done.status_code == 200 and "Unsubscribed" in done.text
     assert browser.get(f"{base}/portal/").status_code == 403
     assert system.cli("recipients", "unsubscribe", "--undo", "ana@paper.example.com", "--by", "kim").code == 2
+
+
+def test_the_press_office_sees_who_opened_it_and_each_journalists_record(office):
+    from tests.webapp import login
+
+    system, _, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"], agree=True)
+    assert browser.get(f"{base}/portal/{SID}/").status_code == 200
+    from tests.conftest import wait_for
+
+    assert wait_for(lambda: len(events(system, "view")) == 2)
+    staff = login(office_app(system))
+    page = staff.get(f"/statements/{SID}").get_data(as_text=True)
+    assert "ana@paper.example.com" in page.split(">Opened by</h2>")[1].split("</table>")[0]
+    csv_text = staff.get(f"/statements/{SID}/views.csv").get_data(as_text=True)
+    assert csv_text.splitlines()[0] == "journalist,first_view,last_view,views,downloads"
+    assert csv_text.splitlines()[1].endswith(",2,0")
+    record = staff.get("/recipients/ana@paper.example.com").get_data(as_text=True)
+    for kind in ("redeemed", "agreed", "view"):
+        assert f"<td>{kind}</td>" in record
+
+
+def test_an_editor_revokes_from_the_recipients_page_and_a_manager_cannot(office):
+    from tests.webapp import login, post
+
+    system, _, base, links = office
+    browser = redeem(base, links["bob@wire.example.net"])
+    app = office_app(system)
+    assert post(login(app, "kim"), "/lists/revoke", email="bob@wire.example.net").status_code == 403
+    assert browser.get(f"{base}/portal/").status_code == 200
+    reply = post(login(app, "maya"), "/lists/revoke", email="bob@wire.example.net")
+    assert reply.status_code == 302
+    assert browser.get(f"{base}/portal/").status_code == 403
+    assert "portal_revoked" in system.cli("audit", "--format", "json").out
+
+
+def office_app(system):
+    from distributor.web import create_app
+
+    app = create_app(system.config, system.engine, system.clock)
+    app.config["TESTING"] = True
+    return app

@@ -384,6 +384,15 @@ def opened_by(conn: Connection, statement_id: str) -> list[dict]:
     return [dict(zip(VIEW_COLUMNS, row, strict=True)) for row in rows]
 
 
+def activity(conn: Connection, email_key: str, limit: int = 200) -> list[dict]:
+    """One journalist's record in the portal, newest first: redemptions, agreements, views and downloads."""
+    return [dict(r) for r in conn.execute(select(
+        portal_events.c.at, portal_events.c.kind, portal_events.c.statement_id, portal_events.c.revision,
+        portal_events.c.item, portal_events.c.address, portal_events.c.user_agent).where(
+        portal_events.c.email_key == email_key).order_by(portal_events.c.at.desc(), portal_events.c.id.desc()).limit(
+        limit)).mappings()]
+
+
 class Recorder:
     """Views and downloads, written in batches: a page's request only appends to a list; a thread writes the list
     every ``interval`` seconds in one transaction (and at close)."""

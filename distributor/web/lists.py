@@ -10,7 +10,7 @@ from tempfile import TemporaryDirectory
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from distributor import recipients, workflow
+from distributor import portal, recipients, workflow
 from distributor.errors import InputError, StateError, UserError
 from distributor.store import reading
 from distributor.web.auth import editor, require_login
@@ -187,3 +187,23 @@ def lift():
         return refused(exc, field("list"))
     flash(recipients.lifted_said(email), "ok")
     return back(field("list"))
+
+
+@lists.route("/lists/revoke", methods=["POST"])
+@editor
+def revoke_links():
+    """As 'distributor recipients revoke': every portal link sent so far ends, and every open session."""
+    s = site()
+    email = field("email")
+    if s.config.portal is None:
+        abort(404)
+    try:
+        with s.engine.begin() as conn:
+            ended = portal.revoke(conn, email, g.user.name, s.clock.now())
+            workflow.record(conn, workflow.Action.PORTAL_REVOKED, g.user.name, s.clock.now(), email=email,
+                            sessions=ended)
+    except UserError as exc:
+        return refused(exc, "", str(exc))
+    flash(f"{email}: every portal link sent so far is revoked; {ended} open session{'' if ended == 1 else 's'} "
+          f"ended.", "ok")
+    return redirect(url_for("pages.recipient_page", address=email))

@@ -12,8 +12,9 @@ from flask import Blueprint, Response, abort, render_template, request
 from markupsafe import Markup
 from sqlalchemy import select
 
-from distributor import csvout, deliveries, media, operations, recipients, status, words, workflow
+from distributor import csvout, deliveries, media, operations, portal, recipients, status, words, workflow
 from distributor.channels import social
+from distributor.clock import iso_z
 from distributor.errors import UserError
 from distributor.render import when
 from distributor.statements.model import StatementStatus
@@ -101,6 +102,7 @@ def statement_page(statement_id: str):
         live = queries.busy(conn, statement_id, now) or (
             row["status"] == "scheduled" and row["embargo"] is not None and row["embargo"] - now <= REFRESH_AHEAD)
         over_time = queries.sent_over_time(conn, statement_id)
+        opened = portal.opened_by(conn, statement_id) if s.config.portal is not None else None
     refresh = live and request.args.get("refresh") != "off"  # a reader may stop it (WCAG 2.2.1)
     previews = social_previews(statement_id)
     failed_count = sum(c.get("failed", 0) for c in counts.values())
@@ -119,7 +121,7 @@ def statement_page(statement_id: str):
                            statuses=queries.STATUSES, channels=list(s.config.channels),
                            all_lists=all_lists, chosen_lists=chosen, media=working.media,
                            megabytes=media.megabytes, media_fields=MEDIA_FIELDS, media_max=s.config.media.max_bytes,
-                           typed=request.form if request.endpoint == "actions.add_media" else {})
+                           typed=request.form if request.endpoint == "actions.add_media" else {}, opened=opened)
 
 
 MEDIA_FIELDS = (("alt", "Alt text (required for a photo: what it shows)"), ("title", "Title (for a document)"),
@@ -214,6 +216,20 @@ def deliveries_csv(statement_id: str):
         "Content-Disposition": f'attachment; filename="{statement_id}-deliveries.csv"'})
 
 
+@pages.route("/statements/<statement_id>/views.csv")
+def views_csv(statement_id: str):
+    """Who opened it in the journalists' portal, as 'distributor log ID --views --format csv' says it."""
+    s = site()
+    out = io.StringIO()
+    with reading_connection(s.engine) as conn:
+        statement_or_404(conn, statement_id)
+        csvout.write(out, list(portal.VIEW_COLUMNS), ({**r, "first_view": iso_z(r["first_view"]),
+                                                        "last_view": iso_z(r["last_view"])}
+                                                       for r in portal.opened_by(conn, statement_id)))
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{statement_id}-views.csv"'})
+
+
 @pages.route("/recipients/<path:address>")
 def recipient_page(address: str):
     s = site()
@@ -223,9 +239,12 @@ def recipient_page(address: str):
         history = queries.recipient_history(conn, address)
         lists = queries.memberships(conn, address)
         suppressed = bool(recipients.is_suppressed(conn, [address]))
+        door = portal.activity(conn, recipients.key(address)) if s.config.portal is not None else None
+        revoked = portal.revoked_at(conn, recipients.key(address)) if door is not None else None
     if not history and not lists:
         abort(404)
-    return render_template("recipient.html", address=address, history=history, lists=lists, suppressed=suppressed)
+    return render_template("recipient.html", address=address, history=history, lists=lists, suppressed=suppressed,
+                           door=door, revoked=revoked)
 
 
 @pages.route("/audit")
