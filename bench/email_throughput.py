@@ -2,6 +2,7 @@
 
     python bench/email_throughput.py [--recipients 20000] [--runs 3] [--memory-recipients 10000,1000000]
                                      [--tracemalloc-recipients 10000,100000] [--overlapping-lists 4x5000]
+                                     [--attachment-bytes 1000000]
 
 All three throughput figures talk to the same aiosmtpd sink, in its own process on loopback. The sink offers
 PIPELINING (RFC 2920), as Postfix and Exim do:
@@ -13,7 +14,8 @@ PIPELINING (RFC 2920), as Postfix and Exim do:
   2. distributor: plan, render, MIME, SMTP over the pool and every status recorded (SQLite, WAL), as
                   `distributor run` does it;
   3. naive:       EmailMessage built per recipient, a new SMTP connection per message, one commit per status row.
-Each figure is the median of --runs runs. Targets: (2) >= 0.9 x (1) and (2) >= 3 x (3). For comparison, (1) is
+Each figure is the median of --runs runs, in messages and in megabytes (of the whole message as it goes on the wire)
+per second. Targets: (2) >= 0.9 x (1) and (2) >= 3 x (3). For comparison, (1) is
 also measured with its connections as threads of one process, as the distributor's are: the most that one Python
 process, with nothing else to do, gets from this sink.
 
@@ -23,6 +25,9 @@ then a fresh child process plans, claims, renders, sends, records and logs, and 
 since exec) is read from /proc. --memory-timeout bounds each send; a send stopped by it is reported as incomplete
 with the peak seen so far, and fails the benchmark.
 Targets: under 120 MB at the largest size, and within 1.25 x of the peak at the smallest.
+
+--attachment-bytes N gives the statement a PDF of about N bytes, which every copy carries as an attachment (base64,
+about 1.37 N on the wire); the ceiling and the naive loop send the same message, attachment included.
 
 --overlapping-lists KxN compares, in alternating runs (--runs of each), the distributor end to end to one list of
 --recipients with the same statement scheduled to K lists of N members, each overlapping the one before it by half
@@ -62,17 +67,41 @@ MEMORY_GROWTH_TARGET = 1.25
 
 
 CONNECTIONS = 4  # the pool's size in the benchmark's config (--connections)
+ATTACHMENT_BYTES = 0  # a PDF of about this many bytes goes with every copy (--attachment-bytes); 0: none
+
+
+def document_of(size: int) -> bytes:
+    """A one-page PDF of about ``size`` bytes: a page-sized grey image of random pixels, which do not compress."""
+    import io
+    import random
+
+    import pikepdf
+
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(595, 842))
+    edge = max(8, int(size ** 0.5))
+    image = pikepdf.Stream(pdf, random.Random(1).randbytes(edge * edge))
+    image.Type, image.Subtype = pikepdf.Name.XObject, pikepdf.Name.Image
+    image.Width, image.Height, image.BitsPerComponent = edge, edge, 8
+    image.ColorSpace = pikepdf.Name.DeviceGray
+    page = pdf.pages[0]
+    page.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=image))
+    page.Contents = pdf.make_stream(b"q 595 0 0 842 0 0 cm /Im0 Do Q")
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
 
 
 def installation(folder: Path, port: int, n: int, schedule: bool = False):
     """A configured database with n vetted recipients and one approved (optionally scheduled) statement."""
-    from distributor import workflow
+    from distributor import media, workflow
     from distributor.channels import REGISTRY, load_config
     from distributor.statements import parse_file
     from distributor.store import connect, init_schema
 
     config_path = folder / "distributor.toml"
-    config_path.write_text(smtp_config(f"sqlite:///{folder / 'd.db'}", port, connections=CONNECTIONS))
+    text = smtp_config(f"sqlite:///{folder / 'd.db'}", port, connections=CONNECTIONS)
+    config_path.write_text(text.replace("[paths]\n", f'[paths]\nmedia = "{folder / "media"}"\n', 1))
     config = load_config(config_path)
     engine = connect(config.database_url)
     init_schema(engine)
@@ -80,6 +109,14 @@ def installation(folder: Path, port: int, n: int, schedule: bool = False):
     now = datetime.now(UTC)
     with engine.begin() as conn:
         sid = workflow.import_statement(conn, parse_file(STATEMENT), str(STATEMENT), "bench", now).id
+        if ATTACHMENT_BYTES:
+            library = media.Library.of(config)
+            document = document_of(ATTACHMENT_BYTES)
+
+            def add(items):
+                item = library.take(document, "report.pdf", "bench", {"title": "The full report"}, items)
+                return items + (item,), item
+            workflow.change_media(conn, sid, add, "bench", now)
         workflow.approve(conn, sid, "bench", now)
         if schedule:
             workflow.schedule(conn, sid, "bench", now, override_embargo=True, embargo=now + timedelta(days=1),
@@ -127,6 +164,7 @@ def run_distributor(folder: Path, port: int, n: int) -> tuple[float, bytes, int]
         job = Job(sid, row["revision"], workflow.content(conn, sid, row["revision"]), row["embargo"],
                   row["send_embargoed_at"])
     rendered = email.render(job, EMBARGOED)
+    assert len(rendered.attached) == (1 if ATTACHMENT_BYTES else 0), rendered.listed
     sample = rendered.message(address(0), "Journalist 0", "<x@example.org>", datetime.now(UTC))
     engine.dispose()
     return elapsed, sample, email.settings.smtp.connections
@@ -222,6 +260,7 @@ def run_naive(folder: Path, port: int, n: int, sample: bytes) -> float:
     parsed = email.message_from_bytes(sample, policy=email.policy.default)
     text = parsed.get_body(("plain",)).get_content()
     html = parsed.get_body(("html",)).get_content()
+    files = [(part.get_content(), part.get_content_type(), part.get_filename()) for part in parsed.iter_attachments()]
     db = sqlite3.connect(folder / "naive.db")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE status (recipient TEXT, status TEXT, at TEXT)")
@@ -235,6 +274,9 @@ def run_naive(folder: Path, port: int, n: int, sample: bytes) -> float:
         msg["Subject"] = str(parsed["Subject"])
         msg.set_content(text)
         msg.add_alternative(html, subtype="html")
+        for data, content_type, filename in files:
+            maintype, _, subtype = content_type.partition("/")
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
         with smtplib.SMTP("127.0.0.1", port) as conn:
             conn.send_message(msg)
         db.execute("INSERT INTO status VALUES (?, 'sent', ?)", (to, datetime.now(UTC).isoformat()))
@@ -434,12 +476,14 @@ def sizes_of(text: str) -> list[int]:
 
 
 def main() -> int:
-    global CONNECTIONS
+    global CONNECTIONS, ATTACHMENT_BYTES
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=CONNECTIONS,
                         help="the distributor's SMTP connections, and so the ceiling's (default 4)")
+    parser.add_argument("--attachment-bytes", type=int, default=0,
+                        help="give the statement a PDF of about this many bytes, attached to every copy (default: none)")
     parser.add_argument("--memory-recipients", type=sizes_of, default=[],
                         help="one size or several, comma-separated (e.g. 10000,1000000)")
     parser.add_argument("--tracemalloc-recipients", type=sizes_of, default=[],
@@ -455,6 +499,7 @@ def main() -> int:
     parser.add_argument("--snapshot", help=argparse.SUPPRESS)
     args = parser.parse_args()
     CONNECTIONS = args.connections  # the config installation() writes
+    ATTACHMENT_BYTES = args.attachment_bytes
     if args.memory_child:
         memory_child(args.memory_child, args.expect, args.snapshot)
         return 0
@@ -482,11 +527,17 @@ def main() -> int:
                 print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in results.items())
                       + f"; (2)/(1) in this run {results['distributor'][-1] / results['ceiling'][-1]:.2f}", flush=True)
         median = {k: statistics.median(v) for k, v in results.items()}
-        print(f"\nrecipients: {n}, runs: {args.runs}, message size: {len(sample)} bytes, connections: {connections}")
-        print(f"1. sink ceiling ({connections} connections, one process each): {median['ceiling']:8.0f} messages/s")
-        print(f"2. distributor end to end ({connections}-connection pool):  {median['distributor']:8.0f} messages/s")
-        print(f"3. naive loop:                                      {median['naive']:8.0f} messages/s")
-        print(f"for comparison, (1) from {connections} threads of one process:   {median['threads']:8.0f} messages/s "
+        mb = len(sample) / 1e6  # megabytes a message, as it goes on the wire
+
+        def rate(key: str) -> str:
+            return f"{median[key]:8.0f} messages/s {median[key] * mb:8.1f} MB/s"
+        attachment = f", attachment: {ATTACHMENT_BYTES} bytes" if ATTACHMENT_BYTES else ""
+        print(f"\nrecipients: {n}, runs: {args.runs}, message size: {len(sample)} bytes{attachment}, "
+              f"connections: {connections}")
+        print(f"1. sink ceiling ({connections} connections, one process each): {rate('ceiling')}")
+        print(f"2. distributor end to end ({connections}-connection pool):  {rate('distributor')}")
+        print(f"3. naive loop:                                      {rate('naive')}")
+        print(f"for comparison, (1) from {connections} threads of one process:   {rate('threads')} "
               f"(the most one Python process can ask of this sink; (2) / it = "
               f"{median['distributor'] / median['threads']:.2f})")
         ratio_ceiling = median["distributor"] / median["ceiling"]

@@ -347,7 +347,8 @@ class EmailChannel(Channel):
             body.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.item.name)
         if attached:  # neither boundary a prefix of the other: a parser could take one for the other
             body.set_boundary(boundary + "m")
-            body.get_payload()[0].set_boundary(boundary + "a")
+            alternative = next(body.iter_parts())
+            alternative.set_boundary(boundary + "a")
         raw = body.as_bytes(policy=SMTP)
         mime_head, _, encoded = raw.partition(b"\r\n\r\n")
 
