@@ -13,7 +13,7 @@ from distributor import portal
 from distributor.store import reading
 from distributor.store.schema import deliveries, portal_events
 from tests import mediafiles
-from tests.webapp import EMBARGO, ROOT, SECRET, SID, START
+from tests.webapp import EMBARGO, ROOT, SECRET, SID
 
 PORTAL = ('\n[portal]\nterms = "Respect the embargo.\\n\\nDo not share this link."\n'
           'self_service_lists = ["health"]\n')
@@ -190,7 +190,7 @@ def test_a_link_expires_link_days_after_the_embargo(office):
 
 def test_failed_token_attempts_are_limited_per_address(office):
     system, _, base, links = office
-    for n in range(20):
+    for _ in range(20):
         assert requests.get(f"{base}/j/{'x' * 32}").status_code == 200
     assert requests.get(f"{base}/j/{links['ana@paper.example.com']}").status_code == 429
 
@@ -331,3 +331,46 @@ def office_app(system):
     app = create_app(system.config, system.engine, system.clock)
     app.config["TESTING"] = True
     return app
+
+
+def test_links_in_emails_after_a_revocation_work_again(office):
+    system, clock, base, links = office
+    assert system.at("recipients", "revoke", "bob@wire.example.net", "--by", "kim").code == 0
+    assert redeem(base, links["bob@wire.example.net"]).last.status_code == 403
+    clock.advance(60)
+    moved = (EMBARGO + timedelta(hours=2)).isoformat()
+    assert system.at("reschedule", SID, "--embargo", moved, "--by", "maya", "--reason", "later").code == 0
+    system.dispatcher.advance()
+    system.dispatcher.deliver("email")
+    with reading(system.engine) as conn:
+        notice = conn.execute(select(deliveries.c.id).where(
+            deliveries.c.target == "bob@wire.example.net", deliveries.c.kind == "embargo-change")).scalar()
+    browser = redeem(base, portal.link_token(SECRET, notice))
+    assert browser.last.status_code == 200
+    page = browser.get(f"{base}/portal/{SID}/").text
+    assert "The embargo moved" in page and "02:01" in page  # the new time, in UTC among the zones
+
+
+def test_an_embargoed_statement_shows_only_once_the_copy_is_due(office, statement_file):
+    system, clock, base, links = office
+    other = statement_file(name="other.txt", reference="Index: TRO 01/002/2026", title="A later statement")
+    assert system.at("import", other, "--by", "sam").code == 0
+    assert system.at("approve", "tro-01-002-2026", "--by", "maya").code == 0
+    later = (clock.now() + timedelta(hours=2)).isoformat()
+    assert system.at("schedule", "tro-01-002-2026", "--embargo", EMBARGO.isoformat(), "--send-embargoed-at", later,
+                     "--channels", "email").code == 0
+    browser = redeem(base, links["ana@paper.example.com"])
+    assert "A later statement" not in browser.get(f"{base}/portal/").text
+    assert browser.get(f"{base}/portal/tro-01-002-2026/").status_code == 404
+    clock.advance(7201)
+    assert "A later statement" in browser.get(f"{base}/portal/").text
+    assert browser.get(f"{base}/portal/tro-01-002-2026/").status_code == 200
+
+
+def test_old_views_are_forgotten_after_keep_days(office):
+    system, clock, base, links = office
+    redeem(base, links["ana@paper.example.com"])
+    with system.engine.begin() as conn:
+        assert portal.prune(conn, clock.now() + timedelta(days=364), system.config.portal) == 0
+        assert portal.prune(conn, clock.now() + timedelta(days=366), system.config.portal) >= 2
+    assert events(system, "redeemed") == []

@@ -12,7 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +29,7 @@ from distributor.store.schema import deliveries, notices, portal_events, portal_
 from distributor.store.schema import recipients as members
 
 S = StatementStatus
+log = logging.getLogger("distributor.portal")
 MAC_BYTES = 18  # 144 bits
 SALT = b"distributor-portal-link\0"
 
@@ -397,11 +401,12 @@ class Recorder:
     """Views and downloads, written in batches: a page's request only appends to a list; a thread writes the list
     every ``interval`` seconds in one transaction (and at close)."""
 
-    def __init__(self, engine, interval: float = 1.0):
-        import threading
-
+    def __init__(self, engine, interval: float = 1.0, portal_settings: Portal | None = None, clock=None):
         self.engine = engine
         self.interval = interval
+        self.portal_settings = portal_settings
+        self.clock = clock
+        self._pruned = 0.0
         self._pending: list[dict] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -426,13 +431,15 @@ class Recorder:
         return len(batch)
 
     def _run(self) -> None:
-        import logging
-
         while not self._stop.wait(self.interval):
             try:
                 self.flush()
+                if self.portal_settings is not None and self.clock is not None and time.monotonic() > self._pruned:
+                    self._pruned = time.monotonic() + 3600  # once an hour
+                    with self.engine.begin() as conn:
+                        prune(conn, self.clock.now(), self.portal_settings)
             except Exception:
-                logging.getLogger("distributor.portal").exception("could not record the portal's views yet")
+                log.exception("could not record the portal's views yet")
 
     def close(self) -> None:
         self._stop.set()

@@ -34,7 +34,7 @@ def settings():
 def install(app) -> None:
     """The portal's routes, and the thread that writes its views in batches."""
     s = app.extensions["distributor"]
-    app.extensions["portal_recorder"] = portal.Recorder(s.engine)
+    app.extensions["portal_recorder"] = portal.Recorder(s.engine, portal_settings=s.config.portal, clock=s.clock)
     app.extensions["portal_database_clock"] = database_clock(s.engine)
     app.register_blueprint(journalists)
 
