@@ -79,7 +79,7 @@ def fitted(picture: Picture) -> Blob:
 
     with Image.open(io.BytesIO(data)) as opened:
         opened.load()
-        image = opened
+        image: Image.Image = opened
         if image.mode in ("RGBA", "LA", "P"):  # transparency on white, as a JPEG cannot carry it
             rgba = image.convert("RGBA")
             image = Image.new("RGB", rgba.size, (255, 255, 255))

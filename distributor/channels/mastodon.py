@@ -152,7 +152,7 @@ class MastodonChannel(Channel):
                 return Outcome(row.id, Result.FAILED, str(exc))
             language = (statement.language or self.context.config.office.language)[:2]
             if job.kind is Kind.CORRECTION:  # Mastodon edits a status in place (PUT /api/v1/statuses/:id)
-                edit = {"action": "edit", "id": status, "status": text, "language": language}
+                edit: dict[str, object] = {"action": "edit", "id": status, "status": text, "language": language}
                 before = shown.get(row.target, ())
                 if before or found:  # an edit without media_ids would drop the status's images
                     if [item.sha256 for item in before] == [p.item.sha256 for p in found]:
@@ -164,7 +164,7 @@ class MastodonChannel(Channel):
                 return transport.post(row, edit)
             if problem:  # never a post without the images it is to carry: it waits until they are back
                 return Outcome(row.id, Result.RETRY, problem)
-            body = {"status": text, "visibility": account.visibility, "language": language}
+            body: dict[str, object] = {"status": text, "visibility": account.visibility, "language": language}
             if found:
                 body["media"] = found
             return transport.post(row, body)
@@ -189,12 +189,12 @@ class MastodonChannel(Channel):
         d = delivery_rows.c
         with reading(self.context.engine) as conn:
             latest: dict[str, int] = {}
-            for target, revision in conn.execute(select(d.target, d.revision).where(
+            for sent in conn.execute(select(d.target, d.revision).where(
                     d.statement_id == job.statement_id, d.channel == self.name, d.target.in_([r.target for r in rows]),
                     d.status == deliveries.DeliveryStatus.SENT.value, d.generation == job.generation,
                     d.kind.in_((Kind.STATEMENT.value, Kind.CORRECTION.value))).order_by(d.sent_at, d.id)):
-                latest[str(target)] = int(revision)  # the latest wins
-            contents = {number: Statement.from_dict(content) for number, content in conn.execute(
+                latest[str(sent.target)] = int(sent.revision)  # the latest wins
+            contents = {found.number: Statement.from_dict(found.content) for found in conn.execute(
                 select(revisions.c.number, revisions.c.content).where(
                     revisions.c.statement_id == job.statement_id, revisions.c.number.in_(set(latest.values()))))}
         return {target: images(contents[number]) for target, number in latest.items() if number in contents}

@@ -103,7 +103,7 @@ def redeem(token: str):
             portal.record(conn, Event.REDEEMED, at, address, agent, email_key=link.email_key,
                           statement_id=link.statement_id, delivery_id=link.delivery_id)
             agreed_before = portal.has_agreed_before(conn, link.email_key)
-    if refused:
+    if refused or link is None:
         return no_access()
     response = redirect(url_for("portal.statement_page", statement_id=link.statement_id) if agreed_before
                         else url_for("portal.terms", next=link.statement_id))
