@@ -26,7 +26,7 @@ from distributor.outcomes import Claimed, Outcome, Report, Result, Variant
 from distributor.render import statement_uri
 from distributor.statements.model import Media, Statement
 from distributor.store import reading
-from distributor.transports.base import write_atomically
+from distributor.transports.base import PUBLIC, write_atomically
 
 ATOM = "http://www.w3.org/2005/Atom"
 
@@ -95,7 +95,7 @@ class FeedChannel(Channel):
             for row in rows:
                 report(Outcome(row.id, Result.FAILED, f"the feed would not be well-formed XML ({exc}); not published"))
             return
-        write_atomically(self.settings.path, data)
+        write_atomically(self.settings.path, data, PUBLIC)
         for row in rows:
             report(Outcome(row.id, Result.SENT, remote_id=statement_uri(self.context.config.office, job)))
 

@@ -35,7 +35,7 @@ from distributor.statements.model import Media, Statement
 from distributor.statements.model import StatementStatus as S
 from distributor.store import reading
 from distributor.store.schema import notices, revisions, statements
-from distributor.transports.base import write_atomically
+from distributor.transports.base import PUBLIC, write_atomically
 
 log = logging.getLogger("distributor.channels")
 SITEMAP = "http://www.sitemaps.org/schemas/sitemap/0.9"
@@ -131,13 +131,13 @@ class NewsroomChannel(Channel):
             if page.parent.exists():
                 shutil.rmtree(page.parent)
         elif facts["status"] == S.RETRACTED.value:
-            write_atomically(page, self.retraction_notice(statement_id, facts).encode("utf-8"))
+            write_atomically(page, self.retraction_notice(statement_id, facts).encode("utf-8"), PUBLIC)
             remove_folder(self.settings.media(statement_id))
         else:
             statement: Statement = facts["statement"]
             wanted = self.copy_media(statement_id, statement.media)  # before the page that shows them
             write_atomically(page, self.statement_page(statement_id, statement, facts["released_at"],
-                                                       facts["corrections"]).encode("utf-8"))
+                                                       facts["corrections"]).encode("utf-8"), PUBLIC)
             self.prune_media(statement_id, wanted)  # after it: the page before showed them until now
         self.write_index(listed)
         return self.settings.link(statement_id)
@@ -284,15 +284,15 @@ class NewsroomChannel(Channel):
                 canonical=self.settings.url if number == 1 else f"{self.settings.url}page/{number}/")
             target = self.settings.directory / PAGE_FILE if number == 1 else \
                 self.settings.directory / "page" / str(number) / PAGE_FILE
-            write_atomically(target, html.encode("utf-8"))
+            write_atomically(target, html.encode("utf-8"), PUBLIC)
         stale = self.settings.directory / "page"
         if stale.is_dir():  # pages the shorter list no longer has
             for folder in stale.iterdir():
                 if folder.name.isdigit() and int(folder.name) > len(chunks):
                     shutil.rmtree(folder)
-        write_atomically(self.settings.directory / "sitemap.xml", self.sitemap(listed))
+        write_atomically(self.settings.directory / "sitemap.xml", self.sitemap(listed), PUBLIC)
         write_atomically(self.settings.directory / "robots.txt",
-                         f"User-agent: *\nAllow: /\nSitemap: {self.settings.url}sitemap.xml\n".encode())
+                         f"User-agent: *\nAllow: /\nSitemap: {self.settings.url}sitemap.xml\n".encode(), PUBLIC)
 
     def sitemap(self, listed: list[dict]) -> bytes:
         ET.register_namespace("", SITEMAP)

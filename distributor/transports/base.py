@@ -158,11 +158,17 @@ class RateLimit:
             time.sleep(start - now)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write, then rename: readers see the old file or the new one, never half of one."""
+PUBLIC = 0o644  # a file any web server may read: the newsroom's pages, the feed
+
+
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write, then rename: readers see the old file or the new one, never half of one. Without ``mode`` the file is
+    its writer's alone (0600, as the temporary file is made); ``PUBLIC`` for what a web server serves."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

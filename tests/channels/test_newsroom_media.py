@@ -192,6 +192,15 @@ def test_at_the_lift_every_file_is_copied_from_the_store_stripped_of_its_metadat
     assert not list(there.site.rglob(".*"))  # no temporary file left behind
 
 
+def test_every_file_the_newsroom_writes_is_readable_by_a_web_server(office):
+    there = office()
+    there.lift()
+    written = [path for path in there.site.rglob("*") if path.is_file()]
+    assert any(path.name == "index.html" for path in written) and any(path.name == "sitemap.xml" for path in written)
+    for path in written:
+        assert path.stat().st_mode & 0o044 == 0o044, path  # readable by a web server running as another user
+
+
 def test_a_file_is_copied_whole_or_not_at_all(office):
     """Readers never find half a file while it is copied (a large photo takes a while)."""
     there = office()
