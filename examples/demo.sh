@@ -6,6 +6,9 @@ distributor="$1"
 python="$(dirname "$distributor")/python"
 cd "$(dirname "$0")/.."
 export DISTRIBUTOR_CONFIG=config/distributor.toml
+# The key that signs the journalists' links and the unsubscribe links (config: web.secret_env); a real office keeps
+# one of its own in its environment.
+export DISTRIBUTOR_WEB_SECRET="${DISTRIBUTOR_WEB_SECRET:-demo-only-key-$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')}"
 rm -rf var outbox media
 "$distributor" init
 "$distributor" recipients import recipients/journalists.csv --list embargo
@@ -22,6 +25,13 @@ id=$("$distributor" import examples/statements/nhrn-12-004-2026.txt)
 embargo=$(python3 -c 'from datetime import datetime, timedelta, timezone; print((datetime.now(timezone.utc) + timedelta(seconds=6)).isoformat(timespec="seconds"))')
 "$distributor" schedule "$id" --embargo "$embargo" --override-embargo --by "Demo Scheduler"
 "$distributor" run --exit-when-idle
+echo
+link=$("$python" -c 'import email, re, sys; from email.policy import default; m = email.message_from_bytes(open(sys.argv[1], "rb").read(), policy=default); print(re.search(r"download the media: (\S+)", m.get_body(("plain",)).get_content()).group(1))' \
+  "outbox/email/$id.r3/ana.oliveira@dailyledger.example.com.eml")
+echo "Each vetted journalist's copy carries their own link to the portal, for example Ana Oliveira's:"
+echo "  $link"
+echo "  (with 'DISTRIBUTOR_WEB_SECRET=$DISTRIBUTOR_WEB_SECRET distributor serve' running, it opens her releases;"
+echo "  'distributor log $id --views' then says who opened what)"
 echo
 echo "The newsroom page, written at the lift: outbox/news/$id/index.html"
 echo "Its photo (with its renditions) and the briefing, copied beside it at the lift:"

@@ -374,3 +374,39 @@ def test_old_views_are_forgotten_after_keep_days(office):
         assert portal.prune(conn, clock.now() + timedelta(days=364), system.config.portal) == 0
         assert portal.prune(conn, clock.now() + timedelta(days=366), system.config.portal) >= 2
     assert events(system, "redeemed") == []
+
+
+@pytest.mark.subprocess
+def test_a_stopped_server_writes_the_views_it_still_held(office):
+    """'distributor serve' stopped by SIGTERM (a service manager's stop) writes the last second's views first."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.conftest import free_port
+
+    system, _, _, links = office
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TEST_WEB_SECRET": SECRET}
+    server = subprocess.Popen([sys.executable, "-m", "distributor", "--config", str(system.config_path), "serve",
+                               "--port", str(port)], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}{ROOT}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{base}/login", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.05)
+        browser = redeem(base, links["ana@paper.example.com"])  # its last page is the statement: one view
+        assert browser.last.status_code == 200 and "Riverland" in browser.last.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert len(events(system, "view")) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -48,8 +49,20 @@ def cmd_serve(args) -> int:
     options = serve_options(args, app.config)
     print(f"serving on http://{args.host}:{args.port}{options['url_prefix']}/ "
           f"(office.base_url: {app.config.office.base_url or 'not set'})", file=sys.stderr)
-    serve(web, **options)
+    signal.signal(signal.SIGTERM, _stop)  # a stop by the service manager ends as Ctrl-C does: the views are written
+    try:
+        serve(web, **options)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        recorder = web.extensions.get("portal_recorder")
+        if recorder is not None:
+            recorder.close()  # the last second's views
     return 0
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
