@@ -2,7 +2,7 @@
 
     python bench/email_throughput.py [--recipients 20000] [--runs 3] [--memory-recipients 10000,1000000]
                                      [--tracemalloc-recipients 10000,100000] [--overlapping-lists 4x5000]
-                                     [--attachment-bytes 1000000]
+                                     [--attachment-bytes 1000000] [--portal]
 
 All three throughput figures talk to the same aiosmtpd sink, in its own process on loopback. The sink offers
 PIPELINING (RFC 2920), as Postfix and Exim do:
@@ -28,6 +28,9 @@ Targets: under 120 MB at the largest size, and within 1.25 x of the peak at the 
 
 --attachment-bytes N gives the statement a PDF of about N bytes, which every copy carries as an attachment (base64,
 about 1.37 N on the wire); the ceiling and the naive loop send the same message, attachment included.
+
+--portal turns the journalists' portal on: each copy carries its journalist's own link, written into the body that
+is encoded once per revision, so that every message differs; the ceiling sends one message of the same size.
 
 --overlapping-lists KxN compares, in alternating runs (--runs of each), the distributor end to end to one list of
 --recipients with the same statement scheduled to K lists of N members, each overlapping the one before it by half
@@ -68,6 +71,14 @@ MEMORY_GROWTH_TARGET = 1.25
 
 CONNECTIONS = 4  # the pool's size in the benchmark's config (--connections)
 ATTACHMENT_BYTES = 0  # a PDF of about this many bytes goes with every copy (--attachment-bytes); 0: none
+PORTAL = False  # each copy carries its journalist's own portal link, put into the shared body per message (--portal)
+PORTAL_CONFIG = """
+[web]
+secret_env = "BENCH_WEB_SECRET"
+
+[portal]
+terms = "Respect the embargo."
+"""
 
 
 def document_of(size: int) -> bytes:
@@ -101,7 +112,12 @@ def installation(folder: Path, port: int, n: int, schedule: bool = False):
 
     config_path = folder / "distributor.toml"
     text = smtp_config(f"sqlite:///{folder / 'd.db'}", port, connections=CONNECTIONS)
-    config_path.write_text(text.replace("[paths]\n", f'[paths]\nmedia = "{folder / "media"}"\n', 1))
+    text = text.replace("[paths]\n", f'[paths]\nmedia = "{folder / "media"}"\n', 1)
+    if PORTAL:
+        os.environ.setdefault("BENCH_WEB_SECRET", "a-benchmark-key-of-more-than-32-characters")
+        text = text.replace("[office]\n", '[office]\nbase_url = "https://press.example.org/distributor"\n', 1)
+        text += PORTAL_CONFIG
+    config_path.write_text(text)
     config = load_config(config_path)
     engine = connect(config.database_url)
     init_schema(engine)
@@ -476,7 +492,7 @@ def sizes_of(text: str) -> list[int]:
 
 
 def main() -> int:
-    global CONNECTIONS, ATTACHMENT_BYTES
+    global CONNECTIONS, ATTACHMENT_BYTES, PORTAL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
@@ -484,6 +500,8 @@ def main() -> int:
                         help="the distributor's SMTP connections, and so the ceiling's (default 4)")
     parser.add_argument("--attachment-bytes", type=int, default=0,
                         help="give the statement a PDF of about this many bytes, attached to every copy (default: none)")
+    parser.add_argument("--portal", action="store_true",
+                        help="each copy carries its journalist's own portal link (the body differs per message)")
     parser.add_argument("--memory-recipients", type=sizes_of, default=[],
                         help="one size or several, comma-separated (e.g. 10000,1000000)")
     parser.add_argument("--tracemalloc-recipients", type=sizes_of, default=[],
@@ -500,6 +518,7 @@ def main() -> int:
     args = parser.parse_args()
     CONNECTIONS = args.connections  # the config installation() writes
     ATTACHMENT_BYTES = args.attachment_bytes
+    PORTAL = args.portal
     if args.memory_child:
         memory_child(args.memory_child, args.expect, args.snapshot)
         return 0
