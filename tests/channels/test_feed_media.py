@@ -13,7 +13,7 @@ from distributor.clock import FixedClock, utcnow
 from distributor.outcomes import Claimed, Result
 from tests import mediafiles
 from tests.channels.conftest import SID, feed
-from tests.channels.test_wire_media import NEWSROOM, NEWSROOM_URL, PHOTO, REPORT, add, newsroom_copies, revision, statement
+from tests.channels.test_wire_media import NEWSROOM, NEWSROOM_URL, PHOTO, REPORT, add, revision, statement
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -142,7 +142,6 @@ def test_the_entry_shows_each_photo_with_its_alt_text_caption_and_credit(make_sy
     assert "Åsgård" in content  # the body is still there
 
 
-@newsroom_copies
 def test_the_feed_links_files_that_are_in_the_newsroom_after_the_lift(make_system, statement_file, tmp_path):
     system, clock, embargo = office(make_system, statement_file, tmp_path)
     clock.set(embargo)

@@ -11,7 +11,6 @@ from PIL import Image
 from sqlalchemy import select
 
 from distributor import media
-from distributor.channels.newsroom import NewsroomChannel
 from distributor.clock import FixedClock, utcnow
 from distributor.outcomes import Claimed, Result
 from distributor.statements.model import Statement
@@ -26,14 +25,6 @@ PHOTO = {"alt": "Volunteers fill sandbags outside a flooded house in Eastbrook",
          "credit": "Photo: A. Reporter / TRO", "licence": "CC BY 4.0"}
 REPORT = {"title": "Flood maps: the full report", "caption": "Published 3 December 2026", "credit": "TRO research unit",
           "licence": "All rights reserved"}
-
-
-# The newsroom copies a statement's files beside its page at the lift (NewsroomChannel.copy_media); until it does,
-# no href can resolve to a file and the test that they do cannot run.
-newsroom_copies = pytest.mark.skipif(
-    not hasattr(NewsroomChannel, "copy_media"),
-    reason="the newsroom does not copy a statement's media at the lift yet (distributor/channels/newsroom.py has no "
-           "copy_media): the hrefs cannot resolve to files in <id>/media/ until it does")
 
 
 @pytest.fixture
@@ -153,7 +144,6 @@ def test_a_photo_without_caption_credit_or_licence_carries_its_alt_text_alone(
     assert {r["contentType"] for r in association["renditions"]} == {"image/png"}
 
 
-@newsroom_copies
 def test_the_hrefs_are_files_in_the_newsroom_after_the_lift(make_system, statement_file, tmp_path, receiver,
                                                             httpserver):
     system, clock, embargo = office(make_system, statement_file, tmp_path, wire(httpserver.url_for("/ingest")),
