@@ -4,6 +4,7 @@ when it is served."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -46,6 +47,8 @@ def cmd_serve(args) -> int:
         log.warning("%s overrides the web app's own page of that name; remove it to get the page as this version "
                     "of distributor makes it", path)
     web = create_app(app.config, app.engine, app.clock)
+    gc.collect()
+    gc.freeze()  # what start-up made lives as long as the server: full collections need not walk it, mid-request
     options = serve_options(args, app.config)
     print(f"serving on http://{args.host}:{args.port}{options['url_prefix']}/ "
           f"(office.base_url: {app.config.office.base_url or 'not set'})", file=sys.stderr)
