@@ -31,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/scale_out.py --recipients 20000 --workers 1,2,3 || status=1; \
 	$(BIN)/python bench/dashboard.py || status=1; \
 	$(BIN)/python bench/newsroom.py --clients 50 --duration 20 || status=1; \
+	$(BIN)/python bench/email_throughput.py --recipients 2000 --runs 1 --attachment-bytes 1000000 || status=1; \
+	$(BIN)/python bench/lift_latency.py --media 4 || status=1; \
+	$(BIN)/python bench/portal.py --journalists 1000 --rate 200 --duration 20 || status=1; \
 	exit $$status
 
 # Mutation testing of the delivery core ([tool.mutmut] in pyproject.toml); SQLite only, not part of CI.
