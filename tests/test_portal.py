@@ -379,34 +379,12 @@ def test_old_views_are_forgotten_after_keep_days(office):
 @pytest.mark.subprocess
 def test_a_stopped_server_writes_the_views_it_still_held(office):
     """'distributor serve' stopped by SIGTERM (a service manager's stop) writes the last second's views first."""
-    import os
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
     from tests.conftest import free_port
+    from tests.webapp import serving
 
     system, _, _, links = office
     port = free_port()
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "TEST_WEB_SECRET": SECRET}
-    server = subprocess.Popen([sys.executable, "-m", "distributor", "--config", str(system.config_path), "serve",
-                               "--port", str(port)], cwd=root, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}{ROOT}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/login", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-                time.sleep(0.05)
-        browser = redeem(base, links["ana@paper.example.com"])  # its last page is the statement: one view
+    with serving(system.config_path, port, probe=f"{ROOT}/login"):
+        browser = redeem(f"http://127.0.0.1:{port}{ROOT}", links["ana@paper.example.com"])  # the last page: a view
         assert browser.last.status_code == 200 and "Riverland" in browser.last.text
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert len(events(system, "view")) == 1

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from distributor import users
 from distributor.store.schema import login_attempts
 from tests.conftest import free_port
-from tests.webapp import PASSWORD, ROOT, SECRET, SID, csrf, local, login, post
+from tests.webapp import PASSWORD, ROOT, SECRET, SID, csrf, local, login, post, serving
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 
@@ -186,31 +186,19 @@ def test_a_crowd_of_half_sent_requests_keeps_nobody_out(write_config, tmp_path):
     env = {**os.environ, "TEST_WEB_SECRET": SECRET}
     assert subprocess.run([sys.executable, "-m", "distributor", "--config", str(path), "-q", "init"], cwd=ROOT_DIR,
                           env=env, capture_output=True, check=False).returncode == 0
-    server = subprocess.Popen([sys.executable, "-m", "distributor", "--config", str(path), "serve", "--port",
-                               str(port)], cwd=ROOT_DIR, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
     slow: list[socket.socket] = []
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/login", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-                time.sleep(0.05)
-        for _ in range(120):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-            slow.append(sock)
-        began = time.monotonic()
-        reply = requests.get(f"http://127.0.0.1:{port}/login", timeout=5)
-        assert reply.status_code == 200 and time.monotonic() - began < 5
-    finally:
-        for sock in slow:
-            sock.close()
-        server.terminate()
-        server.wait(timeout=30)
+    with serving(path, port):
+        try:
+            for _ in range(120):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                slow.append(sock)
+            began = time.monotonic()
+            reply = requests.get(f"http://127.0.0.1:{port}/login", timeout=5)
+            assert reply.status_code == 200 and time.monotonic() - began < 5
+        finally:
+            for sock in slow:
+                sock.close()
 
 
 def test_serve_sets_waitress_for_slow_clients_and_the_base_url(web):

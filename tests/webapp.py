@@ -1,8 +1,15 @@
 """The web app's test set-up: an office with an editor, a manager and a statement, and logged-out test clients."""
 
+import os
 import re
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+import requests
 
 from distributor import users
 from distributor.clock import FixedClock
@@ -74,3 +81,26 @@ def confirmed(client, path, **data):
     page = summary.get_data(as_text=True)
     fingerprint = re.search(r'name="fingerprint" value="([^"]+)"', page).group(1)
     return post(client, path, **data, confirm="1", fingerprint=fingerprint)
+
+
+@contextmanager
+def serving(config_path: Path, port: int, probe: str = "/login"):
+    """A real 'distributor serve' on loopback, in a process of its own, answering before the block begins; stopped
+    with SIGTERM, as a service manager stops it, at its end."""
+    env = {**os.environ, "TEST_WEB_SECRET": SECRET}
+    server = subprocess.Popen([sys.executable, "-m", "distributor", "--config", str(config_path), "serve", "--port",
+                               str(port)], cwd=Path(__file__).resolve().parent.parent, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}{probe}", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.05)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -61,18 +61,22 @@ def no_access(status: int = 403):
     return response
 
 
-def limited():
+def too_many():
+    """The 429 page once this address has had too many failed or unknown tokens within the window; else None."""
+    portal_settings = settings()
     with reading(site().engine) as conn:
-        return portal.refused_recently(conn, visitor()[0], site().clock.now(), settings())
+        if not portal.refused_recently(conn, visitor()[0], site().clock.now(), portal_settings):
+            return None
+    return render_template("error.html", code=429, message="Too many attempts from this address; try again in "
+                           f"{portal_settings.window_minutes:g} minutes."), 429
 
 
 @journalists.route("/j/<token>", methods=["GET"])
 def link_page(token: str):
     """One button and nothing else, whatever the token: the same page for a good one and a forged one."""
-    portal_settings = settings()
-    if limited():
-        return render_template("error.html", code=429, message="Too many attempts from this address; try again "
-                               f"in {portal_settings.window_minutes:g} minutes."), 429
+    refused = too_many()
+    if refused is not None:
+        return refused
     s = site()
     delivery_id = portal.delivery_of(s.key, token)
     address, agent = visitor()
@@ -85,9 +89,9 @@ def link_page(token: str):
 @journalists.route("/j/<token>", methods=["POST"])
 def redeem(token: str):
     portal_settings = settings()
-    if limited():
-        return render_template("error.html", code=429, message="Too many attempts from this address; try again "
-                               f"in {portal_settings.window_minutes:g} minutes."), 429
+    too = too_many()
+    if too is not None:
+        return too
     s = site()
     address, agent = visitor()
     at = s.clock.now()

@@ -13,7 +13,7 @@ from distributor.clock import FixedClock, utcnow
 from distributor.outcomes import Claimed, Result
 from tests import mediafiles
 from tests.channels.conftest import SID, feed
-from tests.channels.test_wire_media import NEWSROOM, NEWSROOM_URL, PHOTO, REPORT, add, revision, statement
+from tests.channels.test_wire_media import NEWSROOM, NEWSROOM_URL, PHOTO, REPORT, add, revision, statement, tick
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -65,12 +65,6 @@ def office(make_system, statement_file, tmp_path, newsroom: bool = True, channel
     result = system.at("schedule", SID, "--embargo", embargo.isoformat(), "--channels", channels)
     assert result.code == 0, result.err
     return system, clock, embargo
-
-
-def tick(system) -> None:
-    system.dispatcher.advance()
-    for name in system.channels:
-        system.dispatcher.deliver(name)
 
 
 def feed_path(system) -> Path:
