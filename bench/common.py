@@ -181,3 +181,28 @@ def check_bulk_matches_importer(folder: Path, database_url_for, n: int = 200) ->
         tables.append(rows)
     if tables[0] != tables[1]:
         raise SystemExit("bulk-inserted recipients differ from what the CSV importer writes")
+
+
+# The statement the web benchmarks release; each gives its own number, so that their ids differ.
+_STATEMENT = """Press Release
+
+1 December 2026
+
+Index: BENCH {number}/001/2026
+
+Riverland: Flood maps must be published before the winter
+
+The Bench Office said today that the river authority must publish its flood maps before the first storms of the
+winter, so that the residents of the valley can see which streets are at risk.
+
+Residents told researchers that nobody had listened when they asked for the maps, and that the last flood came
+without a warning. The authority has had the maps since the spring.
+
+"People have a right to know whether their homes are at risk," the office's director said.
+
+For more information please call the press office on +44 20 7946 0000
+"""
+
+
+def statement_text(number: str) -> str:
+    return _STATEMENT.replace("{number}", number)

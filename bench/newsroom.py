@@ -47,7 +47,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, free_port, percentile, stop  # noqa: E402
+from common import ROOT, free_port, percentile, statement_text, stop  # noqa: E402
 
 BIN = Path(sys.executable).parent / "distributor"
 RATIO_TARGET = 0.8
@@ -81,24 +81,6 @@ url = "http://127.0.0.1:{port}/news/"
 secret_env = "{secret_env}"
 """
 
-STATEMENT = """Press Release
-
-1 December 2026
-
-Index: BENCH 02/001/2026
-
-Riverland: Flood maps must be published before the winter
-
-The Bench Office said today that the river authority must publish its flood maps before the first storms of the
-winter, so that the residents of the valley can see which streets are at risk.
-
-Residents told researchers that nobody had listened when they asked for the maps, and that the last flood came
-without a warning. The authority has had the maps since the spring.
-
-"People have a right to know whether their homes are at risk," the office's director said.
-
-For more information please call the press office on +44 20 7946 0000
-"""
 
 
 # -- the servers -----------------------------------------------------------------------------------------------
@@ -342,7 +324,7 @@ def release(folder: Path, config_path: Path, env: dict) -> str:
     engine = connect(config.database_url)
     init_schema(engine)
     source = folder / "statement.txt"
-    source.write_text(STATEMENT, encoding="utf-8")
+    source.write_text(statement_text("02"), encoding="utf-8")
     now = datetime.now(UTC)
     with engine.begin() as conn:
         sid = workflow.import_statement(conn, parse_file(source), str(source), "bench", now).id

@@ -55,7 +55,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, free_port, percentile, stop, write_recipients_csv  # noqa: E402
+from common import ROOT, free_port, percentile, statement_text, stop, write_recipients_csv  # noqa: E402
 from newsroom import cpu_seconds, wait_for_port  # noqa: E402
 
 BIN = Path(sys.executable).parent / "distributor"
@@ -95,24 +95,6 @@ terms = \"\"\"Embargoed material is for your preparation only. Do not publish, b
 embargo lifts.\"\"\"
 """
 
-STATEMENT = """Press Release
-
-1 December 2026
-
-Index: BENCH 03/001/2026
-
-Riverland: Flood maps must be published before the winter
-
-The Bench Office said today that the river authority must publish its flood maps before the first storms of the
-winter, so that the residents of the valley can see which streets are at risk.
-
-Residents told researchers that nobody had listened when they asked for the maps, and that the last flood came
-without a warning. The authority has had the maps since the spring.
-
-"People have a right to know whether their homes are at risk," the office's director said.
-
-For more information please call the press office on +44 20 7946 0000
-"""
 
 
 # -- the office ------------------------------------------------------------------------------------------------
@@ -156,7 +138,7 @@ def office(folder: Path, env: dict, journalists: int) -> tuple[str, dict[str, in
     write_recipients_csv(listing, 0, journalists)
     cli(env, folder, "recipients", "import", str(listing), "--list", "embargo", "--by", "Kim Ahn")
     source = folder / "statement.txt"
-    source.write_text(STATEMENT, encoding="utf-8")
+    source.write_text(statement_text("03"), encoding="utf-8")
     sid = cli(env, folder, "import", str(source), "--by", "Sam Lee").split()[0]
     uploaded = photo(folder / PHOTO)
     cli(env, folder, "media", "add", sid, str(folder / PHOTO), "--alt", "The river in flood below the town bridge",
