@@ -53,7 +53,7 @@ def test_every_command_describes_its_arguments_and_ends_with_examples():
     commands = [a for a in parser._actions if a.dest == "command"][0].choices
     seen = set()
     for name, sub in commands.items():
-        nested = [a for a in sub._actions if a.dest in ("recipients_command", "users_command")]
+        nested = [a for a in sub._actions if a.dest in ("recipients_command", "users_command", "media_command")]
         for full, p in ([(f"{name} {n}", s) for n, s in nested[0].choices.items()] if nested else [(name, sub)]):
             seen.add(full)
             text = p.format_help()

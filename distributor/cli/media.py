@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from distributor import media, workflow
-from distributor.cli.common import Parser, actor, open_app, optional_text
+from distributor.cli.common import Parser, actor, add_examples, open_app, optional_text
 
 
 def revision_said(statement_id: str, result: workflow.ImportResult) -> str:
@@ -67,11 +67,12 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     r.add_argument("--note", metavar="TEXT", help="what changed, for journalists who hold an earlier revision")
     r.add_argument("--by", required=True, help="who removes it (required)")
     r.set_defaults(func=cmd_media_remove)
+    add_examples(media_sub, EXAMPLES)
 
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
-    "media": ("distributor media add tro-01-001-2026 field-visit.jpg --alt 'Volunteers sandbag a doorway in Eastbrook' "
-              "--credit 'Photo: NHRN' --licence 'CC BY 4.0' --by 'Sam Lee'",
-              "distributor media add tro-01-001-2026 report.pdf --title 'The full report' --by 'Sam Lee'",
-              "distributor media remove tro-01-001-2026 field-visit.jpg --by 'Sam Lee'"),
+    "media add": ("distributor media add tro-01-001-2026 field-visit.jpg --alt 'Volunteers sandbag a doorway in "
+                  "Eastbrook' --credit 'Photo: NHRN' --licence 'CC BY 4.0' --by 'Sam Lee'",
+                  "distributor media add tro-01-001-2026 report.pdf --title 'The full report' --by 'Sam Lee'"),
+    "media remove": ("distributor media remove tro-01-001-2026 field-visit.jpg --by 'Sam Lee'",),
 }
