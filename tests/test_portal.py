@@ -388,3 +388,28 @@ def test_a_stopped_server_writes_the_views_it_still_held(office):
         browser = redeem(f"http://127.0.0.1:{port}{ROOT}", links["ana@paper.example.com"])  # the last page: a view
         assert browser.last.status_code == 200 and "Riverland" in browser.last.text
     assert len(events(system, "view")) == 1
+
+
+def test_a_session_lasts_session_hours(office):
+    system, clock, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"])
+    clock.advance(24 * 3600 - 1)
+    assert browser.get(f"{base}/portal/").status_code == 200
+    clock.advance(2)
+    assert browser.get(f"{base}/portal/").status_code == 403
+
+
+def test_after_a_correction_the_page_shows_the_current_revision_and_its_note(office, statement_file):
+    system, clock, base, links = office
+    clock.set(EMBARGO + timedelta(seconds=1))
+    system.dispatcher.advance()
+    for name in system.channels:
+        system.dispatcher.deliver(name)
+    changed = statement_file(body_extra="A paragraph added by the correction.")
+    assert system.at("import", changed, "--note", "A paragraph was added.", "--by", "sam").code == 0
+    assert system.at("approve", SID, "--by", "maya").code == 0
+    assert system.at("correct", SID, "--by", "maya", "--reason", "added").code == 0
+    browser = redeem(base, links["ana@paper.example.com"])
+    page = browser.get(f"{base}/portal/{SID}/").text
+    assert "A paragraph added by the correction." in page and "Corrected on" in page and "A paragraph was added." in page
+    assert "EMBARGOED" not in page
