@@ -37,6 +37,8 @@ def office(web, tmp_path):
         sent = dict(conn.execute(select(deliveries.c.target, deliveries.c.id).where(
             deliveries.c.status == "sent", deliveries.c.channel == "email")).all())
     assert set(sent) == {"ana@paper.example.com", "bob@wire.example.net"}
+    app.extensions["portal_database_clock"] = clock  # stands in for PostgreSQL's clock, as the tests' systems do
+    system.app = app
     server = create_server(app, host="127.0.0.1", port=0, url_prefix=ROOT, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -413,3 +415,19 @@ def test_after_a_correction_the_page_shows_the_current_revision_and_its_note(off
     page = browser.get(f"{base}/portal/{SID}/").text
     assert "A paragraph added by the correction." in page and "Corrected on" in page and "A paragraph was added." in page
     assert "EMBARGOED" not in page
+
+
+def test_a_database_clock_behind_keeps_the_statement_under_embargo(office):
+    """On PostgreSQL the embargo is past only when both clocks say so: the portal judges by the earlier."""
+    from distributor.clock import FixedClock
+
+    system, clock, base, links = office
+    browser = redeem(base, links["ana@paper.example.com"])
+    clock.set(EMBARGO + timedelta(minutes=5))
+    system.dispatcher.advance()
+    for name in system.channels:
+        system.dispatcher.deliver(name)
+    assert "Released" in browser.get(f"{base}/portal/").text
+    system.app.extensions["portal_database_clock"] = FixedClock(EMBARGO - timedelta(seconds=1))
+    listing = browser.get(f"{base}/portal/").text
+    assert "Under embargo" in listing and "Released" not in listing

@@ -316,9 +316,6 @@ def test_another_journalists_statement_and_its_media_stay_closed(desk, statement
     assert mixed.status_code == 404
 
 
-@pytest.mark.xfail(strict=True, reason="hole: distributor/portal/__init__.py entitled() opens an embargoed statement to "
-                   "the vetted members of its lists whatever channels it was scheduled for; with no email chosen, "
-                   "nobody was sent it, yet the portal shows its text and media before the lift")
 def test_a_statement_scheduled_without_email_is_not_opened_to_the_lists(desk, statement_file):
     """The portal opens an embargoed statement to those the email's rules send it to: with no email chosen for it,
     nobody is sent a copy, and the portal shows it to nobody before the lift."""
@@ -335,9 +332,6 @@ def test_a_statement_scheduled_without_email_is_not_opened_to_the_lists(desk, st
     assert ana.get(f"{desk.base}/portal/{OTHER_ID}/").status_code == 404
 
 
-@pytest.mark.xfail(strict=True, reason="hole: distributor/portal/__init__.py _held() counts any email ever sent "
-                   "about the statement (any generation, notices too) as holding it, so the holders of a withdrawn "
-                   "first issue read the new embargoed text sent to another list only")
 def test_a_withdrawn_statement_scheduled_again_for_another_list_stays_closed_to_its_old_holders(desk, statement_file):
     """ana held the first copy; after a withdrawal the statement is sent again, to another list only. ana is not
     sent the new text, and the portal does not show it to her either."""
@@ -718,8 +712,6 @@ def test_a_photo_added_on_the_statement_page_reaches_the_disk_only_as_its_stripp
     assert written_outside(writes, desk.system) == []
 
 
-@pytest.mark.xfail(strict=True, reason="hole: distributor/web/actions.py save_beside() writes each file uploaded "
-                   "with a Markdown statement, metadata and all, into a temporary folder on disk")
 def test_the_media_uploaded_with_a_markdown_statement_reach_the_disk_only_as_their_stripped_copies(desk, writes):
     maya = staff(desk)
     text = MARKDOWN.replace('language: "en\\" onmouseover=\\"alert(1)"\n', "")
@@ -728,8 +720,6 @@ def test_the_media_uploaded_with_a_markdown_statement_reach_the_disk_only_as_the
     assert [p for p in written_outside(writes, desk.system) if p.endswith("field-visit.jpg")] == []
 
 
-@pytest.mark.xfail(strict=True, reason="hole: distributor/cli/web.py serve_options() leaves waitress's inbuf_overflow "
-                   "at 512 KB, so a larger upload's body, metadata and all, is buffered in a temporary file on disk")
 def test_a_large_photo_is_not_spooled_to_disk_by_the_server(desk, writes):
     import os
 
@@ -781,9 +771,6 @@ def test_a_markdown_import_never_reads_a_file_outside_its_own_uploads(desk):
         assert desk.system.at("show", "tro-01-004-2026").code == 2
 
 
-@pytest.mark.xfail(strict=True, reason="hole: a front matter listing file '.' names the server's temporary folder "
-                   "in the refusal (distributor/web/actions.py import_file: the message is cleaned of folder + os.sep "
-                   "only, and a 'where' equal to the folder takes the other branch)")
 def test_a_markdown_import_listing_its_own_folder_names_no_server_path(desk):
     maya = staff(desk)
     text = ('---\nreference: "Index: TRO 01/004/2026"\ntitle: Outside\nmedia:\n  - file: "."\n'

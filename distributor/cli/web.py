@@ -18,11 +18,14 @@ log = logging.getLogger("distributor.web")
 def serve_options(args, config) -> dict:
     """waitress's settings: many idle or slow connections may wait without keeping anyone else out, and a request
     still unfinished after 30 s is dropped; the app lives at the path of ``office.base_url``."""
-    from distributor.web import root_path
+    from distributor.web import root_path, upload_limit
 
     prefix = root_path(config)
     return {"host": args.host, "port": args.port, "threads": args.threads, "ident": "distributor",
-            "connection_limit": 1000, "channel_timeout": 30, "url_prefix": "" if prefix == "/" else prefix}
+            "connection_limit": 1000, "channel_timeout": 30, "url_prefix": "" if prefix == "/" else prefix,
+            # a request body up to the upload limit stays in memory: a photo as uploaded, with its metadata, is never
+            # buffered to a temporary file (waitress's default spills past 512 KB)
+            "inbuf_overflow": upload_limit(config)}
 
 
 def overridden_pages(config) -> list[Path]:

@@ -220,11 +220,13 @@ class Entitled:
 
 
 def _held(conn: Connection, who: Journalist):
-    """Statements of which the journalist holds (or was sent) an email: a copy or a notice."""
+    """(statement, generation) of each copy of a statement the journalist was sent: a copy, not a notice, and of one
+    schedule only (a statement withdrawn and issued again is another issue, perhaps to other lists)."""
     addresses = {who.address} | {r[0] for r in conn.execute(select(members.c.email).where(
         members.c.email_key == who.email_key))}
-    return select(deliveries.c.statement_id).where(
-        deliveries.c.channel == "email", deliveries.c.status == "sent", deliveries.c.target.in_(sorted(addresses)))
+    return select(deliveries.c.statement_id, deliveries.c.generation).where(
+        deliveries.c.channel == "email", deliveries.c.status == "sent", deliveries.c.kind == "statement",
+        deliveries.c.target.in_(sorted(addresses)))
 
 
 def entitled(conn: Connection, who: Journalist, statement_id: str | None, now: datetime, config: Config
@@ -239,7 +241,7 @@ def entitled(conn: Connection, who: Journalist, statement_id: str | None, now: d
     rows = conn.execute(query.order_by(statements.c.embargo.desc(), statements.c.id)).all()
     if not rows:
         return []
-    held = {r[0] for r in conn.execute(_held(conn, who).where(
+    held = {(r[0], r[1]) for r in conn.execute(_held(conn, who).where(
         deliveries.c.statement_id.in_([r.id for r in rows])).distinct())}
     vetted_on = {r[0] for r in conn.execute(select(members.c.list_name).where(
         members.c.email_key == who.email_key, members.c.embargo_ok.is_(True), members.c.joined_by_self.is_(False)))}
@@ -248,17 +250,20 @@ def entitled(conn: Connection, who: Journalist, statement_id: str | None, now: d
         released = row.status == S.RELEASED.value and row.embargo is not None and row.embargo <= now
         if row.status == S.RETRACTED.value:
             continue
+        holds = (row.id, row.generation) in held  # a copy of this issue of it
         if row.status == S.WITHDRAWN.value:
-            if row.id in held:
+            if holds:
                 found.append(Entitled(row.id, row.status, row.revision, row.embargo, True, True))
             continue
         if released:
             found.append(Entitled(row.id, row.status, row.published_revision or row.revision, row.embargo, False,
                                   False))
             continue
+        if "email" not in (row.channels or ()):  # nobody gets it under embargo: nobody reads it before the lift
+            continue
         lists = set(chosen_lists(row, config))
         due = row.send_embargoed_at is None or row.send_embargoed_at <= now
-        if row.id in held or (lists & vetted_on and due):
+        if holds or (lists & vetted_on and due):
             found.append(Entitled(row.id, row.status, row.approved_revision or row.revision, row.embargo, True,
                                   False))
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,10 +36,11 @@ def without_controls(statement: Statement) -> Statement:
     return replace(statement, **changes)  # type: ignore[arg-type]
 
 
-def parse_file(path: Path, library: Library | None = None, beside: bool = False) -> Statement:
+def parse_file(path: Path, library: Library | None = None, uploads: Mapping[str, bytes] | None = None
+               ) -> Statement:
     """The statement in the file; with a ``library``, the media its front matter lists are read (relative to the
-    file), checked and kept. Without one, a file that lists media is refused. ``beside``: each media file is taken
-    by its name from the statement's own folder, never from elsewhere (the web app's uploads)."""
+    file), checked and kept. Without one, a file that lists media is refused. ``uploads`` (the web app's): each media
+    file is taken by its name from these bytes, never from a disk."""
     data = read_bytes(path, "a statement file (.txt or .md)")
     entries: list[dict[str, str | None]] = []
     if PARSERS.get(path.suffix.lower()) is markdown.parse:
@@ -57,8 +59,13 @@ def parse_file(path: Path, library: Library | None = None, beside: bool = False)
             raise InputError("the front matter lists media, and nothing here can keep them", where=str(path))
         items: tuple = ()
         for index, entry in enumerate(entries):
-            named = Path(str(entry["file"]))
-            items += (library.load(path.parent / (named.name if beside else named), entry, items,
-                                   field_prefix=f"media[{index}]."),)
+            prefix = f"media[{index}]."
+            if uploads is None:
+                items += (library.load(path.parent / str(entry["file"]), entry, items, field_prefix=prefix),)
+                continue
+            name = Path(str(entry["file"])).name or str(entry["file"])
+            if name not in uploads:
+                raise InputError("not uploaded with the statement; choose it beside the statement file", where=name)
+            items += (library.take(uploads[name], name, name, entry, items, field_prefix=prefix),)
         statement = replace(statement, media=items)
     return statement

@@ -267,22 +267,20 @@ def remove_media(statement_id: str, name: str):
     return act(statement_id, run, lambda done: f"revision {done[0].revision}: removed {done[1].name}" + revised(done[0]))
 
 
-def save_beside(uploads, folder: Path) -> list[str]:
-    """The files uploaded with a statement, saved by their names into its folder, where its front matter finds them;
-    their names as given. A refusal names the file inside ``folder``, as a refusal of its content does."""
-    names: list[str] = []
+def uploaded_files(uploads) -> dict[str, bytes]:
+    """The files uploaded with a statement, by their names as given, in memory: a photo as uploaded, with its
+    metadata, never reaches the disk. Its front matter finds them by name."""
+    found: dict[str, bytes] = {}
     for upload in uploads:
         if not upload.filename:
             continue
         name = uploaded_name(upload, "")
         if not name or len(name.encode("utf-8")) > 200:
-            raise InputError("expected a file's name of at most 200 bytes",
-                             where=str(folder / (name[:50] or "a photo or document")))
-        if name in names:
-            raise InputError("two files uploaded with the statement have this name", where=str(folder / name))
-        names.append(name)
-        upload.save(folder / name)
-    return names
+            raise InputError("expected a file's name of at most 200 bytes", where=name[:50] or "a photo or document")
+        if name in found:
+            raise InputError("two files uploaded with the statement have this name", where=name)
+        found[name] = upload.read()
+    return found
 
 
 @actions.route("/import", methods=["POST"])
@@ -302,18 +300,18 @@ def import_file():
     with TemporaryDirectory() as folder:
         path = Path(folder) / f"upload{suffix}"  # the name as given is for messages and the record only
         try:
-            uploaded = save_beside(request.files.getlist("media"), Path(folder))
-            upload.save(path)  # after the media: a file of theirs named like it cannot take its place
-            statement = parse_file(path, media.Library.of(s.config), beside=True)
+            uploaded = uploaded_files(request.files.getlist("media"))
+            upload.save(path)  # the statement's own text; its media stay in memory
+            statement = parse_file(path, media.Library.of(s.config), uploads=uploaded)
             with s.engine.begin() as conn:
                 result = workflow.import_statement(conn, statement, name, g.user.name, s.clock.now(),
                                                    revision_of=text("revision_of"), note=text("note"),
                                                    keep_media=statement.source_format == "text")
         except UserError as exc:
             message = str(exc).replace(str(path), name).replace(path.name, name).replace(folder + os.sep, "")
-            if exc.where and exc.where.startswith(folder + os.sep) and exc.where != str(path):  # a photo or document
+            message = message.replace(folder, "the statement's folder")
+            if exc.where is not None and not exc.where.startswith(str(path)):  # a photo or document, named as given
                 from distributor.web.pages import statements_page
-                message = message.replace("no such file;", "not uploaded with the statement;")
                 return refused(statement_again(of) if of else statements_page, message,
                                409 if isinstance(exc, StateError) else 400)
             say(message, "error")
