@@ -431,3 +431,20 @@ def test_a_database_clock_behind_keeps_the_statement_under_embargo(office):
     system.app.extensions["portal_database_clock"] = FixedClock(EMBARGO - timedelta(seconds=1))
     listing = browser.get(f"{base}/portal/").text
     assert "Under embargo" in listing and "Released" not in listing
+
+
+def test_a_draft_correction_never_shows_whatever_the_clocks_say(office, statement_file):
+    from distributor.clock import FixedClock
+
+    system, clock, base, links = office
+    clock.set(EMBARGO + timedelta(seconds=1))
+    system.dispatcher.advance()
+    for name in system.channels:
+        system.dispatcher.deliver(name)
+    draft = statement_file(body_extra="A draft paragraph nobody approved.")
+    assert system.at("import", draft, "--by", "sam").code == 0
+    browser = redeem(base, links["ana@paper.example.com"])
+    for database in (clock, FixedClock(EMBARGO - timedelta(seconds=1))):  # the lift seen, and not yet seen
+        system.app.extensions["portal_database_clock"] = database
+        page = browser.get(f"{base}/portal/{SID}/").text
+        assert "Riverland" in page and "A draft paragraph nobody approved." not in page

@@ -37,11 +37,16 @@ OTHER_ID = "tro-01-002-2026"
 # -- the set-up ----------------------------------------------------------------------------------------------------
 
 def serve(app):
-    """The app on loopback, with the options 'distributor serve' gives waitress."""
+    """The app on loopback, with the options 'distributor serve' gives waitress; the test's clock stands in for
+    PostgreSQL's, as the tests' systems do."""
     from waitress import create_server
 
     from distributor.cli.web import serve_options
 
+    clock = app.extensions["distributor"].clock
+    app.extensions["portal_database_clock"] = clock
+    if "newsroom" in app.extensions:
+        app.extensions["newsroom"].database_clock = clock
     config = app.extensions["distributor"].config
     options = serve_options(argparse.Namespace(host="127.0.0.1", port=0, threads=4), config)
     server = create_server(app, **options)

@@ -255,17 +255,19 @@ def entitled(conn: Connection, who: Journalist, statement_id: str | None, now: d
             if holds:
                 found.append(Entitled(row.id, row.status, row.revision, row.embargo, True, True))
             continue
+        # the public's revision once released; else the approved one: never a draft (a correction in the making)
+        shown = row.published_revision if row.status == S.RELEASED.value else row.approved_revision
+        if shown is None:
+            continue
         if released:
-            found.append(Entitled(row.id, row.status, row.published_revision or row.revision, row.embargo, False,
-                                  False))
+            found.append(Entitled(row.id, row.status, shown, row.embargo, False, False))
             continue
         if "email" not in (row.channels or ()):  # nobody gets it under embargo: nobody reads it before the lift
             continue
         lists = set(chosen_lists(row, config))
         due = row.send_embargoed_at is None or row.send_embargoed_at <= now
         if holds or (lists & vetted_on and due):
-            found.append(Entitled(row.id, row.status, row.approved_revision or row.revision, row.embargo, True,
-                                  False))
+            found.append(Entitled(row.id, row.status, shown, row.embargo, True, False))
     return found
 
 
