@@ -1455,3 +1455,27 @@ def test_mail_address_without_an_at_sign_is_an_error():
     from distributor.transports.base import mail_address
     with pytest.raises(ValueError):
         mail_address("jö-at-nowhere")
+
+
+def test_a_shared_body_takes_each_messages_token_wherever_a_soft_line_break_cuts_its_placeholder():
+    import email as email_module
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    from distributor.transports.base import SharedBody
+
+    placeholder, token = "PORTALLINKPLACEHOLDER_0123456789", b"abcdefghijklmnopqrstuvwxyz-_0123"
+    for pad in range(0, 80, 7):  # the placeholder at every place of a quoted-printable line
+        text = ("x" * pad + f" https://press.example.org/j/{placeholder}\n") * 2 + "." + placeholder + "\n"
+        message = EmailMessage(policy=SMTP)
+        message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+        message.add_alternative(f'<a href="https://p/j/{placeholder}">{"y" * pad}</a>', subtype="html",
+                                charset="utf-8", cte="quoted-printable")
+        own = SharedBody(message.as_bytes(policy=SMTP), placeholder.encode()).personal(token)
+        parts = [p.get_content() for p in email_module.message_from_bytes(own.raw, policy=SMTP).walk()
+                 if p.get_content_type().startswith("text/")]
+        assert [part.count(token.decode()) for part in parts] == [3, 1], pad
+        assert all(placeholder not in part for part in parts)
+        assert own.stuffed == own.raw.replace(b"\r\n.", b"\r\n..")  # the SMTP form carries the same token
+    plain = SharedBody(b"Subject: x\r\n\r\nno placeholder here\r\n", placeholder.encode())
+    assert plain.placeholder is None and plain.personal(token) is plain

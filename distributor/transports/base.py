@@ -57,8 +57,9 @@ class SharedBody:
             self._stuffed = dot_stuffed(self.raw)
         return self._stuffed
 
-    def slots(self, stuffed: bool) -> list[int]:
-        """The offset of each byte of each occurrence of the placeholder, in the raw or the stuffed form."""
+    def slots(self, stuffed: bool) -> list[tuple[int, int, int]]:
+        """Where the placeholder's bytes are, in the raw or the stuffed form: runs of (offset, index into the
+        token, length), one per occurrence unless a soft line break cuts it."""
         found = self._slots.get(stuffed)
         if found is None:
             assert self.placeholder is not None
@@ -66,11 +67,11 @@ class SharedBody:
             pattern = rb"(?:=\r\n)?".join(re.escape(bytes([b])) for b in self.placeholder)
             found = []
             for match in re.finditer(pattern, data):
-                offset = match.start()
-                for b in self.placeholder:
-                    offset = data.index(bytes([b]), offset)
-                    found.append(offset)
-                    offset += 1
+                offset, index = match.start(), 0
+                for part in match.group().split(b"=\r\n"):
+                    found.append((offset, index, len(part)))
+                    offset += len(part) + 3
+                    index += len(part)
             self._slots[stuffed] = found
         return found
 
@@ -85,11 +86,10 @@ class SharedBody:
         return own
 
 
-def _filled(template: bytes, slots: list[int], token: bytes) -> bytes:
+def _filled(template: bytes, slots: list[tuple[int, int, int]], token: bytes) -> bytes:
     data = bytearray(template)
-    width = len(token)
-    for n, offset in enumerate(slots):
-        data[offset] = token[n % width]
+    for offset, index, length in slots:
+        data[offset:offset + length] = token[index:index + length]
     return bytes(data)
 
 
