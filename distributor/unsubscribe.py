@@ -4,6 +4,7 @@ token can be neither forged nor guessed from another."""
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -12,6 +13,7 @@ from distributor import recipients
 SALT = "distributor-unsubscribe"
 
 
+@lru_cache(maxsize=4)
 def _serializer(secret: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret, salt=SALT, signer_kwargs={"digest_method": hashlib.sha256})  # HMAC-SHA256
 
