@@ -49,6 +49,14 @@ def office(web, tmp_path):
     app.extensions["portal_recorder"].close()
 
 
+def lift(system, clock, at) -> None:
+    """The clock at ``at`` and every channel's due deliveries made, as a worker would."""
+    clock.set(at)
+    system.dispatcher.advance()
+    for name in system.channels:
+        system.dispatcher.deliver(name)
+
+
 def csrf_of(page: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
@@ -403,10 +411,7 @@ def test_a_session_lasts_session_hours(office):
 
 def test_after_a_correction_the_page_shows_the_current_revision_and_its_note(office, statement_file):
     system, clock, base, links = office
-    clock.set(EMBARGO + timedelta(seconds=1))
-    system.dispatcher.advance()
-    for name in system.channels:
-        system.dispatcher.deliver(name)
+    lift(system, clock, EMBARGO + timedelta(seconds=1))
     changed = statement_file(body_extra="A paragraph added by the correction.")
     assert system.at("import", changed, "--note", "A paragraph was added.", "--by", "sam").code == 0
     assert system.at("approve", SID, "--by", "maya").code == 0
@@ -423,10 +428,7 @@ def test_a_database_clock_behind_keeps_the_statement_under_embargo(office):
 
     system, clock, base, links = office
     browser = redeem(base, links["ana@paper.example.com"])
-    clock.set(EMBARGO + timedelta(minutes=5))
-    system.dispatcher.advance()
-    for name in system.channels:
-        system.dispatcher.deliver(name)
+    lift(system, clock, EMBARGO + timedelta(minutes=5))
     assert "Released" in browser.get(f"{base}/portal/").text
     system.app.extensions["portal_database_clock"] = FixedClock(EMBARGO - timedelta(seconds=1))
     listing = browser.get(f"{base}/portal/").text
@@ -437,10 +439,7 @@ def test_a_draft_correction_never_shows_whatever_the_clocks_say(office, statemen
     from distributor.clock import FixedClock
 
     system, clock, base, links = office
-    clock.set(EMBARGO + timedelta(seconds=1))
-    system.dispatcher.advance()
-    for name in system.channels:
-        system.dispatcher.deliver(name)
+    lift(system, clock, EMBARGO + timedelta(seconds=1))
     draft = statement_file(body_extra="A draft paragraph nobody approved.")
     assert system.at("import", draft, "--by", "sam").code == 0
     browser = redeem(base, links["ana@paper.example.com"])
