@@ -49,7 +49,7 @@ class SharedBody:
         self.raw = raw
         self._stuffed: bytes | None = None
         self.placeholder = placeholder if placeholder and placeholder in raw.replace(b"=\r\n", b"") else None
-        self._slots: dict[bool, list[int]] = {}
+        self._slots: dict[bool, list[tuple[int, int, int]]] = {}
 
     @property
     def stuffed(self) -> bytes:
