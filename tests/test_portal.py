@@ -40,10 +40,19 @@ def office(web, tmp_path):
     app.extensions["portal_database_clock"] = clock  # stands in for PostgreSQL's clock, as the tests' systems do
     system.app = app
     server = create_server(app, host="127.0.0.1", port=0, url_prefix=ROOT, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
+    stopping = threading.Event()
+
+    def run():
+        try:
+            server.run()
+        except OSError:  # its sockets closed under the loop at the end of the test
+            if not stopping.is_set():
+                raise
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     yield system, clock, f"http://127.0.0.1:{server.effective_port}{ROOT}", \
         {address: portal.link_token(SECRET, delivery_id) for address, delivery_id in sent.items()}
+    stopping.set()
     server.close()
     thread.join(timeout=5)
     app.extensions["portal_recorder"].close()
