@@ -326,6 +326,8 @@ def test_the_press_office_sees_who_opened_it_and_each_journalists_record(office)
     assert csv_text.splitlines()[0] == "journalist,first_view,last_view,views,downloads"
     assert csv_text.splitlines()[1].endswith(",2,0")
     record = staff.get("/recipients/ana@paper.example.com").get_data(as_text=True)
+    assert re.search(r"<title>ana@paper\.example\.com · [^<]*</title>", record)  # the record in the page, not its title
+    assert record.count('<h2 id="portal">') == 1
     for kind in ("redeemed", "agreed", "view"):
         assert f"<td>{kind}</td>" in record
 
