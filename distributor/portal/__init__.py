@@ -134,13 +134,15 @@ def _hashed(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_session(conn: Connection, link: Link, now: datetime, portal: Portal) -> str:
-    """A new session for the link's journalist; the token for the cookie (only its hash is kept)."""
+def start_session(conn: Connection, link: Link, now: datetime, portal: Portal) -> tuple[str, bool]:
+    """A new session for the link's journalist: the token for the cookie (only its hash is kept), and whether the
+    terms are agreed already (by an agreement of an earlier session)."""
     token = secrets.token_urlsafe(32)
+    agreed = has_agreed_before(conn, link.email_key)
     conn.execute(insert(portal_sessions).values(
         id=_hashed(token), email_key=link.email_key, delivery_id=link.delivery_id, created_at=now,
-        expires_at=now + timedelta(hours=portal.session_hours)))
-    return token
+        expires_at=now + timedelta(hours=portal.session_hours), agreed_at=now if agreed else None))
+    return token, agreed
 
 
 @dataclass(frozen=True)

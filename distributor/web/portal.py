@@ -100,25 +100,17 @@ def redeem(token: str):
         link = portal.redeemable(conn, delivery_id, now(), portal_settings) if delivery_id else None
         if link is None:
             portal.record(conn, Event.REFUSED, at, address, agent, delivery_id=delivery_id)
-            refused = True
         else:
-            refused = False
-            cookie = portal.start_session(conn, link, at, portal_settings)
+            cookie, agreed = portal.start_session(conn, link, at, portal_settings)
             portal.record(conn, Event.REDEEMED, at, address, agent, email_key=link.email_key,
                           statement_id=link.statement_id, delivery_id=link.delivery_id)
-            agreed_before = portal.has_agreed_before(conn, link.email_key)
-    if refused or link is None:
+    if link is None:
         return no_access()
-    response = redirect(url_for("portal.statement_page", statement_id=link.statement_id) if agreed_before
+    response = redirect(url_for("portal.statement_page", statement_id=link.statement_id) if agreed
                         else url_for("portal.terms", next=link.statement_id))
     response.set_cookie(COOKIE, cookie, max_age=int(portal_settings.session_hours * 3600),
                         path=current_app.config["APPLICATION_ROOT"], secure=current_app.config["SESSION_COOKIE_SECURE"],
                         httponly=True, samesite="Lax")
-    if agreed_before:
-        with s.engine.begin() as conn:
-            who = portal.journalist(conn, cookie, at)
-            if who is not None:
-                portal.agree(conn, who, at)
     return response
 
 
