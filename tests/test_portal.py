@@ -10,6 +10,7 @@ import requests
 from sqlalchemy import select
 
 from distributor import portal
+from distributor.portal import Event
 from distributor.store import reading
 from distributor.store.schema import deliveries, portal_events
 from tests import mediafiles
@@ -458,3 +459,43 @@ def test_a_draft_correction_never_shows_whatever_the_clocks_say(office, statemen
         system.app.extensions["portal_database_clock"] = database
         page = browser.get(f"{base}/portal/{SID}/").text
         assert "Riverland" in page and "A draft paragraph nobody approved." not in page
+
+
+def test_the_recorder_keeps_a_batch_the_database_refused_and_writes_it_next_time(tmp_path):
+    from distributor.store import connect, init_schema
+    from tests.webapp import START
+
+    engine = connect(f"sqlite:///{tmp_path / 'record.db'}")
+    recorder = portal.Recorder(engine, interval=3600)  # no timed flush during the test
+    recorder.add(Event.VIEW, START, "127.0.0.1", "a browser", email_key="ana@paper.example.com", statement_id=SID)
+    from sqlalchemy.exc import OperationalError
+
+    with pytest.raises(OperationalError):
+        recorder.flush()  # no table yet: the database refuses the batch
+    init_schema(engine)
+    assert recorder.flush() == 1
+    recorder.close()
+    with reading(engine) as conn:
+        assert conn.execute(select(portal_events.c.kind, portal_events.c.statement_id)).all() == [("view", SID)]
+
+
+def test_the_recorder_forgets_events_older_than_keep_days(tmp_path):
+    from distributor.clock import FixedClock
+    from distributor.config import Portal
+    from distributor.store import connect, init_schema
+    from tests.conftest import wait_for
+    from tests.webapp import START
+
+    engine = connect(f"sqlite:///{tmp_path / 'record.db'}")
+    init_schema(engine)
+    with engine.begin() as conn:
+        for days in (3, 1):
+            portal.record(conn, Event.VIEW, START - timedelta(days=days), "127.0.0.1", "a browser")
+    recorder = portal.Recorder(engine, interval=0.01, portal_settings=Portal(terms="t", keep_days=2),
+                               clock=FixedClock(START))
+
+    def kept():
+        with reading(engine) as conn:
+            return conn.execute(select(portal_events.c.at)).scalars().all()
+    assert wait_for(lambda: kept() == [START - timedelta(days=1)])
+    recorder.close()
